@@ -1,0 +1,64 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "moepack",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "moepack", targets: ["moepack"]),
+        .library(name: "MoERuntime", targets: ["MoERuntime"]),
+        .library(name: "MoEConvert", targets: ["MoEConvert"]),
+        .library(name: "MoEServe", targets: ["MoEServe"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (tools/setup.sh installs them).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+
+        // Quantized and SIMD kernels in C, one portable path plus per-ISA paths chosen at start-up.
+        .target(name: "MoEKernels",
+                cSettings: [.unsafeFlags(["-O3"])]),
+
+        // File formats: safetensors, config.json, .npy, the .mpk bundle. No compute.
+        .target(name: "MoEFormat",
+                dependencies: ["CZstd"]),
+
+        // SentencePiece tokenizer and chat template.
+        .target(name: "MoETokenizer",
+                dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+
+        // Tensors, the model forward pass, KV cache, sampling, generation: embeddable by apps.
+        .target(name: "MoERuntime",
+                dependencies: ["MoEFormat", "MoETokenizer", "MoEKernels", "CBLAS"]),
+
+        // Converter stages: calibrate, prune, quantize, pack; profiles.
+        .target(name: "MoEConvert",
+                dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "TOMLKit"]),
+
+        // OpenAI-compatible HTTP server over MoERuntime.
+        .target(name: "MoEServe",
+                dependencies: ["MoERuntime", .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Logging", package: "swift-log")]),
+
+        // The command-line tool: thin, no logic of its own.
+        .executableTarget(name: "moepack",
+                          dependencies: ["MoEFormat", "MoERuntime", "MoEConvert", "MoEServe",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat"]),
+        .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
+        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels"]),
+        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat"]),
+        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime"]),
+        .testTarget(name: "CLITests", dependencies: ["moepack"]),
+    ]
+)
