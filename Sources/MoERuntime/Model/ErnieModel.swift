@@ -1,0 +1,111 @@
+import Foundation
+import MoEFormat
+
+/// An ERNIE 4.5 causal language model (MoE or dense), ready to run on f32 activations.
+/// Weights come from any `WeightSource`; the forward pass is the same for all of them.
+public final class ErnieModel: @unchecked Sendable {
+    public let config: ModelConfig
+    let embedding: any MatrixOperator
+    let layers: [DecoderLayer]
+    let finalNorm: [Float]
+    let lmHead: Linear
+
+    public init(weights: WeightSource) throws {
+        let c = weights.config
+        config = c
+        embedding = try weights.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.hiddenSize)
+        layers = try (0..<c.numHiddenLayers).map { try DecoderLayer(weights: weights, layer: $0) }
+        finalNorm = try weights.vector("model.norm.weight", count: c.hiddenSize)
+        let head = c.tieWordEmbeddings
+            ? embedding
+            : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
+        lmHead = Linear(weight: head, bias: c.useBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
+    }
+
+    /// Runs `tokens` after whatever `cache` already holds and returns logits [T, vocab]
+    /// (only the last row when `lastOnly`).
+    public func forward(_ tokens: [Int32], cache: KVCache, lastOnly: Bool = false,
+                        observer: RoutingObserver? = nil) throws -> [Float] {
+        let c = config
+        let count = tokens.count
+        guard count > 0 else { return [] }
+        guard cache.count + count <= cache.capacity else {
+            throw RuntimeError("context overflow: \(cache.count + count) tokens exceed the limit of \(cache.capacity)")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw RuntimeError("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        let h = c.hiddenSize
+        var x = [Float](repeating: 0, count: count * h)
+        var normed = [Float](repeating: 0, count: count * h)
+        var branch = [Float](repeating: 0, count: count * h)
+        x.withUnsafeMutableBufferPointer { xb in
+            for (t, token) in tokens.enumerated() { embedding.copyRow(Int(token), into: xb.baseAddress! + t * h) }
+        }
+        for (index, layer) in layers.enumerated() {
+            x.withUnsafeMutableBufferPointer { xb in
+                normed.withUnsafeMutableBufferPointer { nb in
+                    branch.withUnsafeMutableBufferPointer { bb in
+                        let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
+                        Ops.rmsNorm(xp, weight: layer.inputNorm, eps: Float(c.rmsNormEps), count: count, into: np)
+                        layer.attention(np, count: count, layer: index, cache: cache, into: bp)
+                        for i in 0..<(count * h) { xp[i] += bp[i] }
+                        Ops.rmsNorm(xp, weight: layer.postAttentionNorm, eps: Float(c.rmsNormEps), count: count, into: np)
+                        switch layer.mlp {
+                        case .dense(let mlp): mlp(np, count: count, into: bp)
+                        case .moe(let moe): moe(np, count: count, into: bp, observer: observer)
+                        }
+                        for i in 0..<(count * h) { xp[i] += bp[i] }
+                    }
+                }
+            }
+        }
+        cache.commit(count)
+        let rows = lastOnly ? 1 : count
+        let first = count - rows
+        var logits = [Float](repeating: 0, count: rows * c.vocabSize)
+        x.withUnsafeMutableBufferPointer { xb in
+            let start = xb.baseAddress! + first * h
+            Ops.rmsNorm(start, weight: finalNorm, eps: Float(c.rmsNormEps), count: rows, into: start)
+            logits.withUnsafeMutableBufferPointer { lmHead(start, count: rows, into: $0.baseAddress!) }
+        }
+        return logits
+    }
+
+    /// Logits of a whole sequence from an empty cache.
+    public func logits(_ tokens: [Int32]) throws -> [Float] {
+        try forward(tokens, cache: KVCache(config: config, capacity: tokens.count))
+    }
+
+    public func makeCache(capacity: Int? = nil) -> KVCache { KVCache(config: config, capacity: capacity) }
+}
+
+struct DecoderLayer: Sendable {
+    enum MLP: Sendable {
+        case dense(FeedForward)
+        case moe(MoEBlock)
+    }
+
+    let inputNorm: [Float]
+    let postAttentionNorm: [Float]
+    let attention: Attention
+    let mlp: MLP
+
+    init(weights: WeightSource, layer: Int) throws {
+        let c = weights.config
+        let p = "model.layers.\(layer)"
+        inputNorm = try weights.vector("\(p).input_layernorm.weight", count: c.hiddenSize)
+        postAttentionNorm = try weights.vector("\(p).post_attention_layernorm.weight", count: c.hiddenSize)
+        attention = try Attention(weights: weights, layer: layer)
+        mlp = c.isMoELayer(layer)
+            ? .moe(try MoEBlock(weights: weights, layer: layer))
+            : .dense(try FeedForward(weights: weights, prefix: "\(p).mlp", width: c.intermediateSize, bias: c.useBias))
+    }
+}
+
+/// A failure while running a model (bad token ids, context overflow).
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

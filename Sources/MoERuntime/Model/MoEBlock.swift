@@ -1,0 +1,108 @@
+import MoEFormat
+
+/// Which experts one token was sent to, with their mixing weights.
+public struct RoutingDecision: Sendable {
+    /// Storage indices of the chosen experts (into the kept experts of the layer).
+    public var experts: [Int]
+    public var weights: [Float]
+    /// Softmax probability of every kept expert (for calibration statistics).
+    public var probabilities: [Float]
+}
+
+/// Observes routing inside MoE layers (calibration records statistics through this).
+public protocol RoutingObserver: AnyObject {
+    /// Called once per MoE layer per forward pass. `expertOutputs[i]` is, for token t and choice
+    /// j, the routing-weighted output norm of expert `decisions[t].experts[j]`.
+    func observe(layer: Int, decisions: [RoutingDecision], weightedOutputNorms: [[Float]])
+}
+
+/// ERNIE 4.5's mixture-of-experts block, computed as transformers does: f32 router, softmax,
+/// top-k chosen on softmax + correction bias, weights from the plain softmax renormalised with
+/// a floor of moe_norm_min, plus shared experts on every token.
+struct MoEBlock: Sendable {
+    let layer: Int
+    let router: any MatrixOperator
+    let correctionBias: [Float]
+    let experts: [FeedForward]
+    let shared: FeedForward?
+    let topK: Int
+    let normMin: Float
+    let hidden: Int
+
+    init(weights: WeightSource, layer: Int) throws {
+        let c = weights.config
+        let p = "model.layers.\(layer).mlp"
+        let kept = weights.keptExperts(layer: layer)
+        self.layer = layer
+        hidden = c.hiddenSize
+        topK = c.moeK
+        normMin = Float(c.moeNormMin)
+        router = try weights.matrix("\(p).gate.weight", rows: kept.count, cols: c.hiddenSize)
+        correctionBias = try weights.vector("\(p).moe_statics.e_score_correction_bias", count: kept.count)
+        experts = try kept.map {
+            try FeedForward(weights: weights, prefix: "\(p).experts.\($0)", width: c.moeIntermediateSize, bias: false)
+        }
+        shared = c.moeNumSharedExperts > 0
+            ? try FeedForward(weights: weights, prefix: "\(p).shared_experts", width: c.sharedExpertSize, bias: c.useBias)
+            : nil
+    }
+
+    func route(_ x: UnsafePointer<Float>, count: Int) -> [RoutingDecision] {
+        let e = experts.count
+        var logits = [Float](repeating: 0, count: count * e)
+        logits.withUnsafeMutableBufferPointer { router.multiply(x, count: count, into: $0.baseAddress!) }
+        return (0..<count).map { t in
+            var probabilities = Array(logits[(t * e)..<((t + 1) * e)])
+            probabilities.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: e) }
+            // Choose on probability + bias; ties go to the lower index.
+            let order = (0..<e).sorted {
+                let a = probabilities[$0] + correctionBias[$0], b = probabilities[$1] + correctionBias[$1]
+                return a != b ? a > b : $0 < $1
+            }
+            let chosen = Array(order.prefix(topK))
+            let raw = chosen.map { probabilities[$0] }
+            let denominator = max(raw.reduce(0, +), normMin)
+            return RoutingDecision(experts: chosen, weights: raw.map { $0 / denominator }, probabilities: probabilities)
+        }
+    }
+
+    /// x [T, hidden] → y [T, hidden]. Tokens are grouped by expert so each expert's weights are
+    /// read once per call and multiplied as a matrix.
+    func callAsFunction(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
+                        observer: RoutingObserver? = nil) {
+        let decisions = route(x, count: count)
+        var assignments = [[(token: Int, slot: Int)]](repeating: [], count: experts.count)
+        for (t, d) in decisions.enumerated() {
+            for (slot, expert) in d.experts.enumerated() { assignments[expert].append((t, slot)) }
+        }
+        y.initialize(repeating: 0, count: count * hidden)
+        var norms = observer == nil ? [] : [[Float]](repeating: [Float](repeating: 0, count: topK), count: count)
+        var gathered = [Float](), output = [Float]()
+        for (expert, items) in assignments.enumerated() where !items.isEmpty {
+            let n = items.count
+            gathered.removeAll(keepingCapacity: true)
+            for item in items { gathered.append(contentsOf: UnsafeBufferPointer(start: x + item.token * hidden, count: hidden)) }
+            output = [Float](repeating: 0, count: n * hidden)
+            gathered.withUnsafeBufferPointer { g in
+                output.withUnsafeMutableBufferPointer { experts[expert](g.baseAddress!, count: n, into: $0.baseAddress!) }
+            }
+            for (i, item) in items.enumerated() {
+                let w = decisions[item.token].weights[item.slot]
+                let row = y + item.token * hidden
+                var sumSquares: Float = 0
+                for j in 0..<hidden {
+                    let v = w * output[i * hidden + j]
+                    row[j] += v
+                    sumSquares += v * v
+                }
+                if observer != nil { norms[item.token][item.slot] = sumSquares.squareRoot() }
+            }
+        }
+        if let shared {
+            var s = [Float](repeating: 0, count: count * hidden)
+            s.withUnsafeMutableBufferPointer { shared(x, count: count, into: $0.baseAddress!) }
+            for i in 0..<(count * hidden) { y[i] += s[i] }
+        }
+        observer?.observe(layer: layer, decisions: decisions, weightedOutputNorms: norms)
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// Small numeric building blocks shared by the layers.
+enum Ops {
+    /// RMSNorm over each row of x [T, n], written to y (may alias x).
+    static func rmsNorm(_ x: UnsafePointer<Float>, weight: [Float], eps: Float, count: Int, into y: UnsafeMutablePointer<Float>) {
+        let n = weight.count
+        weight.withUnsafeBufferPointer { w in
+            for t in 0..<count {
+                let row = x + t * n, out = y + t * n
+                var sum: Float = 0
+                for i in 0..<n { sum += row[i] * row[i] }
+                let scale = 1 / (sum / Float(n) + eps).squareRoot()
+                for i in 0..<n { out[i] = w[i] * (row[i] * scale) }
+            }
+        }
+    }
+
+    /// gate ← silu(gate) · up, elementwise.
+    static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            gate[i] = g / (1 + expf(-g)) * up[i]
+        }
+    }
+
+    /// In-place softmax of n values.
+    static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+        var maxValue = -Float.infinity
+        for i in 0..<n { maxValue = max(maxValue, x[i]) }
+        var sum: Float = 0
+        for i in 0..<n {
+            x[i] = expf(x[i] - maxValue)
+            sum += x[i]
+        }
+        let inv = 1 / sum
+        for i in 0..<n { x[i] *= inv }
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct Moepack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moepack",
+        abstract: "Compress Mixture-of-Experts checkpoints into one bundle and run them on a CPU.",
+        discussion: """
+        MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors).
+        See docs/ for every command, the bundle format and the profiles.
+        """,
+        subcommands: [Inspect.self, Logits.self]
+    )
+}
