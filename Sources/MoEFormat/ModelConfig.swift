@@ -119,6 +119,9 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             && layer >= moeLayerStartIndex && layer <= moeLayerEndIndex
     }
 
+    /// transformers gives lm_head a bias only in the MoE architecture.
+    public var hasLMHeadBias: Bool { useBias && architecture == .ernie45MoE }
+
     public var moeLayers: [Int] { (0..<numHiddenLayers).filter(isMoELayer) }
     public var sharedExpertSize: Int { moeIntermediateSize * moeNumSharedExperts }
 }

@@ -74,7 +74,7 @@ public struct ModelLayout: Sendable {
         }
         add("model.norm.weight", [h], .norms)
         if !c.tieWordEmbeddings { add("lm_head.weight", [c.vocabSize, h], .lmHead) }
-        if c.useBias { add("lm_head.bias", [c.vocabSize], .biases) }
+        if c.hasLMHeadBias { add("lm_head.bias", [c.vocabSize], .biases) }
         tensors = specs
     }
 
@@ -84,6 +84,7 @@ public struct ModelLayout: Sendable {
     /// unexpected or misshapen tensor by name (first few of each).
     public func validate(names: [String], shape: (String) throws -> [Int]) throws {
         let expected = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })
+        let names = names.filter { !Self.isIgnored($0) }
         let present = Set(names)
         var problems: [String] = []
         let missing = tensors.map(\.name).filter { !present.contains($0) }
@@ -97,6 +98,12 @@ public struct ModelLayout: Sendable {
             if !ok { problems.append("tensor \(spec.name) has shape \(actual), expected \(spec.shape)") }
         }
         if !problems.isEmpty { throw FormatError(problems.joined(separator: "; ")) }
+    }
+
+    /// Multi-token-prediction heads (`model.mtp_*`) of hub checkpoints are not used for
+    /// next-token generation; they are skipped rather than reported.
+    public static func isIgnored(_ name: String) -> Bool {
+        name.hasPrefix("model.mtp_") || name.hasPrefix("mtp_")
     }
 
     private static func list(_ names: [String]) -> String {

@@ -19,7 +19,7 @@ public final class ErnieModel: @unchecked Sendable {
         let head = c.tieWordEmbeddings
             ? embedding
             : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
-        lmHead = Linear(weight: head, bias: c.useBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
+        lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
     }
 
     /// Runs `tokens` after whatever `cache` already holds and returns logits [T, vocab]
