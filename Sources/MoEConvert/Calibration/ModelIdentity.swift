@@ -1,0 +1,48 @@
+import MoEFormat
+import MoERuntime
+
+/// A fingerprint of a model's routing: SHA-256 over the architecture-defining config fields and
+/// the f32 values of every MoE layer's router weight and correction bias.
+///
+/// These tensors are never quantized, so a checkpoint and any unpruned bundle made from it give
+/// the same identity; stats measured on one can be applied to the other. Another model (or the
+/// same one after pruning) gives a different identity.
+public enum ModelIdentity {
+    public static let scheme = "sha256(config+router) v1"
+
+    public static func compute(_ weights: any WeightSource) throws -> String {
+        let c = weights.config
+        var hash = SHA256()
+        hash.update(canonicalConfig(c))
+        for layer in c.moeLayers {
+            let p = "model.layers.\(layer).mlp"
+            let kept = weights.keptExperts(layer: layer)
+            hash.update("layer \(layer) experts \(kept.map(String.init).joined(separator: ","))\n")
+            let router = try weights.matrix("\(p).gate.weight", rows: kept.count, cols: c.hiddenSize)
+            var row = [Float](repeating: 0, count: c.hiddenSize)
+            for r in 0..<kept.count {
+                row.withUnsafeMutableBufferPointer { router.copyRow(r, into: $0.baseAddress!) }
+                hash.update(floats: row)
+            }
+            hash.update(floats: try weights.vector("\(p).moe_statics.e_score_correction_bias", count: kept.count))
+        }
+        return SHA256.hex(hash.finalize())
+    }
+
+    /// The config fields that define the computation, in a fixed text form (raw config.json
+    /// bytes are not used: a bundle may store the config differently).
+    static func canonicalConfig(_ c: ModelConfig) -> String {
+        let fields: [(String, String)] = [
+            ("architecture", c.architecture.rawValue), ("vocab_size", "\(c.vocabSize)"),
+            ("hidden_size", "\(c.hiddenSize)"), ("intermediate_size", "\(c.intermediateSize)"),
+            ("num_hidden_layers", "\(c.numHiddenLayers)"), ("num_attention_heads", "\(c.numAttentionHeads)"),
+            ("num_key_value_heads", "\(c.numKeyValueHeads)"), ("head_dim", "\(c.headDim)"),
+            ("rms_norm_eps", "\(c.rmsNormEps)"), ("rope_theta", "\(c.ropeTheta)"), ("use_bias", "\(c.useBias)"),
+            ("tie_word_embeddings", "\(c.tieWordEmbeddings)"), ("moe_num_experts", "\(c.moeNumExperts)"),
+            ("moe_k", "\(c.moeK)"), ("moe_intermediate_size", "\(c.moeIntermediateSize)"),
+            ("moe_num_shared_experts", "\(c.moeNumSharedExperts)"), ("moe_layers", "\(c.moeLayers)"),
+            ("moe_norm_min", "\(c.moeNormMin)"),
+        ]
+        return fields.map { "\($0.0)=\($0.1)\n" }.joined()
+    }
+}
