@@ -18,13 +18,13 @@ public enum ModelIdentity {
             let p = "model.layers.\(layer).mlp"
             let kept = weights.keptExperts(layer: layer)
             hash.update("layer \(layer) experts \(kept.map(String.init).joined(separator: ","))\n")
-            let router = try weights.matrix("\(p).gate.weight", rows: kept.count, cols: c.hiddenSize)
+            let router = try weights.matrix("\(p).gate.weight", rows: c.moeNumExperts, cols: c.hiddenSize)
             var row = [Float](repeating: 0, count: c.hiddenSize)
-            for r in 0..<kept.count {
+            for r in 0..<c.moeNumExperts {
                 row.withUnsafeMutableBufferPointer { router.copyRow(r, into: $0.baseAddress!) }
                 hash.update(floats: row)
             }
-            hash.update(floats: try weights.vector("\(p).moe_statics.e_score_correction_bias", count: kept.count))
+            hash.update(floats: try weights.vector("\(p).moe_statics.e_score_correction_bias", count: c.moeNumExperts))
         }
         return SHA256.hex(hash.finalize())
     }

@@ -5,7 +5,8 @@ public struct RoutingDecision: Sendable {
     /// Storage indices of the chosen experts (into the kept experts of the layer).
     public var experts: [Int]
     public var weights: [Float]
-    /// Softmax probability of every kept expert (for calibration statistics).
+    /// Router softmax probability of every kept expert, in storage order (for calibration
+    /// statistics). The softmax runs over all of the model's experts, pruned ones included.
     public var probabilities: [Float]
 }
 
@@ -19,10 +20,20 @@ public protocol RoutingObserver: AnyObject {
 /// ERNIE 4.5's mixture-of-experts block, computed as transformers does: f32 router, softmax,
 /// top-k chosen on softmax + correction bias, weights from the plain softmax renormalised with
 /// a floor of moe_norm_min, plus shared experts on every token.
+///
+/// After pruning, the router keeps a row for every original expert and pruned experts are
+/// masked out of the top-k choice. The softmax (which the correction bias is added to) is the
+/// unpruned model's, so a token whose top-k never included a pruned expert is routed exactly
+/// as before. (Dropping the router rows of pruned experts would rescale the remaining
+/// probabilities against the correction bias and change some choices.)
 struct MoEBlock: Sendable {
     let layer: Int
+    /// [moe_num_experts, hidden]: every original expert.
     let router: any MatrixOperator
+    /// moe_num_experts entries.
     let correctionBias: [Float]
+    /// Original expert id of each stored expert.
+    let keptIDs: [Int]
     let experts: [FeedForward]
     let shared: FeedForward?
     let topK: Int
@@ -37,8 +48,12 @@ struct MoEBlock: Sendable {
         hidden = c.hiddenSize
         topK = c.moeK
         normMin = Float(c.moeNormMin)
-        router = try weights.matrix("\(p).gate.weight", rows: kept.count, cols: c.hiddenSize)
-        correctionBias = try weights.vector("\(p).moe_statics.e_score_correction_bias", count: kept.count)
+        guard kept.count >= c.moeK, kept.allSatisfy({ $0 >= 0 && $0 < c.moeNumExperts }) else {
+            throw FormatError("layer \(layer): kept experts \(kept) are invalid for \(c.moeNumExperts) experts and top-\(c.moeK)")
+        }
+        keptIDs = kept
+        router = try weights.matrix("\(p).gate.weight", rows: c.moeNumExperts, cols: c.hiddenSize)
+        correctionBias = try weights.vector("\(p).moe_statics.e_score_correction_bias", count: c.moeNumExperts)
         experts = try kept.map {
             try FeedForward(weights: weights, prefix: "\(p).experts.\($0)", width: c.moeIntermediateSize, bias: false)
         }
@@ -48,17 +63,16 @@ struct MoEBlock: Sendable {
     }
 
     func route(_ x: UnsafePointer<Float>, count: Int) -> [RoutingDecision] {
-        let e = experts.count
+        let e = router.rows
         var logits = [Float](repeating: 0, count: count * e)
         logits.withUnsafeMutableBufferPointer { router.multiply(x, count: count, into: $0.baseAddress!) }
         return (0..<count).map { t in
-            var probabilities = Array(logits[(t * e)..<((t + 1) * e)])
-            probabilities.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: e) }
-            // Choose on probability + bias; ties go to the lower index.
-            let order = (0..<e).sorted {
-                let a = probabilities[$0] + correctionBias[$0], b = probabilities[$1] + correctionBias[$1]
-                return a != b ? a > b : $0 < $1
-            }
+            var all = Array(logits[(t * e)..<((t + 1) * e)])
+            all.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: e) }
+            let probabilities = keptIDs.map { all[$0] }
+            let scores = keptIDs.map { all[$0] + correctionBias[$0] }
+            // Choose on probability + bias among the stored experts; ties go to the lower index.
+            let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
             let chosen = Array(order.prefix(topK))
             let raw = chosen.map { probabilities[$0] }
             let denominator = max(raw.reduce(0, +), normMin)
