@@ -54,11 +54,14 @@ let package = Package(
                           dependencies: ["MoEFormat", "MoERuntime", "MoEConvert", "MoEServe",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
-        .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat"]),
+        // Fixture paths and comparisons shared by the test targets.
+        .target(name: "MoETestSupport", dependencies: ["MoEFormat"], path: "Sources/MoETestSupport"),
+
+        .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
-        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels"]),
-        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat"]),
-        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime"]),
-        .testTarget(name: "CLITests", dependencies: ["moepack"]),
+        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETestSupport"]),
+        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETestSupport"]),
+        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["moepack", "MoEFormat", "MoETestSupport"]),
     ]
 )
