@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "moepack", targets: ["moepack"]),
+        .executable(name: "moepack-kernel-bench", targets: ["KernelBench"]),
         .library(name: "MoERuntime", targets: ["MoERuntime"]),
         .library(name: "MoEConvert", targets: ["MoEConvert"]),
         .library(name: "MoEServe", targets: ["MoEServe"]),
@@ -53,6 +54,9 @@ let package = Package(
         .executableTarget(name: "moepack",
                           dependencies: ["MoEFormat", "MoERuntime", "MoEConvert", "MoEServe",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        // Kernel throughput benchmark (weight GB/s per format against read bandwidth).
+        .executableTarget(name: "KernelBench", dependencies: ["MoERuntime", "MoEKernels"]),
 
         // Fixture paths and comparisons shared by the test targets.
         .target(name: "MoETestSupport", dependencies: ["MoEFormat"], path: "Sources/MoETestSupport"),

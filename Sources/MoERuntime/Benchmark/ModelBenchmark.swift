@@ -40,6 +40,7 @@ public struct ModelBenchmark {
 
     public func run(modelPath: String, threads: Int, log: (String) -> Void = { _ in }) throws -> Report {
         openblas_set_num_threads(Int32(threads))
+        KernelConfig.setThreads(threads)
         let loadStart = Date()
         let model = try ModelLoader.model(at: modelPath)
         let loadSeconds = Date().timeIntervalSince(loadStart)
@@ -69,7 +70,7 @@ public struct ModelBenchmark {
         }
 
         log("memory bandwidth")
-        let bandwidth = MemoryBandwidth.measureRead(threads: threads)
+        let bandwidth = MemoryBandwidth.measureRead()
         let active = model.activeWeightBytesPerToken
         let decode = median(decodeRates)
         let prefill = median(prefillRates)
@@ -117,7 +118,7 @@ public struct ModelBenchmark {
 
     static func peakRSS() -> Int {
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
         return Int(usage.ru_maxrss) * 1024
     }
 
