@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "moepack", targets: ["moepack"]),
+        .executable(name: "moepack-kernel-bench", targets: ["KernelBench"]),
         .library(name: "MoERuntime", targets: ["MoERuntime"]),
         .library(name: "MoEConvert", targets: ["MoEConvert"]),
         .library(name: "MoEServe", targets: ["MoEServe"]),
@@ -54,11 +55,17 @@ let package = Package(
                           dependencies: ["MoEFormat", "MoERuntime", "MoEConvert", "MoEServe",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
-        .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat"]),
+        // Kernel throughput benchmark (weight GB/s per format against read bandwidth).
+        .executableTarget(name: "KernelBench", dependencies: ["MoERuntime", "MoEKernels"]),
+
+        // Fixture paths and comparisons shared by the test targets.
+        .target(name: "MoETestSupport", dependencies: ["MoEFormat"], path: "Sources/MoETestSupport"),
+
+        .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
-        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels"]),
-        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat"]),
-        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime"]),
-        .testTarget(name: "CLITests", dependencies: ["moepack"]),
+        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETestSupport"]),
+        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETestSupport"]),
+        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["moepack", "MoEFormat", "MoETestSupport"]),
     ]
 )

@@ -1,5 +1,124 @@
+/*
+ * MoEKernels: quantized weight formats and the CPU kernels that read them.
+ *
+ * A quantized matrix is one contiguous byte buffer plus (rows, cols, format).
+ * Rows are stored one after another with a fixed stride (moe_row_bytes), so a
+ * buffer can be memory-mapped straight from a file. The byte layouts are
+ * specified in docs/quantization.md; all multi-byte values are little-endian.
+ *
+ * Kernels:
+ *   moe_matvec   y[rows]    = W x
+ *   moe_matmul   Y[T, rows] = X[T, cols] W^T
+ * For the integer formats the activations are quantized to int8 in blocks of
+ * 32 (one f32 scale per block) once per call, and the inner loop is an integer
+ * dot product. Rows are split over a persistent worker pool (moe_set_threads).
+ *
+ * Paths: a portable scalar path is always built; AVX2+FMA+F16C on x86-64 and
+ * NEON on aarch64 are chosen at start-up from the CPU features. The
+ * environment variable MOEPACK_KERNELS=scalar forces the portable path.
+ * All paths compute the same integer sums; they differ only in the order of
+ * the floating-point accumulation.
+ */
 #ifndef MOE_KERNELS_H
 #define MOE_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Weight formats. Values are stable: they are written into bundle files. */
+enum {
+    MOE_FMT_F32 = 0,
+    MOE_FMT_BF16 = 1,
+    MOE_FMT_INT8 = 2,       /* per-row f32 scale, symmetric, -127..127 */
+    MOE_FMT_INT4G32 = 3,    /* groups of 32 along cols, f16 scale, symmetric -7..7 */
+    MOE_FMT_INT4G64 = 4,
+    MOE_FMT_INT4G128 = 5,
+    MOE_FMT_INT4G32A = 6,   /* groups, f16 scale + f16 min, asymmetric 0..15 */
+    MOE_FMT_INT4G64A = 7,
+    MOE_FMT_INT4G128A = 8,
+    MOE_FMT_COUNT = 9
+};
+
+/* Error codes (0 is success). moe_strerror gives a sentence for each. */
+enum {
+    MOE_OK = 0,
+    MOE_ERR_FORMAT = -1,     /* unknown format id */
+    MOE_ERR_SHAPE = -2,      /* negative sizes, or cols not a multiple of the int4 group size */
+    MOE_ERR_NONFINITE = -3,  /* NaN or Inf in the weights */
+    MOE_ERR_RANGE = -4,      /* a scale does not fit its storage type (f16 or bf16 overflow) */
+    MOE_ERR_SIZE = -5,       /* destination buffer size does not match, or the size overflows */
+    MOE_ERR_PATH = -6        /* requested kernel path is not available on this CPU */
+};
+
+/* Kernel paths. */
+enum {
+    MOE_PATH_SCALAR = 0,
+    MOE_PATH_AVX2 = 1,
+    MOE_PATH_NEON = 2
+};
+
+const char *moe_strerror(int err);
+const char *moe_format_name(int fmt);
+
+/* Group size of an int4 format (32/64/128), 0 for the others; 1 if asymmetric. */
+int moe_format_group(int fmt);
+int moe_format_is_asymmetric(int fmt);
+
+/* Bytes of one stored row, or a negative error (MOE_ERR_FORMAT/SHAPE/SIZE). */
+int64_t moe_row_bytes(int fmt, int64_t cols);
+/* Bytes of a rows x cols matrix, or a negative error. */
+int64_t moe_matrix_bytes(int fmt, int64_t rows, int64_t cols);
+
+/*
+ * Quantize a row-major f32 matrix w[rows * cols] into dst (exactly
+ * moe_matrix_bytes bytes). On error, if bad_row is not NULL it receives the
+ * first offending row (or -1). NaN/Inf anywhere is MOE_ERR_NONFINITE.
+ */
+int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
+                 void *dst, size_t dst_bytes, int64_t *bad_row);
+
+/* Reference decoder: dst[rows * cols] from a quantized buffer. */
+int moe_dequantize(int fmt, const void *src, int64_t rows, int64_t cols, float *dst);
+
+/* y[rows] = W x on the default path with the worker pool. */
+int moe_matvec(int fmt, const void *w, int64_t rows, int64_t cols,
+               const float *x, float *y);
+/* y[T * rows] = x[T * cols] W^T on the default path with the worker pool. */
+int moe_matmul(int fmt, const void *w, int64_t rows, int64_t cols,
+               const float *x, int64_t T, float *y);
+/* Same as moe_matmul on an explicit path; threaded = 0 runs on the calling
+ * thread only. Returns MOE_ERR_PATH if the path is not available here. */
+int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
+                  int64_t cols, const float *x, int64_t T, float *y);
+
+/* The exact f32 reference: decode each row then accumulate in double.
+ * Slow; for tests and error measurements only. */
+int moe_matmul_reference(int fmt, const void *w, int64_t rows, int64_t cols,
+                         const float *x, int64_t T, float *y);
+
+/* Path selection. moe_default_path() is what moe_matvec/matmul use. */
+int moe_default_path(void);
+int moe_path_available(int path);
+int moe_set_default_path(int path);   /* MOE_OK or MOE_ERR_PATH */
+const char *moe_path_name(int path);
+
+/* Worker pool: total threads including the caller (1 = no workers).
+ * Created once; resizing joins the old workers. Calls are serialized. */
+int moe_set_threads(int n);
+int moe_get_threads(void);
+
+/* f16 helpers (IEEE binary16, round to nearest even). */
+uint16_t moe_f32_to_f16(float f);
+float moe_f16_to_f32(uint16_t h);
+
+/* Read bandwidth probe: sums n floats using the worker pool (STREAM-like
+ * "read" kernel); returns the sum so the compiler keeps the reads. */
+double moe_read_sum(const float *a, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

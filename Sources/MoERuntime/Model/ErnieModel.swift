@@ -109,3 +109,39 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable {
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
+
+extension ErnieModel {
+    /// Bytes of weights in memory.
+    public var weightBytes: Int {
+        var total = embedding.storageBytes + (config.tieWordEmbeddings ? 0 : lmHead.weight.storageBytes)
+        for layer in layers { total += layer.weightBytes(activeOnly: false) }
+        return total
+    }
+
+    /// Bytes a decoded token must read: every non-expert weight, `moe_k` routed experts per
+    /// MoE layer, one embedding row and the lm_head.
+    public var activeWeightBytesPerToken: Int {
+        var total = lmHead.weight.storageBytes + embedding.storageBytes / max(config.vocabSize, 1)
+        for layer in layers { total += layer.weightBytes(activeOnly: true) }
+        return total
+    }
+}
+
+extension DecoderLayer {
+    func weightBytes(activeOnly: Bool) -> Int {
+        let a = attention
+        var total = [a.q, a.k, a.v, a.o].reduce(0) { $0 + $1.weight.storageBytes }
+        switch mlp {
+        case .dense(let f): total += f.weightBytes
+        case .moe(let m):
+            total += m.router.storageBytes + (m.shared?.weightBytes ?? 0)
+            let experts = m.experts.reduce(0) { $0 + $1.weightBytes }
+            total += activeOnly ? experts * m.topK / max(m.experts.count, 1) : experts
+        }
+        return total
+    }
+}
+
+extension FeedForward {
+    var weightBytes: Int { gate.weight.storageBytes + up.weight.storageBytes + down.weight.storageBytes }
+}

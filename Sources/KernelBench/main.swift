@@ -1,0 +1,100 @@
+// moepack-kernel-bench: weight bytes streamed per second by the quantized
+// matvec kernels, next to a STREAM-style read bandwidth figure (the limit a
+// memory-bound matvec can reach). "hot" reuses one matrix (cache-resident for
+// small shapes); "cold" cycles through enough copies to exceed the caches.
+// Build with `swift build -c release`.
+import Foundation
+import MoEKernels
+import MoERuntime
+
+let coldBytes = 192 << 20
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Runs `body` repeatedly for about `budget` seconds, returns the best time per call.
+func best(budget: Double = 0.25, _ body: () -> Void) -> Double {
+    body()
+    var bestTime = Double.infinity, spent = 0.0
+    while spent < budget {
+        let t = seconds(body)
+        bestTime = min(bestTime, t)
+        spent += t
+    }
+    return bestTime
+}
+
+func readBandwidth(threads: Int) -> Double {
+    KernelConfig.setThreads(threads)
+    let n = coldBytes / 4
+    let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+    defer { a.deallocate() }
+    for i in 0..<n { a[i] = Float(i & 1023) }
+    var sink = 0.0
+    let t = best(budget: 1.0) { sink += moe_read_sum(a.baseAddress, Int64(n)) }
+    if sink == 42 { print("") }
+    return Double(n * 4) / t / 1e9
+}
+
+struct Shape { let name: String; let rows: Int; let cols: Int }
+let shapes = [Shape(name: "4096x1024", rows: 4096, cols: 1024),
+              Shape(name: "expert 1024->512", rows: 512, cols: 1024),
+              Shape(name: "expert 512->1024", rows: 1024, cols: 512)]
+
+func randomFloats(_ n: Int, seed: UInt64, scale: Float) -> [Float] {
+    var s = seed
+    return (0..<n).map { _ in
+        s = s &* 6364136223846793005 &+ 1442695040888963407
+        return (Float(s >> 40) / Float(1 << 24) * 2 - 1) * scale
+    }
+}
+
+func matvecGBs(_ base: QuantizedMatrix, copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double {
+    KernelConfig.setThreads(threads)
+    var y = [Float](repeating: 0, count: base.rows)
+    var k = 0
+    let t = best {
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { copies[k % copies.count].matvec(x: xp, y: $0) }
+        }
+        k += 1
+    }
+    return Double(base.byteCount) / t / 1e9
+}
+
+print("kernel path: \(KernelConfig.path.name)")
+let read1 = readBandwidth(threads: 1), read2 = readBandwidth(threads: 2)
+print(String(format: "read bandwidth (sum of %d MB f32): 1 thread %.1f GB/s, 2 threads %.1f GB/s", coldBytes >> 20, read1, read2))
+print("")
+print("format     shape               bytes    hot1   hot2  cold1  cold2 GB/s   err-vs-deq  err-vs-f32")
+for shape in shapes {
+    let w = randomFloats(shape.rows * shape.cols, seed: 1, scale: 0.05)
+    let x = randomFloats(shape.cols, seed: 2, scale: 1)
+    let exact: [Float] = (0..<shape.rows).map { r in
+        var acc = 0.0
+        for c in 0..<shape.cols { acc += Double(w[r * shape.cols + c]) * Double(x[c]) }
+        return Float(acc)
+    }
+    let yMax = exact.map(abs).max() ?? 1
+    for f in WeightFormat.allCases {
+        guard let q = try? QuantizedMatrix(quantizing: w, rows: shape.rows, cols: shape.cols, format: f) else { continue }
+        let raw = Array(q.bytes)
+        let n = max(2, coldBytes / q.byteCount)
+        let copies = (0..<n).compactMap { _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f) }
+        let hot1 = matvecGBs(q, copies: [q], x: x, threads: 1)
+        let hot2 = matvecGBs(q, copies: [q], x: x, threads: 2)
+        let cold1 = matvecGBs(q, copies: copies, x: x, threads: 1)
+        let cold2 = matvecGBs(q, copies: copies, x: x, threads: 2)
+        // Relative error of the kernel against the exact product with decoded
+        // weights (activation rounding only) and with the original f32 weights.
+        let y = q.matvec(x), ref = q.referenceMatmul(x, tokens: 1)
+        let errDeq = zip(y, ref).map { abs($0 - $1) }.max()! / yMax
+        let errF32 = zip(y, exact).map { abs($0 - $1) }.max()! / yMax
+        print(String(format: "%-10@ %-17@ %8d  %6.1f %6.1f %6.1f %6.1f        %.2e    %.2e",
+                     f.rawValue as NSString, shape.name as NSString, q.byteCount, hot1, hot2, cold1, cold2, errDeq, errF32))
+    }
+}
+KernelConfig.setThreads(1)

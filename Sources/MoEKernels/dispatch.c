@@ -1,0 +1,220 @@
+/* Kernel path selection, activation quantization and the matvec/matmul drivers. */
+#include "internal.h"
+#include <math.h>
+#include <float.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* ---- paths ---- */
+
+int moe_path_available(int path) {
+    switch (path) {
+    case MOE_PATH_SCALAR: return 1;
+#if defined(__x86_64__)
+    case MOE_PATH_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+#endif
+#if defined(__aarch64__)
+    case MOE_PATH_NEON: return 1;
+#endif
+    default: return 0;
+    }
+}
+
+const char *moe_path_name(int path) {
+    switch (path) {
+    case MOE_PATH_SCALAR: return "scalar";
+    case MOE_PATH_AVX2: return "avx2";
+    case MOE_PATH_NEON: return "neon";
+    default: return "unknown";
+    }
+}
+
+static const moe_kernels *kernels_for(int path) {
+    switch (path) {
+#if defined(__x86_64__)
+    case MOE_PATH_AVX2: return &moe_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+    case MOE_PATH_NEON: return &moe_kernels_neon;
+#endif
+    default: return &moe_kernels_scalar;
+    }
+}
+
+static _Atomic int default_path = -1;
+static pthread_once_t path_once = PTHREAD_ONCE_INIT;
+
+static void choose_path(void) {
+    int path = MOE_PATH_SCALAR;
+    if (moe_path_available(MOE_PATH_AVX2)) path = MOE_PATH_AVX2;
+    else if (moe_path_available(MOE_PATH_NEON)) path = MOE_PATH_NEON;
+    const char *env = getenv("MOEPACK_KERNELS");
+    if (env && strcmp(env, "scalar") == 0) path = MOE_PATH_SCALAR;
+    atomic_store(&default_path, path);
+}
+
+int moe_default_path(void) {
+    pthread_once(&path_once, choose_path);
+    return atomic_load(&default_path);
+}
+
+int moe_set_default_path(int path) {
+    pthread_once(&path_once, choose_path);
+    if (!moe_path_available(path)) return MOE_ERR_PATH;
+    atomic_store(&default_path, path);
+    return MOE_OK;
+}
+
+/* ---- activation quantization ---- */
+
+/*
+ * Block b of x (32 values) becomes q = round(x / d) with d = max|x| / 127, and
+ * s = d * sum(q). A block holding NaN/Inf gets d = s = NaN so the output is NaN
+ * rather than silently finite. The last block is zero-padded.
+ */
+static void quantize_x(const float *x, int64_t n, int8_t *q, float *d, float *s) {
+    for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK, b++) {
+        int64_t len = n - c0 < MOE_QBLOCK ? n - c0 : MOE_QBLOCK;
+        float amax = 0;
+        int finite = 1;
+        for (int64_t i = 0; i < len; i++) {
+            finite &= isfinite(x[c0 + i]) ? 1 : 0;
+            amax = fmaxf(amax, fabsf(x[c0 + i]));
+        }
+        int8_t *qb = q + c0;
+        memset(qb, 0, MOE_QBLOCK);
+        if (!finite) { d[b] = NAN; s[b] = NAN; continue; }
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        int32_t isum = 0;
+        for (int64_t i = 0; i < len; i++) {
+            long v = lrintf(x[c0 + i] * inv);
+            v = v > 127 ? 127 : (v < -127 ? -127 : v);
+            qb[i] = (int8_t)v;
+            isum += (int32_t)v;
+        }
+        d[b] = amax / 127.0f;
+        s[b] = d[b] * (float)isum;
+    }
+}
+
+/* Per-thread scratch for quantized activations, grown on demand and kept. */
+static _Thread_local void *scratch;
+static _Thread_local size_t scratch_cap;
+
+static void *scratch_get(size_t bytes) {
+    if (bytes <= scratch_cap) return scratch;
+    free(scratch);
+    scratch = NULL;
+    scratch_cap = 0;
+    size_t cap = bytes + bytes / 2;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, cap) != 0) return NULL;
+    scratch = p;
+    scratch_cap = cap;
+    return p;
+}
+
+/* ---- drivers ---- */
+
+typedef struct {
+    const moe_kernels *k;
+    int fmt, group, asym;
+    const uint8_t *w;
+    int64_t rb, rows, cols, T, nb;
+    const float *x;
+    const int8_t *xq;
+    const float *xd, *xs;
+    float *y;
+} job;
+
+static void job_rows(void *ctx, int part, int nparts) {
+    const job *j = ctx;
+    int64_t r0 = j->rows * part / nparts, r1 = j->rows * (part + 1) / nparts;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = j->w + r * j->rb;
+        for (int64_t t = 0; t < j->T; t++) {
+            float v;
+            if (j->fmt == MOE_FMT_F32) {
+                v = j->k->dot_f32((const float *)row, j->x + t * j->cols, j->cols);
+            } else if (j->fmt == MOE_FMT_BF16) {
+                v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
+            } else {
+                moe_xq xq = {j->xq + t * j->nb * MOE_QBLOCK, j->xd + t * j->nb, j->xs + t * j->nb};
+                v = j->fmt == MOE_FMT_INT8 ? j->k->dot_i8(row, &xq, j->cols)
+                                           : j->k->dot_i4(row, &xq, j->cols, j->group, j->asym);
+            }
+            j->y[t * j->rows + r] = v;
+        }
+    }
+}
+
+/* Parts worth a thread: below ~32K multiply-adds the hand-off costs more than it saves. */
+static int useful_parts(int64_t rows, int64_t work) {
+    if (work < (1 << 15)) return 1;
+    return rows < 64 ? (int)rows : 64;
+}
+
+int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
+                  int64_t cols, const float *x, int64_t T, float *y) {
+    int64_t rb = moe_row_bytes(fmt, cols);
+    if (rb < 0) return (int)rb;
+    if (rows < 0 || T < 0) return MOE_ERR_SHAPE;
+    if (!moe_path_available(path)) return MOE_ERR_PATH;
+    if (rows == 0 || T == 0) return MOE_OK;
+    job j = {kernels_for(path), fmt, moe_format_group(fmt), moe_format_is_asymmetric(fmt),
+             w, rb, rows, cols, T, (cols + MOE_QBLOCK - 1) / MOE_QBLOCK, x, NULL, NULL, NULL, y};
+    if (fmt != MOE_FMT_F32 && fmt != MOE_FMT_BF16) {
+        int64_t nbt;
+        if (__builtin_mul_overflow(j.nb, T, &nbt) || nbt > (INT64_MAX / 64)) return MOE_ERR_SIZE;
+        uint8_t *buf = scratch_get((size_t)nbt * (MOE_QBLOCK + 8));
+        if (!buf) return MOE_ERR_SIZE;
+        int8_t *q = (int8_t *)buf;
+        float *d = (float *)(buf + nbt * MOE_QBLOCK), *s = d + nbt;
+        for (int64_t t = 0; t < T; t++)
+            quantize_x(x + t * cols, cols, q + t * j.nb * MOE_QBLOCK, d + t * j.nb, s + t * j.nb);
+        j.xq = q;
+        j.xd = d;
+        j.xs = s;
+    }
+    int64_t work = rows * (cols > 0 ? cols : 1) * T;
+    if (threaded) moe_pool_run(job_rows, &j, useful_parts(rows, work));
+    else job_rows(&j, 0, 1);
+    return MOE_OK;
+}
+
+int moe_matmul(int fmt, const void *w, int64_t rows, int64_t cols,
+               const float *x, int64_t T, float *y) {
+    return moe_matmul_on(moe_default_path(), 1, fmt, w, rows, cols, x, T, y);
+}
+
+int moe_matvec(int fmt, const void *w, int64_t rows, int64_t cols, const float *x, float *y) {
+    return moe_matmul_on(moe_default_path(), 1, fmt, w, rows, cols, x, 1, y);
+}
+
+/* ---- read bandwidth probe ---- */
+
+typedef struct {
+    const moe_kernels *k;
+    const float *a;
+    int64_t n;
+    float partial[64];
+} sum_job;
+
+static void sum_part(void *ctx, int part, int nparts) {
+    sum_job *j = ctx;
+    int64_t i0 = j->n * part / nparts, i1 = j->n * (part + 1) / nparts;
+    j->partial[part] = j->k->sum_f32(j->a + i0, i1 - i0);
+}
+
+double moe_read_sum(const float *a, int64_t n) {
+    if (n <= 0) return 0;
+    sum_job j = {kernels_for(moe_default_path()), a, n, {0}};
+    moe_pool_run(sum_part, &j, 64);
+    double total = 0;
+    for (int i = 0; i < 64; i++) total += j.partial[i];
+    return total;
+}

@@ -1,0 +1,100 @@
+/* NEON dot-product kernels (aarch64, baseline ARMv8 NEON: no dotprod needed). */
+#include "internal.h"
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+static float dot_f32(const float *w, const float *x, int64_t n) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, vld1q_f32(w + i + 8), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, vld1q_f32(w + i + 12), vld1q_f32(x + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+    float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) r += w[i] * x[i];
+    return r;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t v = vld1q_u16(w + i);
+        a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(v), 16)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vreinterpretq_f32_u32(vshll_n_u16(vget_high_u16(v), 16)), vld1q_f32(x + i + 4));
+    }
+    float r = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) {
+        uint32_t u = (uint32_t)moe_load_u16(w + i) << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        r += f * x[i];
+    }
+    return r;
+}
+
+/* 32 x 32 int8 products summed into 4 int32 lanes. Two products per int16
+ * lane stay below 2 * 127 * 127 < 2^15. */
+static inline int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *xq) {
+    int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
+    int16x8_t p0 = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
+    p0 = vmlal_s8(p0, vget_high_s8(w0), vget_high_s8(x0));
+    int16x8_t p1 = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
+    p1 = vmlal_s8(p1, vget_high_s8(w1), vget_high_s8(x1));
+    return vpadalq_s16(vpaddlq_s16(p0), p1);
+}
+
+static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
+    const int8_t *w = (const int8_t *)(row + 4);
+    float32x4_t acc = vdupq_n_f32(0);
+    int64_t full = n & ~(int64_t)(MOE_QBLOCK - 1), i = 0;
+    for (; i < full; i += MOE_QBLOCK) {
+        int32x4_t s = dot32(vld1q_s8(w + i), vld1q_s8(w + i + 16), x->q + i);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), x->d[i / MOE_QBLOCK]);
+    }
+    float r = vaddvq_f32(acc) + moe_dot_i8_tail(w, x, full, n);
+    return moe_load_f32(row) * r;
+}
+
+static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {
+    const uint8x16_t low = vdupq_n_u8(0x0F);
+    const int hdr = asym ? 4 : 2, nsub = group / MOE_QBLOCK;
+    const int64_t gb = hdr + group / 2;
+    float32x4_t acc = vdupq_n_f32(0);
+    float off = 0;
+    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        float s = moe_f16_to_f32(moe_load_u16(row));
+        float c = asym ? moe_f16_to_f32(moe_load_u16(row + 2)) : -8.0f * s;
+        const uint8_t *data = row + hdr;
+        const int64_t b0 = g0 / MOE_QBLOCK;
+        for (int k = 0; k < nsub; k++) {
+            uint8x16_t raw = vld1q_u8(data + 16 * k);
+            int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(raw, low));
+            int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(raw, 4));
+            int32x4_t p = dot32(lo, hi, x->q + (b0 + k) * MOE_QBLOCK);
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), s * x->d[b0 + k]);
+            off += c * x->s[b0 + k];
+        }
+    }
+    return vaddvq_f32(acc) + off;
+}
+
+static float sum_f32(const float *a, int64_t n) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vaddq_f32(a0, vld1q_f32(a + i));
+        a1 = vaddq_f32(a1, vld1q_f32(a + i + 4));
+        a2 = vaddq_f32(a2, vld1q_f32(a + i + 8));
+        a3 = vaddq_f32(a3, vld1q_f32(a + i + 12));
+    }
+    float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) r += a[i];
+    return r;
+}
+
+const moe_kernels moe_kernels_neon = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32};
+#endif

@@ -1,0 +1,78 @@
+/* Portable dot-product kernels: the definition every SIMD path must match. */
+#include "internal.h"
+
+static float dot_f32(const float *w, const float *x, int64_t n) {
+    float acc[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) acc[k] += w[i + k] * x[i + k];
+    for (; i < n; i++) acc[0] += w[i] * x[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)moe_load_u16(w + i) << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        acc += f * x[i];
+    }
+    return acc;
+}
+
+/* Sum over activation blocks b >= from/32 of d[b] * (int dot of block b). */
+float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n) {
+    float acc = 0;
+    for (int64_t c0 = from; c0 < n; c0 += MOE_QBLOCK) {
+        int64_t end = c0 + MOE_QBLOCK < n ? c0 + MOE_QBLOCK : n;
+        int32_t isum = 0;
+        for (int64_t i = c0; i < end; i++) isum += (int32_t)w[i] * (int32_t)x->q[i];
+        acc += x->d[c0 / MOE_QBLOCK] * (float)isum;
+    }
+    return acc;
+}
+
+static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
+    return moe_load_f32(row) * moe_dot_i8_tail((const int8_t *)(row + 4), x, 0, n);
+}
+
+/*
+ * int4 group g with scale s (and min m): sum_j w_j x_j where
+ *   symmetric  w_j = s (q_j - 8)  ->  s * sum_b d_b qdot_b  - 8 s * sum_b s_b
+ *   asymmetric w_j = s q_j + m    ->  s * sum_b d_b qdot_b  +   m * sum_b s_b
+ * with qdot_b = sum q_j xq_j over activation block b and s_b = d_b * sum xq_j.
+ */
+static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {
+    float acc = 0, off = 0;
+    int64_t gb = (asym ? 4 : 2) + group / 2;
+    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        float s = moe_f16_to_f32(moe_load_u16(row));
+        float c = asym ? moe_f16_to_f32(moe_load_u16(row + 2)) : -8.0f * s;
+        const uint8_t *data = row + (asym ? 4 : 2);
+        for (int k = 0; k < group / MOE_QBLOCK; k++) {
+            int64_t b = g0 / MOE_QBLOCK + k;
+            const int8_t *xq = x->q + b * MOE_QBLOCK;
+            const uint8_t *qb = data + 16 * k;
+            int32_t isum = 0;
+            for (int i = 0; i < 16; i++)
+                isum += (int32_t)(qb[i] & 0xF) * xq[i] + (int32_t)(qb[i] >> 4) * xq[i + 16];
+            acc += (s * x->d[b]) * (float)isum;
+            off += c * x->s[b];
+        }
+    }
+    return acc + off;
+}
+
+static float sum_f32(const float *a, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k];
+    for (; i < n; i++) acc[0] += a[i];
+    float r = 0;
+    for (int k = 0; k < 8; k++) r += acc[k];
+    return r;
+}
+
+const moe_kernels moe_kernels_scalar = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32};

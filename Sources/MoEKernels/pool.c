@@ -1,0 +1,122 @@
+/*
+ * Persistent worker pool. Workers are created once (moe_set_threads) and wait
+ * for a generation counter to change: a short spin first (the matrix products
+ * of one token follow each other within microseconds), then a condition
+ * variable so idle workers do not burn a core. The caller runs part 0 itself
+ * and spins until the workers have finished theirs. Calls are serialized.
+ */
+#include "internal.h"
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define MOE_MAX_THREADS 64
+#define WORKER_SPINS 4000
+
+static struct {
+    pthread_mutex_t call_lock;   /* one job (or resize) at a time */
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    pthread_t tids[MOE_MAX_THREADS];
+    int nthreads;                /* including the caller */
+    unsigned start_gen;          /* generation the current workers start from */
+    _Atomic unsigned gen;
+    _Atomic int pending;
+    _Atomic int quit;
+    moe_task_fn fn;
+    void *ctx;
+    int nparts;
+} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .nthreads = 1};
+
+static void *worker(void *arg) {
+    int id = (int)(intptr_t)arg;
+    unsigned seen = P.start_gen;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen && spins < WORKER_SPINS) {
+            CPU_RELAX();
+            spins++;
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&P.m);
+            while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen)
+                pthread_cond_wait(&P.cv, &P.m);
+            pthread_mutex_unlock(&P.m);
+        }
+        seen = g;
+        if (atomic_load(&P.quit)) return NULL;
+        if (id < P.nparts) {
+            P.fn(P.ctx, id, P.nparts);
+            atomic_fetch_sub_explicit(&P.pending, 1, memory_order_release);
+        }
+    }
+}
+
+static void publish(void) {
+    pthread_mutex_lock(&P.m);
+    atomic_fetch_add_explicit(&P.gen, 1, memory_order_release);
+    pthread_cond_broadcast(&P.cv);
+    pthread_mutex_unlock(&P.m);
+}
+
+void moe_pool_run(moe_task_fn fn, void *ctx, int max_parts) {
+    pthread_mutex_lock(&P.call_lock);
+    int nparts = P.nthreads < max_parts ? P.nthreads : max_parts;
+    if (nparts <= 1) {
+        fn(ctx, 0, 1);
+        pthread_mutex_unlock(&P.call_lock);
+        return;
+    }
+    P.fn = fn;
+    P.ctx = ctx;
+    P.nparts = nparts;
+    atomic_store_explicit(&P.pending, nparts - 1, memory_order_relaxed);
+    publish();
+    fn(ctx, 0, nparts);
+    int spins = 0;
+    while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) {
+        CPU_RELAX();
+        if (++spins > WORKER_SPINS) sched_yield();
+    }
+    pthread_mutex_unlock(&P.call_lock);
+}
+
+int moe_set_threads(int n) {
+    if (n < 1) n = 1;
+    if (n > MOE_MAX_THREADS) n = MOE_MAX_THREADS;
+    pthread_mutex_lock(&P.call_lock);
+    if (n != P.nthreads) {
+        if (P.nthreads > 1) {
+            atomic_store(&P.quit, 1);
+            publish();
+            for (int i = 1; i < P.nthreads; i++) pthread_join(P.tids[i], NULL);
+            atomic_store(&P.quit, 0);
+        }
+        P.start_gen = atomic_load(&P.gen);
+        int created = 1;
+        for (int i = 1; i < n; i++) {
+            if (pthread_create(&P.tids[i], NULL, worker, (void *)(intptr_t)i) != 0) break;
+            created++;
+        }
+        P.nthreads = created;
+    }
+    int result = P.nthreads;
+    pthread_mutex_unlock(&P.call_lock);
+    return result;
+}
+
+int moe_get_threads(void) {
+    pthread_mutex_lock(&P.call_lock);
+    int n = P.nthreads;
+    pthread_mutex_unlock(&P.call_lock);
+    return n;
+}

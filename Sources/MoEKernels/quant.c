@@ -1,0 +1,283 @@
+/* Format descriptions, f16 conversion, quantize and the reference decoder. */
+#include "internal.h"
+#include <math.h>
+#include <float.h>
+
+const char *moe_strerror(int err) {
+    switch (err) {
+    case MOE_OK: return "ok";
+    case MOE_ERR_FORMAT: return "unknown weight format";
+    case MOE_ERR_SHAPE: return "invalid shape: sizes must be non-negative and int4 rows a multiple of the group size";
+    case MOE_ERR_NONFINITE: return "weights contain NaN or Inf";
+    case MOE_ERR_RANGE: return "weight magnitude too large for the format's scale type";
+    case MOE_ERR_SIZE: return "buffer size does not match the matrix shape";
+    case MOE_ERR_PATH: return "kernel path not available on this CPU";
+    default: return "unknown error";
+    }
+}
+
+const char *moe_format_name(int fmt) {
+    static const char *names[MOE_FMT_COUNT] = {
+        "f32", "bf16", "int8", "int4g32", "int4g64", "int4g128", "int4g32a", "int4g64a", "int4g128a"};
+    return (fmt >= 0 && fmt < MOE_FMT_COUNT) ? names[fmt] : "unknown";
+}
+
+int moe_format_group(int fmt) {
+    switch (fmt) {
+    case MOE_FMT_INT4G32: case MOE_FMT_INT4G32A: return 32;
+    case MOE_FMT_INT4G64: case MOE_FMT_INT4G64A: return 64;
+    case MOE_FMT_INT4G128: case MOE_FMT_INT4G128A: return 128;
+    default: return 0;
+    }
+}
+
+int moe_format_is_asymmetric(int fmt) {
+    return fmt == MOE_FMT_INT4G32A || fmt == MOE_FMT_INT4G64A || fmt == MOE_FMT_INT4G128A;
+}
+
+/* Bytes of one int4 group: f16 scale (+ f16 min) then group/2 bytes of nibbles. */
+static int64_t i4_group_bytes(int group, int asym) { return (asym ? 4 : 2) + group / 2; }
+
+int64_t moe_row_bytes(int fmt, int64_t cols) {
+    if (fmt < 0 || fmt >= MOE_FMT_COUNT) return MOE_ERR_FORMAT;
+    if (cols < 0 || cols > (INT64_MAX / 8)) return MOE_ERR_SHAPE;
+    switch (fmt) {
+    case MOE_FMT_F32: return cols * 4;
+    case MOE_FMT_BF16: return cols * 2;
+    case MOE_FMT_INT8: return 4 + cols;
+    default: {
+        int g = moe_format_group(fmt);
+        if (cols % g != 0) return MOE_ERR_SHAPE;
+        return (cols / g) * i4_group_bytes(g, moe_format_is_asymmetric(fmt));
+    }
+    }
+}
+
+int64_t moe_matrix_bytes(int fmt, int64_t rows, int64_t cols) {
+    int64_t rb = moe_row_bytes(fmt, cols);
+    if (rb < 0) return rb;
+    if (rows < 0) return MOE_ERR_SHAPE;
+    int64_t total;
+    if (__builtin_mul_overflow(rb, rows, &total)) return MOE_ERR_SIZE;
+    return total;
+}
+
+/* ---- f16 ---- */
+
+static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+float moe_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+    if (exp == 0) {
+        float f = (float)man * (1.0f / 16777216.0f); /* man * 2^-24, exact */
+        return sign ? -f : f;
+    }
+    if (exp == 31) return bits_f32(sign | 0x7F800000u | (man << 13));
+    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+uint16_t moe_f32_to_f16(float f) {
+    uint32_t x = f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    x &= 0x7FFFFFFFu;
+    if (x >= 0x7F800000u) return sign | 0x7C00u | (x > 0x7F800000u ? 0x200u : 0);
+    if (x >= 0x477FF000u) return sign | 0x7C00u;           /* >= 65520 rounds to Inf */
+    if (x < 0x38800000u) {                                 /* below 2^-14: subnormal or zero */
+        float a = bits_f32(x) * 16777216.0f;               /* exact scaling by 2^24 */
+        return sign | (uint16_t)nearbyintf(a);             /* 1024 becomes the smallest normal */
+    }
+    uint32_t h = (((x >> 23) - 112u) << 10) | ((x & 0x7FFFFFu) >> 13);
+    uint32_t rem = x & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return sign | (uint16_t)h;
+}
+
+/* Smallest f16 >= f (f finite). May return +Inf when f > 65504. */
+static uint16_t f16_round_up(float f) {
+    uint16_t h = moe_f32_to_f16(f);
+    if (moe_f16_to_f32(h) >= f) return h;
+    if (h == 0x8000u) return 0x0001u;        /* -0 below a positive value */
+    return (h & 0x8000u) ? (uint16_t)(h - 1) : (uint16_t)(h + 1);
+}
+
+/* Largest f16 <= f. */
+static uint16_t f16_round_down(float f) { return f16_round_up(-f) ^ 0x8000u; }
+
+static int f16_is_finite(uint16_t h) { return (h & 0x7C00u) != 0x7C00u; }
+
+/* ---- quantize ---- */
+
+static int row_finite(const float *w, int64_t n) {
+    for (int64_t i = 0; i < n; i++) if (!isfinite(w[i])) return 0;
+    return 1;
+}
+
+static int quantize_bf16_row(const float *w, int64_t n, uint16_t *out) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = f32_bits(w[i]);
+        uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;  /* round to nearest even */
+        if ((r & 0x7F80u) == 0x7F80u) return MOE_ERR_RANGE;  /* rounded up to Inf */
+        uint16_t h = (uint16_t)r;
+        memcpy(out + i, &h, 2);
+    }
+    return MOE_OK;
+}
+
+static void quantize_int8_row(const float *w, int64_t n, uint8_t *out) {
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(w[i]));
+    float scale = amax / 127.0f;
+    memcpy(out, &scale, 4);
+    int8_t *q = (int8_t *)(out + 4);
+    for (int64_t i = 0; i < n; i++) {
+        float v = scale > 0 ? w[i] / scale : 0.0f;
+        long r = lrintf(v);
+        q[i] = (int8_t)(r > 127 ? 127 : (r < -127 ? -127 : r));
+    }
+}
+
+/* Nibble position of element j (0..group-1) inside a group's data bytes:
+ * sub-block k = j / 32 uses bytes [16k, 16k+16); element 32k+i (i < 16) is the
+ * low nibble of byte 16k+i, element 32k+16+i the high nibble. */
+static inline void put_nibble(uint8_t *data, int j, unsigned v) {
+    int k = j >> 5, i = j & 31;
+    uint8_t *b = data + 16 * k + (i & 15);
+    if (i < 16) *b = (uint8_t)((*b & 0xF0u) | v);
+    else *b = (uint8_t)((*b & 0x0Fu) | (v << 4));
+}
+
+static int quantize_int4_row(const float *w, int64_t n, int group, int asym, uint8_t *out) {
+    int64_t gb = i4_group_bytes(group, asym);
+    for (int64_t g0 = 0; g0 < n; g0 += group, out += gb) {
+        const float *v = w + g0;
+        uint8_t *data = out + (asym ? 4 : 2);
+        memset(data, 0, (size_t)group / 2);
+        if (!asym) {
+            float amax = 0;
+            for (int j = 0; j < group; j++) amax = fmaxf(amax, fabsf(v[j]));
+            /* Round the scale up so that |w| / scale <= 7 holds for the stored scale. */
+            uint16_t sh = f16_round_up(amax / 7.0f);
+            if (!f16_is_finite(sh)) return MOE_ERR_RANGE;
+            memcpy(out, &sh, 2);
+            float s = moe_f16_to_f32(sh);
+            for (int j = 0; j < group; j++) {
+                long q = s > 0 ? lrintf(v[j] / s) : 0;
+                q = q > 7 ? 7 : (q < -7 ? -7 : q);
+                put_nibble(data, j, (unsigned)(q + 8));
+            }
+        } else {
+            float lo = v[0], hi = v[0];
+            for (int j = 1; j < group; j++) { lo = fminf(lo, v[j]); hi = fmaxf(hi, v[j]); }
+            /* min rounded down and scale rounded up: [min, min + 15 scale] covers the group. */
+            uint16_t mh = f16_round_down(lo);
+            if (!f16_is_finite(mh)) return MOE_ERR_RANGE;
+            float m = moe_f16_to_f32(mh);
+            uint16_t sh = f16_round_up((hi - m) / 15.0f);
+            if (!f16_is_finite(sh)) return MOE_ERR_RANGE;
+            float s = moe_f16_to_f32(sh);
+            memcpy(out, &sh, 2);
+            memcpy(out + 2, &mh, 2);
+            for (int j = 0; j < group; j++) {
+                long q = s > 0 ? lrintf((v[j] - m) / s) : 0;
+                q = q > 15 ? 15 : (q < 0 ? 0 : q);
+                put_nibble(data, j, (unsigned)q);
+            }
+        }
+    }
+    return MOE_OK;
+}
+
+int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
+                 void *dst, size_t dst_bytes, int64_t *bad_row) {
+    if (bad_row) *bad_row = -1;
+    int64_t total = moe_matrix_bytes(fmt, rows, cols);
+    if (total < 0) return (int)total;
+    if ((uint64_t)total != (uint64_t)dst_bytes) return MOE_ERR_SIZE;
+    int64_t rb = moe_row_bytes(fmt, cols);
+    int group = moe_format_group(fmt), asym = moe_format_is_asymmetric(fmt);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = w + r * cols;
+        uint8_t *out = (uint8_t *)dst + r * rb;
+        int err = MOE_OK;
+        if (!row_finite(src, cols)) err = MOE_ERR_NONFINITE;
+        else if (fmt == MOE_FMT_F32) memcpy(out, src, (size_t)cols * 4);
+        else if (fmt == MOE_FMT_BF16) err = quantize_bf16_row(src, cols, (uint16_t *)out);
+        else if (fmt == MOE_FMT_INT8) quantize_int8_row(src, cols, out);
+        else err = quantize_int4_row(src, cols, group, asym, out);
+        if (err != MOE_OK) {
+            if (bad_row) *bad_row = r;
+            return err;
+        }
+    }
+    return MOE_OK;
+}
+
+/* ---- reference decoder ---- */
+
+static void dequantize_row(int fmt, const uint8_t *row, int64_t cols, float *dst) {
+    if (fmt == MOE_FMT_F32) { memcpy(dst, row, (size_t)cols * 4); return; }
+    if (fmt == MOE_FMT_BF16) {
+        for (int64_t i = 0; i < cols; i++) dst[i] = bits_f32((uint32_t)moe_load_u16(row + 2 * i) << 16);
+        return;
+    }
+    if (fmt == MOE_FMT_INT8) {
+        float s = moe_load_f32(row);
+        const int8_t *q = (const int8_t *)(row + 4);
+        for (int64_t i = 0; i < cols; i++) dst[i] = s * (float)q[i];
+        return;
+    }
+    int group = moe_format_group(fmt), asym = moe_format_is_asymmetric(fmt);
+    int64_t gb = i4_group_bytes(group, asym);
+    for (int64_t g0 = 0; g0 < cols; g0 += group, row += gb) {
+        float s = moe_f16_to_f32(moe_load_u16(row));
+        float m = asym ? moe_f16_to_f32(moe_load_u16(row + 2)) : 0.0f;
+        const uint8_t *data = row + (asym ? 4 : 2);
+        for (int j = 0; j < group; j++) {
+            int k = j >> 5, i = j & 31;
+            uint8_t b = data[16 * k + (i & 15)];
+            int q = i < 16 ? (b & 0xF) : (b >> 4);
+            dst[g0 + j] = asym ? (float)q * s + m : (float)(q - 8) * s;
+        }
+    }
+}
+
+int moe_dequantize(int fmt, const void *src, int64_t rows, int64_t cols, float *dst) {
+    int64_t rb = moe_row_bytes(fmt, cols);
+    if (rb < 0) return (int)rb;
+    if (rows < 0) return MOE_ERR_SHAPE;
+    for (int64_t r = 0; r < rows; r++)
+        dequantize_row(fmt, (const uint8_t *)src + r * rb, cols, dst + r * cols);
+    return MOE_OK;
+}
+
+int moe_matmul_reference(int fmt, const void *w, int64_t rows, int64_t cols,
+                         const float *x, int64_t T, float *y) {
+    int64_t rb = moe_row_bytes(fmt, cols);
+    if (rb < 0) return (int)rb;
+    if (rows < 0 || T < 0) return MOE_ERR_SHAPE;
+    float buf[256];
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *row = (const uint8_t *)w + r * rb;
+        for (int64_t t = 0; t < T; t++) {
+            double acc = 0;
+            /* Decode in chunks so no allocation is needed; int4 chunks stay group-aligned. */
+            for (int64_t c0 = 0; c0 < cols; c0 += 256) {
+                int64_t n = cols - c0 < 256 ? cols - c0 : 256;
+                /* 256 is a multiple of every int4 group size, so chunks start on a group. */
+                int64_t off = moe_row_bytes(fmt, c0);
+                if (fmt == MOE_FMT_INT8) {
+                    float s = moe_load_f32(row);
+                    const int8_t *q = (const int8_t *)(row + 4 + c0);
+                    for (int64_t i = 0; i < n; i++) buf[i] = s * (float)q[i];
+                } else {
+                    dequantize_row(fmt, row + off, n, buf);
+                }
+                for (int64_t i = 0; i < n; i++) acc += (double)buf[i] * (double)x[t * cols + c0 + i];
+            }
+            y[t * rows + r] = (float)acc;
+        }
+    }
+    return MOE_OK;
+}

@@ -1,0 +1,129 @@
+import CBLAS
+import Foundation
+import MoEFormat
+
+/// Measures a model the way `moepack bench` reports it: prefill and decode speed, the bytes a
+/// decoded token must read, and how close decode comes to the memory-bandwidth limit.
+public struct ModelBenchmark {
+    public struct Options: Sendable {
+        public var promptTokens = 128
+        public var generatedTokens = 64
+        public var runs = 5
+        /// Extra contexts at which to measure decode speed (attention grows with context).
+        public var decodeContexts = [128, 2048]
+        public init() {}
+    }
+
+    public struct Report: Codable, Sendable {
+        public var model: String
+        public var threads: Int
+        public var blasCore: String
+        public var loadSeconds: Double
+        public var promptTokens: Int
+        public var generatedTokens: Int
+        public var prefillTokensPerSecond: Double
+        public var prefillTokensPerSecondRuns: [Double]
+        public var prefillGFLOPS: Double
+        public var sgemmGFLOPS: Double
+        public var decodeTokensPerSecond: Double
+        public var decodeTokensPerSecondRuns: [Double]
+        public var decodeAtContext: [String: Double]
+        public var activeWeightBytesPerToken: Int
+        public var weightBytes: Int
+        public var memoryBandwidthGBps: Double
+        public var decodeBandwidthFraction: Double
+        public var peakRSSBytes: Int
+    }
+
+    public let options: Options
+    public init(options: Options = Options()) { self.options = options }
+
+    public func run(modelPath: String, threads: Int, log: (String) -> Void = { _ in }) throws -> Report {
+        openblas_set_num_threads(Int32(threads))
+        KernelConfig.setThreads(threads)
+        let loadStart = Date()
+        let model = try ModelLoader.model(at: modelPath)
+        let loadSeconds = Date().timeIntervalSince(loadStart)
+        let c = model.config
+        let vocab = Int32(c.vocabSize)
+        var rng = SystemRandomNumberGenerator()
+        let prompt = (0..<options.promptTokens).map { _ in Int32.random(in: 1..<vocab, using: &rng) }
+
+        log("prefill: \(options.promptTokens) tokens × \(options.runs) runs")
+        var prefillRates: [Double] = []
+        for _ in 0..<options.runs {
+            let cache = model.makeCache(capacity: options.promptTokens + options.generatedTokens)
+            let t = Date()
+            _ = try model.forward(prompt, cache: cache, lastOnly: true)
+            prefillRates.append(Double(prompt.count) / Date().timeIntervalSince(t))
+        }
+
+        log("decode: \(options.generatedTokens) tokens × \(options.runs) runs")
+        var decodeRates: [Double] = []
+        for _ in 0..<options.runs {
+            decodeRates.append(try decodeRate(model, context: options.promptTokens, tokens: options.generatedTokens))
+        }
+        var atContext: [String: Double] = [:]
+        for context in options.decodeContexts where context + 16 <= c.maxPositionEmbeddings {
+            log("decode at context \(context)")
+            atContext[String(context)] = try decodeRate(model, context: context, tokens: 16)
+        }
+
+        log("memory bandwidth")
+        let bandwidth = MemoryBandwidth.measureRead()
+        let active = model.activeWeightBytesPerToken
+        let decode = median(decodeRates)
+        let prefill = median(prefillRates)
+        let flopsPerToken = 2.0 * Double(ModelLayout(config: c).parameterCounts.activePerToken)
+        return Report(
+            model: modelPath, threads: threads, blasCore: String(cString: openblas_get_corename()),
+            loadSeconds: loadSeconds, promptTokens: options.promptTokens, generatedTokens: options.generatedTokens,
+            prefillTokensPerSecond: prefill, prefillTokensPerSecondRuns: prefillRates,
+            prefillGFLOPS: prefill * flopsPerToken / 1e9,
+            sgemmGFLOPS: Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize),
+            decodeTokensPerSecond: decode, decodeTokensPerSecondRuns: decodeRates, decodeAtContext: atContext,
+            activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
+            memoryBandwidthGBps: bandwidth / 1e9,
+            decodeBandwidthFraction: decode * Double(active) / bandwidth,
+            peakRSSBytes: Self.peakRSS())
+    }
+
+    /// Tokens per second decoding `tokens` tokens one at a time after a `context`-token prefill.
+    func decodeRate(_ model: ErnieModel, context: Int, tokens: Int) throws -> Double {
+        let cache = model.makeCache(capacity: context + tokens)
+        var rng = SystemRandomNumberGenerator()
+        let vocab = Int32(model.config.vocabSize)
+        _ = try model.forward((0..<context).map { _ in Int32.random(in: 1..<vocab, using: &rng) }, cache: cache, lastOnly: true)
+        var token: Int32 = 1
+        let t = Date()
+        for _ in 0..<tokens {
+            let logits = try model.forward([token], cache: cache, lastOnly: true)
+            token = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 1)
+        }
+        return Double(tokens) / Date().timeIntervalSince(t)
+    }
+
+    /// OpenBLAS sgemm speed on an [m, k] × [k, n] product, best of a few runs.
+    public static func sgemmGFLOPS(m: Int, n: Int, k: Int) -> Double {
+        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
+        var c = [Float](repeating: 0, count: m * n)
+        var best = 0.0
+        for _ in 0..<5 {
+            let t = Date()
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
+            best = max(best, 2.0 * Double(m * n * k) / Date().timeIntervalSince(t) / 1e9)
+        }
+        return best
+    }
+
+    static func peakRSS() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Int(usage.ru_maxrss) * 1024
+    }
+
+    func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}

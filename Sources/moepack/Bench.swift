@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import MoEFormat
+import MoERuntime
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prefill and decode speed and how close decode gets to the memory-bandwidth limit.",
+        discussion: """
+        Decoding a token reads every active weight once, so the floor on time per token is \
+        (active weight bytes) / (memory bandwidth). bench measures the bandwidth itself with a \
+        STREAM-style read test and reports the fraction reached. Prefill is compared with \
+        OpenBLAS sgemm on a matrix of the model's hidden size. See docs/performance.md.
+        """)
+
+    @Argument(help: "Checkpoint directory or bundle.")
+    var model: String
+
+    @Option(help: "Prompt tokens for the prefill measurement.")
+    var promptTokens = 128
+
+    @Option(help: "Tokens decoded per run.")
+    var genTokens = 64
+
+    @Option(help: "Runs of each measurement (the median is reported).")
+    var runs = 5
+
+    @Option(help: "Threads (default: all cores).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard promptTokens >= 1, genTokens >= 1, runs >= 1, threads >= 1 else {
+            throw ValidationError("--prompt-tokens, --gen-tokens, --runs and --threads must be at least 1")
+        }
+    }
+
+    func run() throws {
+        var options = ModelBenchmark.Options()
+        options.promptTokens = promptTokens
+        options.generatedTokens = genTokens
+        options.runs = runs
+        let report = try ModelBenchmark(options: options).run(modelPath: model, threads: threads) { message in
+            FileHandle.standardError.write(Data("bench: \(message)\n".utf8))
+        }
+        if json {
+            print(try JSONOutput.encode(report))
+            return
+        }
+        func f(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
+        let spread = report.decodeTokensPerSecondRuns
+        print("""
+        model          \(report.model)
+        threads        \(report.threads) (OpenBLAS core: \(report.blasCore))
+        load           \(f(report.loadSeconds, 3)) s, weights \(CheckpointSummary.bytes(report.weightBytes)), peak RSS \(CheckpointSummary.bytes(report.peakRSSBytes))
+        prefill        \(f(report.prefillTokensPerSecond)) tokens/s (\(report.promptTokens) tokens), \(f(report.prefillGFLOPS)) GFLOP/s vs sgemm \(f(report.sgemmGFLOPS)) GFLOP/s
+        decode         \(f(report.decodeTokensPerSecond)) tokens/s (median of \(spread.count), range \(f(spread.min() ?? 0))–\(f(spread.max() ?? 0)))
+        decode @ctx    \(report.decodeAtContext.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.key): \(f($0.value)) tok/s" }.joined(separator: ", "))
+        per token      \(CheckpointSummary.bytes(report.activeWeightBytesPerToken)) of active weights
+        bandwidth      \(f(report.memoryBandwidthGBps)) GB/s measured; decode reaches \(f(100 * report.decodeBandwidthFraction))% of the limit
+        """)
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built-in tiny model shipped in the package's resources (used by quickstart and as a
+/// tokenizer source for synthetic checkpoints).
+enum BuiltinModel {
+    static var directory: URL? {
+        let candidates = [
+            // Source tree next to this file: works for `swift run` from any working directory.
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources/tiny-moe"),
+        ]
+        return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("config.json").path) }
+    }
+}
+
+/// A one-line progress indicator on stderr, drawn only when stderr is a terminal.
+final class ProgressLine {
+    let label: String
+    let total: Int
+    private let enabled = isatty(STDERR_FILENO) != 0
+    private var last = -1
+
+    init(label: String, total: Int) {
+        self.label = label
+        self.total = max(total, 1)
+    }
+
+    func update(_ done: Int) {
+        guard enabled else { return }
+        let percent = done * 100 / total
+        guard percent != last else { return }
+        last = percent
+        let width = 30
+        let filled = width * done / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(percent)% (\(done)/\(total))".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}

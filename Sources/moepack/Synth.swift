@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import MoEConvert
+import MoEFormat
+
+struct Synth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a random-initialised ERNIE 4.5 checkpoint of any shape (for benchmarks and size planning).",
+        discussion: """
+        Presets: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")).
+        bench-moe is the benchmark shape (hidden 1024, 12 layers, 32 experts top-4, vocab 32000, \
+        about 1.3 GB in bf16). The ernie-4.5 presets are the real models' shapes; use --dry-run \
+        to see their sizes without writing anything.
+        """)
+
+    @Option(help: "A named shape (see above).")
+    var preset: String?
+
+    @Option(help: "A config.json to use instead of a preset.")
+    var config: String?
+
+    @Option(help: "Element type of the weights: bf16, f16 or f32.")
+    var dtype = "bf16"
+
+    @Option(help: "Output directory (must not exist).")
+    var output: String?
+
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Largest shard size in MiB.")
+    var shardSize = 2048
+
+    @Option(help: "Copy tokenizer files from this model directory (default: the built-in tiny model).")
+    var tokenizerFrom: String?
+
+    @Flag(help: "Print the parameter counts and sizes without writing anything.")
+    var dryRun = false
+
+    func run() throws {
+        let json: [String: Any]
+        switch (preset, config) {
+        case (let name?, nil):
+            guard let p = ModelPreset(rawValue: name) else {
+                throw ValidationError("unknown preset \(name) (available: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            json = p.configJSON
+        case (nil, let path?):
+            guard let data = FileManager.default.contents(atPath: path),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ValidationError("cannot read a JSON object from \(path)")
+            }
+            json = object
+        default:
+            throw ValidationError("give exactly one of --preset or --config")
+        }
+        guard let type = ["bf16": DType.bf16, "f16": .f16, "f32": .f32][dtype] else {
+            throw ValidationError("--dtype must be bf16, f16 or f32")
+        }
+        let modelConfig = try ModelConfig(json: json)
+        let layout = ModelLayout(config: modelConfig)
+        let counts = layout.parameterCounts
+        if dryRun {
+            print(SizePlan(layout: layout, dtype: type).text)
+            return
+        }
+        guard let output else { throw ValidationError("--output is required (or use --dry-run)") }
+        var synth = Synthesizer(configJSON: json)
+        synth.dtype = type
+        synth.seed = seed
+        synth.shardBytes = max(1, shardSize) << 20
+        let tokenizerDir = tokenizerFrom.map { URL(fileURLWithPath: $0) } ?? BuiltinModel.directory
+        if let tokenizerDir {
+            synth.extraFiles = ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"]
+                .map { tokenizerDir.appendingPathComponent($0) }
+                .filter { FileManager.default.fileExists(atPath: $0.path) }
+        }
+        let progress = ProgressLine(label: "synth", total: layout.tensors.count)
+        try synth.write(to: URL(fileURLWithPath: output)) { done, _ in progress.update(done) }
+        progress.finish()
+        let bytes = counts.total * type.byteSize
+        FileHandle.standardError.write(Data("wrote \(output): \(counts.total) parameters, \(CheckpointSummary.bytes(bytes))\n".utf8))
+    }
+}
+
+/// Parameter counts and weight bytes of a layout at a given dtype.
+struct SizePlan {
+    let layout: ModelLayout
+    let dtype: DType
+
+    var text: String {
+        let c = layout.config
+        let counts = layout.parameterCounts
+        var lines = [
+            "architecture \(c.architecture.rawValue)",
+            "parameters   \(counts.total) total, \(counts.activePerToken) active per token",
+            "weights      \(CheckpointSummary.bytes(counts.total * dtype.byteSize)) as \(dtype.rawValue), " +
+                "\(CheckpointSummary.bytes(counts.activePerToken * dtype.byteSize)) read per token",
+        ]
+        let byClass = Dictionary(grouping: layout.tensors, by: \.tensorClass)
+        for cls in TensorClass.allCases {
+            guard let tensors = byClass[cls] else { continue }
+            lines.append("  \(cls.rawValue.padding(toLength: 15, withPad: " ", startingAt: 0)) \(tensors.reduce(0) { $0 + $1.elementCount })")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,143 @@
+import MoEKernels
+import XCTest
+@testable import MoERuntime
+
+final class QuantKernelTests: XCTestCase {
+    static let paths = KernelPath.allCases.filter(\.isAvailable)
+
+    struct Case {
+        let q: QuantizedMatrix
+        let x: [Float]
+        let tokens: Int
+        let deq: [Float]
+    }
+
+    func makeCase(_ f: WeightFormat, rows: Int, cols: Int, tokens: Int, seed: UInt64) throws -> Case {
+        var rng = TestRandom(seed: seed)
+        let q = try QuantizedMatrix(quantizing: rng.weights(rows * cols), rows: rows, cols: cols, format: f)
+        return Case(q: q, x: rng.weights(tokens * cols, scale: 2), tokens: tokens, deq: q.dequantize())
+    }
+
+    func run(_ c: Case, path: KernelPath, threaded: Bool) throws -> [Float] {
+        var y = [Float](repeating: .nan, count: c.tokens * c.q.rows)
+        try c.x.withUnsafeBufferPointer { xp in
+            try y.withUnsafeMutableBufferPointer {
+                try c.q.matmul(x: xp, tokens: c.tokens, y: $0, path: path, threaded: threaded)
+            }
+        }
+        return y
+    }
+
+    /// Error allowed for y[t, r] against the exact product with decoded weights:
+    /// the int8 activation rounding (|x - xq d| <= d/2 per element, d = block max / 127)
+    /// times |w|, plus f32 accumulation error.
+    func bound(_ c: Case, t: Int, r: Int, steps: [Float]) -> Float {
+        let cols = c.q.cols
+        var act: Float = 0, mag: Float = 0
+        for i in 0..<cols {
+            let w = abs(c.deq[r * cols + i])
+            mag += w * abs(c.x[t * cols + i])
+            act += w * (c.q.format == .f32 || c.q.format == .bf16 ? 0 : steps[t * cols + i] / 2)
+        }
+        return act * 1.0001 + mag * 1e-5 + 1e-6
+    }
+
+    func testMatmulMatchesDecodedReferenceOnEveryPath() throws {
+        for (n, f) in WeightFormat.allCases.enumerated() {
+            let c = try makeCase(f, rows: 19, cols: QuantTest.oddCols(for: f), tokens: 3, seed: UInt64(10 + n))
+            let ref = c.q.referenceMatmul(c.x, tokens: c.tokens)
+            let steps = QuantTest.activationSteps(c.x, cols: c.q.cols)
+            for path in Self.paths {
+                let y = try run(c, path: path, threaded: false)
+                for t in 0..<c.tokens {
+                    for r in 0..<c.q.rows {
+                        let i = t * c.q.rows + r
+                        XCTAssertLessThanOrEqual(abs(y[i] - ref[i]), bound(c, t: t, r: r, steps: steps), "\(f) \(path.name) t\(t) r\(r)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIMD paths compute the same integer sums as the scalar path; only the
+    /// float accumulation order differs.
+    func testSIMDPathsAgreeWithScalar() throws {
+        for (n, f) in WeightFormat.allCases.enumerated() {
+            for cols in Set([QuantTest.oddCols(for: f), f.groupSize ?? 64, 1024]) {
+                let c = try makeCase(f, rows: 13, cols: cols, tokens: 2, seed: UInt64(100 + n))
+                let scalar = try run(c, path: .scalar, threaded: false)
+                for path in Self.paths where path != .scalar {
+                    let y = try run(c, path: path, threaded: false)
+                    for t in 0..<c.tokens {
+                        for r in 0..<c.q.rows {
+                            var mag: Float = 0
+                            for i in 0..<cols { mag += abs(c.deq[r * cols + i] * c.x[t * cols + i]) }
+                            let i = t * c.q.rows + r
+                            XCTAssertEqual(y[i], scalar[i], accuracy: mag * 2e-6 + 1e-7, "\(f) \(path.name) cols \(cols)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testMatmulRowsEqualMatvec() throws {
+        for (n, f) in WeightFormat.allCases.enumerated() {
+            let c = try makeCase(f, rows: 11, cols: QuantTest.oddCols(for: f), tokens: 4, seed: UInt64(200 + n))
+            let all = c.q.matmul(c.x, tokens: c.tokens)
+            for t in 0..<c.tokens {
+                let y = c.q.matvec(Array(c.x[(t * c.q.cols)..<((t + 1) * c.q.cols)]))
+                XCTAssertEqual(Array(all[(t * c.q.rows)..<((t + 1) * c.q.rows)]), y, "\(f) token \(t)")
+            }
+        }
+    }
+
+    func testThreadedResultsAreIdentical() throws {
+        let before = KernelConfig.threads
+        defer { KernelConfig.setThreads(before) }
+        XCTAssertEqual(KernelConfig.setThreads(2), 2)
+        XCTAssertEqual(KernelConfig.threads, 2)
+        for (n, f) in WeightFormat.allCases.enumerated() {
+            let c = try makeCase(f, rows: 301, cols: 256, tokens: 2, seed: UInt64(300 + n))
+            for path in Self.paths {
+                let single = try run(c, path: path, threaded: false)
+                let threaded = try run(c, path: path, threaded: true)
+                XCTAssertEqual(single, threaded, "\(f) \(path.name)")
+            }
+        }
+        // Resizing the pool repeatedly keeps working.
+        for k in [1, 3, 2] { XCTAssertEqual(KernelConfig.setThreads(k), k) }
+        let c = try makeCase(.int4g32, rows: 300, cols: 512, tokens: 1, seed: 9)
+        XCTAssertEqual(c.q.matvec(c.x), try run(c, path: KernelConfig.path, threaded: false))
+    }
+
+    func testNonFiniteActivationsGiveNaN() throws {
+        for f in WeightFormat.allCases {
+            let c = try makeCase(f, rows: 3, cols: QuantTest.oddCols(for: f), tokens: 1, seed: 5)
+            var x = c.x
+            x[7] = .nan
+            for path in Self.paths {
+                let y = try run(Case(q: c.q, x: x, tokens: 1, deq: c.deq), path: path, threaded: false)
+                XCTAssertTrue(y.allSatisfy(\.isNaN), "\(f) \(path.name)")
+            }
+        }
+    }
+
+    func testEmptyShapes() throws {
+        let q = try QuantizedMatrix(quantizing: [], rows: 0, cols: 64, format: .int4g64)
+        XCTAssertEqual(q.byteCount, 0)
+        XCTAssertEqual(q.matvec([Float](repeating: 1, count: 64)), [])
+        let c = try makeCase(.int8, rows: 4, cols: 40, tokens: 1, seed: 3)
+        XCTAssertEqual(c.q.matmul([], tokens: 0), [])
+    }
+
+    func testUnavailablePathIsAnError() throws {
+        let c = try makeCase(.int8, rows: 2, cols: 32, tokens: 1, seed: 4)
+        for path in KernelPath.allCases where !path.isAvailable {
+            XCTAssertThrowsError(try run(c, path: path, threaded: false)) {
+                XCTAssertEqual(($0 as? QuantError)?.kind, .pathUnavailable)
+            }
+            XCTAssertThrowsError(try KernelConfig.setPath(path))
+        }
+    }
+}
