@@ -64,6 +64,9 @@ MODELS = {
     # Unigram, nmt_nfkc, byte fallback, user-defined pieces.
     "unigram_nfkc_bf": dict(model_type="unigram", vocab_size=900, byte_fallback=True,
                             user_defined_symbols=USER_DEFINED, control_symbols=CONTROL),
+    # BPE with whitespace as suffix (the marker ends a word instead of starting it).
+    "bpe_ws_suffix": dict(model_type="bpe", vocab_size=600, byte_fallback=True,
+                          normalization_rule_name="identity", treat_whitespace_as_suffix=True),
     # Unigram, identity, no byte fallback, whitespace kept.
     "unigram_identity": dict(model_type="unigram", vocab_size=700, byte_fallback=False,
                              normalization_rule_name="identity",
@@ -168,6 +171,61 @@ def fuzz_cases(rng, n):
             chars.append(chr(cp))
         out.append("".join(chars))
     return out
+
+
+def _varint(buf, pos):
+    value, shift = 0, 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, pos
+
+
+def _put_varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def mark_unused(model_bytes, piece_ids):
+    """Rewrites ModelProto.pieces[i].type to UNUSED (5) for i in piece_ids. Minimal protobuf
+    editing (the venv has no protobuf package): top-level field 1 holds the pieces."""
+    out, pos, index = bytearray(), 0, 0
+    while pos < len(model_bytes):
+        key, p2 = _varint(model_bytes, pos)
+        field, wire = key >> 3, key & 7
+        assert wire == 2, "ModelProto top-level fields are all length-delimited"
+        length, p3 = _varint(model_bytes, p2)
+        body = model_bytes[p3:p3 + length]
+        if field == 1:
+            if index in piece_ids:
+                # Drop an existing type field (3, varint) and append type = UNUSED.
+                q, kept = 0, bytearray()
+                while q < len(body):
+                    k, q2 = _varint(body, q)
+                    f, w = k >> 3, k & 7
+                    if w == 0:
+                        _, q3 = _varint(body, q2)
+                    elif w == 5:
+                        q3 = q2 + 4
+                    else:
+                        n, q2b = _varint(body, q2)
+                        q3 = q2b + n
+                    if f != 3:
+                        kept += body[q:q3]
+                    q = q3
+                body = bytes(kept) + bytes([0x18, 5])
+            index += 1
+        out += _put_varint(key) + _put_varint(len(body)) + body
+        pos = p3 + length
+    return bytes(out)
 
 
 def write_lines(path, lines):
@@ -316,6 +374,20 @@ def main():
         sp = spm.SentencePieceProcessor(model_file=path)
         references(sp, name, inputs, random.Random(zlib.crc32(name.encode())))
         print(name, sp.get_piece_size(), os.path.getsize(path), file=sys.stderr)
+        if name in ("bpe_identity_bf", "unigram_identity"):
+            # The same model with some frequent multi-character pieces marked UNUSED: BPE still
+            # merges through them and splits them back, unigram skips them.
+            unused_name = name.split("_")[0] + "_unused"
+            normal = [i for i in range(sp.get_piece_size())
+                      if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i))
+                      and len(sp.id_to_piece(i)) >= 2 and not sp.id_to_piece(i).startswith("<|")]
+            chosen = set(normal[:: max(1, len(normal) // 40)][:40])
+            upath = os.path.join(OUT, f"{unused_name}.model")
+            with open(upath, "wb") as f:
+                f.write(mark_unused(buf.getvalue(), chosen))
+            usp = spm.SentencePieceProcessor(model_file=upath)
+            assert sum(usp.is_unused(i) for i in range(usp.get_piece_size())) == len(chosen)
+            references(usp, unused_name, inputs, random.Random(zlib.crc32(unused_name.encode())))
 
     # Special tokens and chat template, on the BPE model that has the ERNIE markers as pieces.
     os.makedirs(os.path.join(OUT, "ernie_config"), exist_ok=True)

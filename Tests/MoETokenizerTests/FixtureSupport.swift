@@ -7,7 +7,8 @@ enum Fixtures {
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/tokenizer")
 
-    static let modelNames = ["bpe_identity_bf", "bpe_nfkc", "bpe_raw_ws", "unigram_nfkc_bf", "unigram_identity"]
+    static let modelNames = ["bpe_identity_bf", "bpe_nfkc", "bpe_raw_ws", "bpe_ws_suffix", "bpe_unused",
+                                     "unigram_nfkc_bf", "unigram_identity", "unigram_unused"]
 
     static func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
 
