@@ -43,7 +43,7 @@ let package = Package(
 
         // Converter stages: calibrate, prune, quantize, pack; profiles.
         .target(name: "MoEConvert",
-                dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "TOMLKit"]),
+                dependencies: ["MoERuntime", "MoEFormat", "MoETokenizer", "MoEKernels", "TOMLKit"]),
 
         // OpenAI-compatible HTTP server over MoERuntime.
         .target(name: "MoEServe",

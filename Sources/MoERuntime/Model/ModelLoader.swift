@@ -1,5 +1,6 @@
 import Foundation
 import MoEFormat
+import MoETokenizer
 
 /// Opens MODEL arguments: a checkpoint directory (or, once bundles exist, a bundle file).
 public enum ModelLoader {
@@ -11,6 +12,16 @@ public enum ModelLoader {
         if isDirectory.boolValue {
             return try CheckpointWeights(checkpoint: Checkpoint(directory: URL(fileURLWithPath: path)))
         }
+        throw FormatError("\(path) is not a checkpoint directory")
+    }
+
+    /// The tokenizer of a checkpoint directory.
+    public static func tokenizer(at path: String) throws -> Tokenizer {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw FormatError("\(path) does not exist")
+        }
+        if isDirectory.boolValue { return try Tokenizer(directory: URL(fileURLWithPath: path)) }
         throw FormatError("\(path) is not a checkpoint directory")
     }
 

@@ -1,0 +1,43 @@
+import Foundation
+import MoEFormat
+import MoERuntime
+import MoETokenizer
+
+/// `moepack calibrate` as a library call: model path and data file in, statistics out.
+public enum Calibration {
+    public struct Options: Sendable {
+        public var context = Calibrator.defaultContext
+        public var maxTokens = Calibrator.defaultMaxTokens
+        public init(context: Int = Calibrator.defaultContext, maxTokens: Int = Calibrator.defaultMaxTokens) {
+            self.context = context
+            self.maxTokens = maxTokens
+        }
+    }
+
+    /// Calibrates the checkpoint or bundle at `modelPath` on `data`.
+    /// `progress(tokensDone, tokensTotal)` is called after each window.
+    public static func run(modelPath: String, data: URL, options: Options = Options(),
+                           progress: ((Int, Int) -> Void)? = nil) throws -> CalibrationStats {
+        let documents = try CalibrationData.load(data)
+        let weights = try ModelLoader.weights(at: modelPath)
+        guard weights.config.architecture == .ernie45MoE, !weights.config.moeLayers.isEmpty else {
+            throw CalibrationError("the model has no mixture-of-experts layers to calibrate")
+        }
+        let tokenizer = try ModelLoader.tokenizer(at: modelPath)
+        let windows = try Calibrator.windows(documents.map { tokens($0, tokenizer) }, context: options.context,
+                                             maxTokens: options.maxTokens)
+        let model = try ErnieModel(weights: weights)
+        return try Calibrator.run(model: model, weights: weights, windows: windows, source: data.lastPathComponent,
+                                  progress: progress)
+    }
+
+    /// Token ids of one document: plain text as is (no BOS), a conversation through the chat
+    /// template (which supplies its own begin token).
+    static func tokens(_ document: CalibrationDocument, _ tokenizer: Tokenizer) -> [Int32] {
+        switch document {
+        case .text(let text): tokenizer.encode(text)
+        case .chat(let turns):
+            tokenizer.encodeChat(turns.map { ChatMessage(role: $0.role, content: $0.content) }, addGenerationPrompt: false)
+        }
+    }
+}
