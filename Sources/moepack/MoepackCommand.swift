@@ -9,6 +9,6 @@ struct Moepack: ParsableCommand {
         MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors).
         See docs/ for every command, the bundle format and the profiles.
         """,
-        subcommands: [Inspect.self, Calibrate.self, Logits.self, Synth.self, Bench.self]
+        subcommands: [Inspect.self, Calibrate.self, PruneEval.self, Logits.self, Synth.self, Bench.self]
     )
 }
