@@ -8,7 +8,7 @@ public enum CalibrationReport {
         let e = stats.model.numExperts
         let cell = e > 64 ? 8 : (e > 32 ? 12 : 22)
         let left = 70, top = 78, right = 200
-        let width = left + e * cell + right
+        let width = max(left + e * cell + right, 800)
         let height = top + stats.layers.count * cell + 60
         let selections = ExpertPruner.coverage(stats: stats, plan: plan, criterion: .frequency)
         let weights = ExpertPruner.coverage(stats: stats, plan: plan, criterion: .weight)
