@@ -581,9 +581,124 @@ def stage_golden(work: Path):
     log(f"train loss {train_loss:.4f} heldout loss {held_loss:.4f}")
 
 
+MIT_NOTICE = """Copyright 2016-2017 Julia Silge (janeaustenr), packaged for Debian by Andreas Tille (2021).
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES
+OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
+CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE."""
+
+
+def stage_readme(work: Path):
+    ref = json.load(open(GOLD / "reference.json"))
+    ppl = json.load(open(GOLD / "perplexity.json"))
+    cfg = json.load(open(OUT / "config.json"))
+    from safetensors import safe_open
+    with safe_open(str(OUT / "model.safetensors"), "pt") as f:
+        nparams = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    usage = "\n".join(
+        f"| {u['layer']} | {u['busier_half_share']:.3f} | {u['min_fraction']:.4f} | {u['max_fraction']:.4f} |"
+        for u in ref["expert_usage_calibration"])
+    cfg_rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in cfg.items())
+    sizes = "\n".join(f"| {p.name} | {p.stat().st_size:,} |" for p in sorted(OUT.iterdir()) if p.name != "README.md")
+    text = f"""# tiny-moe: moepack's built-in ERNIE 4.5 MoE
+
+A small but real `Ernie4_5_MoeForCausalLM` checkpoint in the Hugging Face hub layout, trained from
+scratch on Jane Austen's novels. It is moepack's default model for tests, demos and the CLI when no
+other model is given. It writes Austen-flavoured English and is not useful as an assistant.
+Everything here is produced by `tools/train_tiny_moe.py` (seed {SEED}); see `tools/README.md`.
+
+## Corpus and licence
+
+- Text: the six completed novels of Jane Austen (Sense and Sensibility, Pride and Prejudice,
+  Mansfield Park, Emma, Northanger Abbey, Persuasion). The novels are in the public domain.
+- Source: Debian package `r-cran-janeaustenr` (version 1.0.0-1, upstream CRAN package `janeaustenr`),
+  file `/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb`, read without R by the script.
+  Package licence: MIT (notice below).
+- Cleaning: hard-wrapped lines are joined into one paragraph per line, runs of whitespace become one
+  space; nothing else is changed (the text is plain ASCII).
+- Splits, paragraph-aligned and disjoint: from the end of each novel about 13 KB go to `heldout.txt`
+  and the about 25 KB before them to `calibration.txt`; the rest (3.77 MB) is the training text,
+  which is not stored here (the script regenerates it).
+
+## Tokenizer
+
+SentencePiece BPE, {MODEL_CFG["vocab_size"]} pieces, trained on the training split with `byte_fallback=true`,
+`normalization_rule_name=identity` (no NFKC, text is used as is), `add_dummy_prefix=false`,
+`remove_extra_whitespaces=false`, `split_digits=true`, character coverage 1.0.
+Ids: 0 `<unk>`, 1 `<s>` (bos), 2 `</s>` (eos), 3 `<pad>`; user-defined pieces 4 `<|begin_of_sentence|>`
+and 5 `<|end_of_sentence|>` (matched as whole pieces inside text); 6..261 the byte pieces `<0x00>`..`<0xFF>`
+(a newline encodes as `<0x0A>`).
+
+Chat format (the `chat_template` in `tokenizer_config.json`):
+`<|begin_of_sentence|>{{system}}\\nUser: {{msg}}\\nAssistant: {{reply}}<|end_of_sentence|>`, generation prompt
+`Assistant: `. The system line is omitted when there is no system message. Encode the rendered text
+without adding `<s>`. Plain text prompts are encoded as `<s>` + encode(text). Generation stops on
+`</s>` or `<|end_of_sentence|>` (`generation_config.json`).
+
+## Model
+
+{nparams:,} parameters, float32, tied input/output embeddings, layer 0 dense, layers 1-3 MoE
+(16 routed experts, top-2, one shared expert). Experts are stored per expert
+(`model.layers.N.mlp.experts.E.{{gate,up,down}}_proj.weight`), router as `model.layers.N.mlp.gate.weight`
+and `model.layers.N.mlp.moe_statics.e_score_correction_bias` (added to the softmax scores for
+top-k selection only, as in the reference implementation).
+
+| config.json key | value |
+| --- | --- |
+{cfg_rows}
+
+## Training
+
+AdamW (lr 3e-3, betas 0.9/0.95, weight decay 0.1 on matrices, eps 1e-8), 100 warm-up steps, cosine
+decay to 10 %, gradient clipping 1.0, batches of {BATCH} random windows of {SEQ} tokens, {ref["steps"]} steps
+({ref["train_seconds"] / 60:.1f} min on one CPU thread). 90 % of windows come from the novels (each novel
+is `<s>` + paragraphs joined by newlines + `</s>`), 10 % from short chat exchanges made from
+consecutive sentences of the training text in the chat format above. Load balancing: Switch-style
+auxiliary loss (E * sum f_e P_e per MoE layer, averaged) with coefficient {AUX_COEF}, and an aux-free
+style update of `e_score_correction_bias` by {BIAS_RATE} * sign(mean load - expert load) per step.
+
+| measure | value |
+| --- | --- |
+| train loss (first 64k training tokens, 256-token windows) | {ref["train_loss_first_64k_tokens"]:.4f} |
+| held-out loss (`heldout.txt`, 256-token windows) | {ref["heldout_loss"]:.4f} |
+| held-out perplexity, context 256 | {ppl["by_context"]["256"]["perplexity"]:.3f} |
+| held-out perplexity, context 128 | {ppl["by_context"]["128"]["perplexity"]:.3f} |
+| held-out tokens | {ppl["total_tokens"]:,} |
+
+Expert usage on `calibration.txt` (share of top-2 selections; 16 experts, uniform = 0.0625):
+
+| layer | busier half share | min expert | max expert |
+| --- | --- | --- | --- |
+{usage}
+
+## Files
+
+| file | bytes |
+| --- | --- |
+{sizes}
+
+## Licence notice for the text source (janeaustenr)
+
+{MIT_NOTICE}
+"""
+    (OUT / "README.md").write_text(text)
+    log("README written")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stage", default="all", choices=["all", "corpus", "tokenizer", "train", "export", "golden"])
+    ap.add_argument("--stage", default="all", choices=["all", "corpus", "tokenizer", "train", "export", "golden", "readme"])
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/moepack-tiny"))
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--max-steps", type=int, default=100000)
@@ -607,6 +722,8 @@ def main():
         stage_export(work)
     if st in ("all", "golden"):
         stage_golden(work)
+    if st in ("all", "golden", "readme"):
+        stage_readme(work)
 
 
 if __name__ == "__main__":
