@@ -212,6 +212,7 @@ def stage_tokenizer(work: Path):
         "model_max_length": MODEL_CFG["max_position_embeddings"],
         "add_bos_token": False,
         "add_eos_token": False,
+        "add_prefix_space": False,  # the model was trained with add_dummy_prefix=false
         "legacy": True,
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": added,
@@ -464,7 +465,7 @@ def stage_export(work: Path):
 
 # ---------------------------------------------------------------- golden
 
-def expert_usage(model, ids, ctx=SEQ):
+def expert_usage(model, ids, ctx=SEQ, use_bias=True):
     n_exp, k = MODEL_CFG["moe_num_experts"], MODEL_CFG["moe_k"]
     layers = moe_layers(model)
     counts = [torch.zeros(n_exp) for _ in layers]
@@ -475,7 +476,9 @@ def expert_usage(model, ids, ctx=SEQ):
                 break
             out = model(input_ids=torch.tensor([w]), output_router_logits=True)
             for c, mlp, lg in zip(counts, layers, out.router_logits):
-                probs = torch.softmax(lg.float(), -1) + mlp.gate.moe_statics.e_score_correction_bias.squeeze(0)
+                probs = torch.softmax(lg.float(), -1)
+                if use_bias:
+                    probs = probs + mlp.gate.moe_statics.e_score_correction_bias.squeeze(0)
                 c += torch.bincount(torch.topk(probs, k, -1).indices.reshape(-1), minlength=n_exp).float()
     res = []
     for li, c in zip(range(MODEL_CFG["moe_layer_start_index"], 99), counts):
@@ -561,7 +564,14 @@ def stage_golden(work: Path):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([seq])).logits[0].float().numpy()
     np.save(GOLD / "logits_heldout.npy", logits.astype(np.float32))
-    usage = expert_usage(model, sp.encode((OUT / "calibration.txt").read_text()))
+    calib_ids = sp.encode((OUT / "calibration.txt").read_text())
+    usage = expert_usage(model, calib_ids)
+    usage_raw = expert_usage(model, calib_ids, use_bias=False)
+    for u, r, mlp in zip(usage, usage_raw, moe_layers(model)):
+        bias = mlp.gate.moe_statics.e_score_correction_bias
+        u["busier_half_share_without_bias"] = r["busier_half_share"]
+        u["min_fraction_without_bias"] = r["min_fraction"]
+        u["e_score_correction_bias_range"] = [round(bias.min().item(), 5), round(bias.max().item(), 5)]
     for u in usage:
         log(f"layer {u['layer']}: busier half {u['busier_half_share']:.3f} min {u['min_fraction']:.4f} max {u['max_fraction']:.4f}")
     train_loss, _ = eval_loss(model, build_streams(work, sp)[0][:65536].tolist())
@@ -572,6 +582,9 @@ def stage_golden(work: Path):
         "ids": seq,
         "ids_source": "heldout.txt token ids [1000:1040] (same encoding as perplexity.json), evaluated from position 0, no BOS",
         "expert_usage_calibration": usage,
+        "expert_usage_note": "fraction = share of top-k selections per expert on calibration.txt (256-token windows, "
+                             "selection on softmax + e_score_correction_bias as in transformers); *_without_bias = "
+                             "selection on the softmax alone",
         "train_loss_first_64k_tokens": train_loss,
         "heldout_loss": held_loss,
         "train_loss_ema_end": ck["train_loss_ema"],
@@ -607,7 +620,8 @@ def stage_readme(work: Path):
     with safe_open(str(OUT / "model.safetensors"), "pt") as f:
         nparams = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
     usage = "\n".join(
-        f"| {u['layer']} | {u['busier_half_share']:.3f} | {u['min_fraction']:.4f} | {u['max_fraction']:.4f} |"
+        f"| {u['layer']} | {u['busier_half_share']:.3f} | {u['min_fraction']:.4f} | {u['max_fraction']:.4f} | "
+        f"{u['busier_half_share_without_bias']:.3f} | {u['min_fraction_without_bias']:.4f} |"
         for u in ref["expert_usage_calibration"])
     cfg_rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in cfg.items())
     sizes = "\n".join(f"| {p.name} | {p.stat().st_size:,} |" for p in sorted(OUT.iterdir()) if p.name != "README.md")
@@ -676,10 +690,12 @@ style update of `e_score_correction_bias` by {BIAS_RATE} * sign(mean load - expe
 | held-out perplexity, context 128 | {ppl["by_context"]["128"]["perplexity"]:.3f} |
 | held-out tokens | {ppl["total_tokens"]:,} |
 
-Expert usage on `calibration.txt` (share of top-2 selections; 16 experts, uniform = 0.0625):
+Expert usage on `calibration.txt` (share of top-2 selections; 16 experts, uniform = 0.0625). The
+correction bias, nudged towards balance during training, flattens the selection; the last two
+columns show the selection on the router softmax alone (the bias barely changes the loss):
 
-| layer | busier half share | min expert | max expert |
-| --- | --- | --- | --- |
+| layer | busier half share | min expert | max expert | busier half, no bias | min expert, no bias |
+| --- | --- | --- | --- | --- | --- |
 {usage}
 
 ## Files
