@@ -489,6 +489,23 @@ def expert_usage(model, ids, ctx=SEQ, use_bias=True):
     return res
 
 
+def routing_of(model, ids):
+    """Selected experts per token and MoE layer for one sequence, plus the smallest gap between the
+    k-th and (k+1)-th biased score (a small gap means float32 rounding could flip a selection)."""
+    k = MODEL_CFG["moe_k"]
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids]), output_router_logits=True)
+    layers, gap = {}, float("inf")
+    for li, mlp, lg in zip(range(MODEL_CFG["moe_layer_start_index"], 99), moe_layers(model), out.router_logits):
+        scores = torch.softmax(lg.float(), -1) + mlp.gate.moe_statics.e_score_correction_bias.squeeze(0)
+        top = torch.topk(scores, k + 1, -1)
+        gap = min(gap, (top.values[:, k - 1] - top.values[:, k]).min().item())
+        layers[str(li)] = top.indices[:, :k].tolist()
+    return {"experts": layers, "min_topk_gap": gap,
+            "note": "experts[layer][t] = top-k expert ids (descending score) of softmax(router logits) + "
+                    "e_score_correction_bias for token t of `ids`"}
+
+
 def perplexity(model, ids, ctx):
     nll, n = 0.0, 0
     with torch.no_grad():
@@ -509,7 +526,8 @@ def stage_golden(work: Path):
 
     GOLD.mkdir(parents=True, exist_ok=True)
     sp = load_sp()
-    model = Ernie4_5_MoeForCausalLM.from_pretrained(str(OUT), dtype=torch.float32).eval()
+    model = Ernie4_5_MoeForCausalLM.from_pretrained(str(OUT), dtype=torch.float32,
+                                                    attn_implementation="eager").eval()
     ck = torch.load(work / "ckpt.pt")
 
     # chat template: the Jinja string must agree with render_chat
@@ -535,7 +553,7 @@ def stage_golden(work: Path):
         gens.append({**p, "prompt_ids": ids, "output_ids": new, "output_text": sp.decode(new)})
         log("generate", repr(p["text"][-40:]), "->", repr(sp.decode(new)))
     json.dump({
-        "description": "transformers generate(), greedy (do_sample=False), max_new_tokens=32, float32, "
+        "description": "transformers generate() (eager attention), greedy (do_sample=False), max_new_tokens=32, float32, "
                        "stops early on eos ids from generation_config.json [2 '</s>', 5 '<|end_of_sentence|>']. "
                        "prompt_ids = (bos id 1 if add_bos) + sentencepiece encode(text); output_ids excludes the prompt.",
         "eos_token_ids": [2, 5],
@@ -564,6 +582,7 @@ def stage_golden(work: Path):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([seq])).logits[0].float().numpy()
     np.save(GOLD / "logits_heldout.npy", logits.astype(np.float32))
+    routing = routing_of(model, seq)
     calib_ids = sp.encode((OUT / "calibration.txt").read_text())
     usage = expert_usage(model, calib_ids)
     usage_raw = expert_usage(model, calib_ids, use_bias=False)
@@ -581,6 +600,7 @@ def stage_golden(work: Path):
         "logits_shape": list(logits.shape),
         "ids": seq,
         "ids_source": "heldout.txt token ids [1000:1040] (same encoding as perplexity.json), evaluated from position 0, no BOS",
+        "routing_heldout": routing,
         "expert_usage_calibration": usage,
         "expert_usage_note": "fraction = share of top-k selections per expert on calibration.txt (256-token windows, "
                              "selection on softmax + e_score_correction_bias as in transformers); *_without_bias = "
