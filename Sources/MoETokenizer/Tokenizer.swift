@@ -1,0 +1,162 @@
+import Foundation
+
+/// A SentencePiece model together with the special tokens from the Hugging Face config files
+/// and the chat template. This is what the runtime and the server use.
+public struct Tokenizer: Sendable {
+    public let sentencePiece: SentencePieceTokenizer
+    public let chatTemplate: ChatTemplate
+
+    /// Token text for each special or added id (ids may lie beyond the SentencePiece vocabulary).
+    let tokenText: [Int32: String]
+    /// Ids skipped by `decode(_:skipSpecialTokens: true)`.
+    let specialIDs: Set<Int32>
+    /// Longest-match lookup of special and added token strings while encoding.
+    let matcher: ByteTrie
+
+    public let bosID: Int32?
+    public let eosID: Int32?
+    public let padID: Int32?
+    public let unkID: Int32?
+    /// Ids that end a generated reply: eos and, when present, the sep/end-of-sentence token.
+    public let stopIDs: Set<Int32>
+
+    /// Loads `tokenizer.model` and, when present, `tokenizer_config.json`,
+    /// `special_tokens_map.json` and `added_tokens.json` from `directory`.
+    public init(directory: URL) throws {
+        let modelURL = directory.appendingPathComponent("tokenizer.model")
+        guard FileManager.default.fileExists(atPath: modelURL.path) else {
+            throw TokenizerError.fileNotFound(modelURL.path)
+        }
+        let model = try Data(contentsOf: modelURL)
+        var files: [String: Data] = [:]
+        for name in TokenizerConfig.fileNames {
+            let url = directory.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: url.path) { files[name] = try Data(contentsOf: url) }
+        }
+        try self.init(modelData: model, configFiles: files)
+    }
+
+    /// Builds a tokenizer from the bytes of `tokenizer.model` and of the optional JSON files,
+    /// keyed by file name (for bundles that embed them).
+    public init(modelData: Data, configFiles: [String: Data]) throws {
+        let sp = try SentencePieceTokenizer(modelData: modelData)
+        let config = try TokenizerConfig(files: configFiles)
+        sentencePiece = sp
+
+        var text: [Int32: String] = [:]
+        var special = Set<Int32>()
+        var matcher = ByteTrie()
+        var idOf: [String: Int32] = [:]
+        for t in config.added {
+            text[t.id] = t.content
+            idOf[t.content] = t.id
+            if t.special { special.insert(t.id) }
+        }
+        // Named and additional special tokens: ids from the added tokens, else from the model.
+        func resolve(_ s: String) -> Int32? {
+            if let id = idOf[s] { return id }
+            let id = sp.id(for: s)
+            return sp.piece(for: id) == s ? id : nil
+        }
+        var namedIDs: [String: Int32] = [:]
+        for (key, s) in config.named {
+            guard let id = resolve(s) else { continue }
+            namedIDs[key] = id
+            text[id] = s
+            idOf[s] = id
+            special.insert(id)
+        }
+        for s in config.additionalSpecial {
+            guard let id = resolve(s) else { continue }
+            text[id] = s
+            idOf[s] = id
+            special.insert(id)
+        }
+        for (s, id) in idOf { matcher.insert(Array(s.utf8), value: id) }
+        tokenText = text
+        specialIDs = special
+        self.matcher = matcher
+
+        bosID = namedIDs["bos_token"] ?? sp.bosID
+        eosID = namedIDs["eos_token"] ?? sp.eosID
+        padID = namedIDs["pad_token"] ?? sp.padID
+        unkID = namedIDs["unk_token"] ?? sp.unkID
+        stopIDs = Set([eosID, namedIDs["sep_token"]].compactMap { $0 })
+
+        chatTemplate = ChatTemplate(beginToken: config.named["cls_token"] ?? ChatTemplate.ernie.beginToken,
+                                    endToken: config.named["sep_token"] ?? ChatTemplate.ernie.endToken)
+    }
+
+    /// Size of the id space: the model's pieces plus added tokens beyond them.
+    public var vocabularySize: Int {
+        max(sentencePiece.vocabularySize, Int((tokenText.keys.max() ?? -1) + 1))
+    }
+
+    /// The id of a special or added token string, if there is one.
+    public func specialTokenID(_ token: String) -> Int32? {
+        matcher.lookup(Array(token.utf8))
+    }
+
+    /// Encodes `text`. With `parseSpecialTokens`, special and added token strings in the text
+    /// (such as `<|begin_of_sentence|>`) become their ids and the text between them is encoded
+    /// piece by piece; without it the whole text is plain.
+    public func encode(_ text: String, addBOS: Bool = false, parseSpecialTokens: Bool = true) -> [Int32] {
+        var out: [Int32] = []
+        if addBOS, let bosID { out.append(bosID) }
+        guard parseSpecialTokens, !matcher.isEmpty else {
+            out += sentencePiece.encode(text)
+            return out
+        }
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBufferPointer { buf in
+            var segmentStart = 0
+            var i = 0
+            func flush(_ end: Int) {
+                if end > segmentStart {
+                    out += sentencePiece.encode(String(decoding: buf[segmentStart..<end], as: UTF8.self))
+                }
+            }
+            while i < buf.count {
+                let n = matcher.longestPrefix(buf, from: i, to: buf.count)
+                if n > 0, let id = matcher.lookup(buf, i..<(i + n)) {
+                    flush(i)
+                    out.append(id)
+                    i += n
+                    segmentStart = i
+                } else {
+                    i += 1
+                }
+            }
+            flush(buf.count)
+        }
+        return out
+    }
+
+    /// Decodes ids. Special tokens are dropped with `skipSpecialTokens`, otherwise written as
+    /// their text; the ids between them decode as SentencePiece does.
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool = false) -> String {
+        var result = ""
+        var run: [Int32] = []
+        for id in ids {
+            if let t = tokenText[id] {
+                if specialIDs.contains(id) && skipSpecialTokens { continue }
+                result += sentencePiece.decode(run)
+                run.removeAll(keepingCapacity: true)
+                result += t
+            } else {
+                run.append(id)
+            }
+        }
+        return result + sentencePiece.decode(run)
+    }
+
+    /// Renders `messages` with the chat template and encodes the result, special tokens parsed.
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> [Int32] {
+        encode(chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt))
+    }
+
+    /// A decoder for generated ids that yields text as soon as it is complete.
+    public func makeStreamingDecoder(skipSpecialTokens: Bool = true) -> StreamingDecoder {
+        StreamingDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens)
+    }
+}
