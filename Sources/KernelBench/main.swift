@@ -93,8 +93,10 @@ for shape in shapes {
         let y = q.matvec(x), ref = q.referenceMatmul(x, tokens: 1)
         let errDeq = zip(y, ref).map { abs($0 - $1) }.max()! / yMax
         let errF32 = zip(y, exact).map { abs($0 - $1) }.max()! / yMax
-        print(String(format: "%-10@ %-17@ %8d  %6.1f %6.1f %6.1f %6.1f        %.2e    %.2e",
-                     f.rawValue as NSString, shape.name as NSString, q.byteCount, hot1, hot2, cold1, cold2, errDeq, errF32))
+        let label = f.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+            + " " + shape.name.padding(toLength: 17, withPad: " ", startingAt: 0)
+        print(label + String(format: " %8d  %6.1f %6.1f %6.1f %6.1f        %.2e    %.2e",
+                             q.byteCount, hot1, hot2, cold1, cold2, errDeq, errF32))
     }
 }
 KernelConfig.setThreads(1)
