@@ -52,17 +52,20 @@ func randomFloats(_ n: Int, seed: UInt64, scale: Float) -> [Float] {
     }
 }
 
-func matvecGBs(_ base: QuantizedMatrix, copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double {
+/// Best time of one sweep over `copies` (a single call when hot), as weight GB/s.
+/// Cold runs are timed per whole sweep: the best single call of a sweep may
+/// hit a copy that is still in the last-level cache.
+func matvecGBs(_ copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double {
     KernelConfig.setThreads(threads)
-    var y = [Float](repeating: 0, count: base.rows)
-    var k = 0
-    let t = best {
+    var y = [Float](repeating: 0, count: copies[0].rows)
+    let t = best(budget: copies.count > 1 ? 1.0 : 0.25) {
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { copies[k % copies.count].matvec(x: xp, y: $0) }
+            y.withUnsafeMutableBufferPointer { yp in
+                for q in copies { q.matvec(x: xp, y: yp) }
+            }
         }
-        k += 1
     }
-    return Double(base.byteCount) / t / 1e9
+    return Double(copies.count * copies[0].byteCount) / t / 1e9
 }
 
 print("kernel path: \(KernelConfig.path.name)")
@@ -84,10 +87,10 @@ for shape in shapes {
         let raw = Array(q.bytes)
         let n = max(2, coldBytes / q.byteCount)
         let copies = (0..<n).compactMap { _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f) }
-        let hot1 = matvecGBs(q, copies: [q], x: x, threads: 1)
-        let hot2 = matvecGBs(q, copies: [q], x: x, threads: 2)
-        let cold1 = matvecGBs(q, copies: copies, x: x, threads: 1)
-        let cold2 = matvecGBs(q, copies: copies, x: x, threads: 2)
+        let hot1 = matvecGBs([q], x: x, threads: 1)
+        let hot2 = matvecGBs([q], x: x, threads: 2)
+        let cold1 = matvecGBs(copies, x: x, threads: 1)
+        let cold2 = matvecGBs(copies, x: x, threads: 2)
         // Relative error of the kernel against the exact product with decoded
         // weights (activation rounding only) and with the original f32 weights.
         let y = q.matvec(x), ref = q.referenceMatmul(x, tokens: 1)
