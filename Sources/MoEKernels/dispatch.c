@@ -134,6 +134,7 @@ typedef struct {
 static void job_rows(void *ctx, int part, int nparts) {
     const job *j = ctx;
     int64_t r0 = j->rows * part / nparts, r1 = j->rows * (part + 1) / nparts;
+    int pairs = j->k->dot2_i4 != NULL && j->group > 0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = j->w + r * j->rb;
         for (int64_t t = 0; t < j->T; t++) {
@@ -144,11 +145,19 @@ static void job_rows(void *ctx, int part, int nparts) {
                 v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
             } else {
                 moe_xq xq = {j->xq + t * j->nb * MOE_QBLOCK, j->xd + t * j->nb, j->xs + t * j->nb};
-                v = j->fmt == MOE_FMT_INT8 ? j->k->dot_i8(row, &xq, j->cols)
-                                           : j->k->dot_i4(row, &xq, j->cols, j->group, j->asym);
+                if (pairs && r + 1 < r1) {
+                    float two[2];
+                    j->k->dot2_i4(row, row + j->rb, &xq, j->cols, j->group, j->asym, two);
+                    j->y[t * j->rows + r + 1] = two[1];
+                    v = two[0];
+                } else {
+                    v = j->fmt == MOE_FMT_INT8 ? j->k->dot_i8(row, &xq, j->cols)
+                                               : j->k->dot_i4(row, &xq, j->cols, j->group, j->asym);
+                }
             }
             j->y[t * j->rows + r] = v;
         }
+        if (pairs && r + 1 < r1) r++;
     }
 }
 
