@@ -15,28 +15,37 @@ func seconds(_ body: () -> Void) -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
-/// Runs `body` repeatedly for about `budget` seconds, returns the best time per call.
-func best(budget: Double = 0.25, _ body: () -> Void) -> Double {
-    body()
-    var bestTime = Double.infinity, spent = 0.0
-    while spent < budget {
-        let t = seconds(body)
-        bestTime = min(bestTime, t)
+/// Median time of `body(i)` over calls i = 0, 1, 2, ... for about `budget`
+/// seconds. Every call is short (well under a scheduler time slice) and timed
+/// on its own, so the median is robust on a shared, busy machine where a long
+/// timed loop would also measure the time the thread was descheduled.
+func medianTime(budget: Double = 0.5, _ body: (Int) -> Void) -> Double {
+    body(0)
+    var times: [Double] = []
+    var spent = 0.0, i = 1
+    while spent < budget || times.count < 20 {
+        let t = seconds { body(i) }
+        times.append(t)
         spent += t
+        i += 1
     }
-    return bestTime
+    times.sort()
+    return times[times.count / 2]
 }
 
+/// STREAM-style read: sums a buffer far larger than the caches in 1 MB pieces.
 func readBandwidth(threads: Int) -> Double {
     KernelConfig.setThreads(threads)
-    let n = coldBytes / 4
+    let n = coldBytes / 4, chunk = (1 << 20) / 4
     let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
     defer { a.deallocate() }
     for i in 0..<n { a[i] = Float(i & 1023) }
     var sink = 0.0
-    let t = best(budget: 1.0) { sink += moe_read_sum(a.baseAddress, Int64(n)) }
+    let t = medianTime(budget: 1.0) { i in
+        sink += moe_read_sum(a.baseAddress! + (i * chunk) % n, Int64(chunk))
+    }
     if sink == 42 { print("") }
-    return Double(n * 4) / t / 1e9
+    return Double(chunk * 4) / t / 1e9
 }
 
 struct Shape { let name: String; let rows: Int; let cols: Int }
@@ -52,25 +61,22 @@ func randomFloats(_ n: Int, seed: UInt64, scale: Float) -> [Float] {
     }
 }
 
-/// Best time of one sweep over `copies` (a single call when hot), as weight GB/s.
-/// Cold runs are timed per whole sweep: the best single call of a sweep may
-/// hit a copy that is still in the last-level cache.
+/// Weight GB/s of one matvec: hot reuses one matrix, cold cycles through
+/// copies that together exceed the last-level cache.
 func matvecGBs(_ copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double {
     KernelConfig.setThreads(threads)
     var y = [Float](repeating: 0, count: copies[0].rows)
-    let t = best(budget: copies.count > 1 ? 1.0 : 0.25) {
+    let t = medianTime { i in
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                for q in copies { q.matvec(x: xp, y: yp) }
-            }
+            y.withUnsafeMutableBufferPointer { copies[i % copies.count].matvec(x: xp, y: $0) }
         }
     }
-    return Double(copies.count * copies[0].byteCount) / t / 1e9
+    return Double(copies[0].byteCount) / t / 1e9
 }
 
 print("kernel path: \(KernelConfig.path.name)")
 let read1 = readBandwidth(threads: 1), read2 = readBandwidth(threads: 2)
-print(String(format: "read bandwidth (sum of %d MB f32): 1 thread %.1f GB/s, 2 threads %.1f GB/s", coldBytes >> 20, read1, read2))
+print(String(format: "read bandwidth (1 MB pieces of %d MB f32, median): 1 thread %.1f GB/s, 2 threads %.1f GB/s", coldBytes >> 20, read1, read2))
 print("")
 print("format     shape               bytes    hot1   hot2  cold1  cold2 GB/s   err-vs-deq  err-vs-f32")
 for shape in shapes {
