@@ -161,10 +161,14 @@ static void job_rows(void *ctx, int part, int nparts) {
     }
 }
 
-/* Parts worth a thread: below ~32K multiply-adds the hand-off costs more than it saves. */
-static int useful_parts(int64_t rows, int64_t work) {
+/* Chunks of rows for the pool: below ~32K multiply-adds the hand-off costs
+ * more than it saves; otherwise about 8 chunks per thread of at least 8 rows,
+ * so a thread that starts late still finds work or leaves it to the others. */
+static int row_chunks(int64_t rows, int64_t work) {
     if (work < (1 << 15)) return 1;
-    return rows < 64 ? (int)rows : 64;
+    int64_t want = 8 * (int64_t)moe_get_threads(), most = rows / 8;
+    int64_t n = want < most ? want : most;
+    return n < 1 ? 1 : (int)n;
 }
 
 int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
@@ -190,7 +194,7 @@ int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
         j.xs = s;
     }
     int64_t work = rows * (cols > 0 ? cols : 1) * T;
-    if (threaded) moe_pool_run(job_rows, &j, useful_parts(rows, work));
+    if (threaded) moe_pool_run(job_rows, &j, row_chunks(rows, work));
     else job_rows(&j, 0, 1);
     return MOE_OK;
 }

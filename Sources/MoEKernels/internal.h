@@ -46,9 +46,9 @@ extern const moe_kernels moe_kernels_neon;
 /* Scalar pieces reused by the SIMD paths for row tails. */
 float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n);
 
-/* Worker pool: run fn(ctx, part, nparts) for part in 0..<nparts, where
- * nparts = min(threads, max_parts); the caller runs part 0. */
-typedef void (*moe_task_fn)(void *ctx, int part, int nparts);
-void moe_pool_run(moe_task_fn fn, void *ctx, int max_parts);
+/* Worker pool: run fn(ctx, chunk, nchunks) once for every chunk in
+ * 0..<nchunks, spread over the caller and the workers (any order, any thread). */
+typedef void (*moe_task_fn)(void *ctx, int chunk, int nchunks);
+void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks);
 
 #endif
