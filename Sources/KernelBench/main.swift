@@ -15,28 +15,37 @@ func seconds(_ body: () -> Void) -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
-/// Runs `body` repeatedly for about `budget` seconds, returns the best time per call.
-func best(budget: Double = 0.25, _ body: () -> Void) -> Double {
-    body()
-    var bestTime = Double.infinity, spent = 0.0
-    while spent < budget {
-        let t = seconds(body)
-        bestTime = min(bestTime, t)
+/// Median time of `body(i)` over calls i = 0, 1, 2, ... for about `budget`
+/// seconds. Every call is short (well under a scheduler time slice) and timed
+/// on its own, so the median is robust on a shared, busy machine where a long
+/// timed loop would also measure the time the thread was descheduled.
+func medianTime(budget: Double = 0.5, _ body: (Int) -> Void) -> Double {
+    body(0)
+    var times: [Double] = []
+    var spent = 0.0, i = 1
+    while spent < budget || times.count < 20 {
+        let t = seconds { body(i) }
+        times.append(t)
         spent += t
+        i += 1
     }
-    return bestTime
+    times.sort()
+    return times[times.count / 2]
 }
 
+/// STREAM-style read: sums a buffer far larger than the caches in 1 MB pieces.
 func readBandwidth(threads: Int) -> Double {
     KernelConfig.setThreads(threads)
-    let n = coldBytes / 4
+    let n = coldBytes / 4, chunk = (1 << 20) / 4
     let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
     defer { a.deallocate() }
     for i in 0..<n { a[i] = Float(i & 1023) }
     var sink = 0.0
-    let t = best(budget: 1.0) { sink += moe_read_sum(a.baseAddress, Int64(n)) }
+    let t = medianTime(budget: 1.0) { i in
+        sink += moe_read_sum(a.baseAddress! + (i * chunk) % n, Int64(chunk))
+    }
     if sink == 42 { print("") }
-    return Double(n * 4) / t / 1e9
+    return Double(chunk * 4) / t / 1e9
 }
 
 struct Shape { let name: String; let rows: Int; let cols: Int }
@@ -52,22 +61,22 @@ func randomFloats(_ n: Int, seed: UInt64, scale: Float) -> [Float] {
     }
 }
 
-func matvecGBs(_ base: QuantizedMatrix, copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double {
+/// Weight GB/s of one matvec: hot reuses one matrix, cold cycles through
+/// copies that together exceed the last-level cache.
+func matvecGBs(_ copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double {
     KernelConfig.setThreads(threads)
-    var y = [Float](repeating: 0, count: base.rows)
-    var k = 0
-    let t = best {
+    var y = [Float](repeating: 0, count: copies[0].rows)
+    let t = medianTime { i in
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { copies[k % copies.count].matvec(x: xp, y: $0) }
+            y.withUnsafeMutableBufferPointer { copies[i % copies.count].matvec(x: xp, y: $0) }
         }
-        k += 1
     }
-    return Double(base.byteCount) / t / 1e9
+    return Double(copies[0].byteCount) / t / 1e9
 }
 
 print("kernel path: \(KernelConfig.path.name)")
 let read1 = readBandwidth(threads: 1), read2 = readBandwidth(threads: 2)
-print(String(format: "read bandwidth (sum of %d MB f32): 1 thread %.1f GB/s, 2 threads %.1f GB/s", coldBytes >> 20, read1, read2))
+print(String(format: "read bandwidth (1 MB pieces of %d MB f32, median): 1 thread %.1f GB/s, 2 threads %.1f GB/s", coldBytes >> 20, read1, read2))
 print("")
 print("format     shape               bytes    hot1   hot2  cold1  cold2 GB/s   err-vs-deq  err-vs-f32")
 for shape in shapes {
@@ -84,17 +93,19 @@ for shape in shapes {
         let raw = Array(q.bytes)
         let n = max(2, coldBytes / q.byteCount)
         let copies = (0..<n).compactMap { _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f) }
-        let hot1 = matvecGBs(q, copies: [q], x: x, threads: 1)
-        let hot2 = matvecGBs(q, copies: [q], x: x, threads: 2)
-        let cold1 = matvecGBs(q, copies: copies, x: x, threads: 1)
-        let cold2 = matvecGBs(q, copies: copies, x: x, threads: 2)
+        let hot1 = matvecGBs([q], x: x, threads: 1)
+        let hot2 = matvecGBs([q], x: x, threads: 2)
+        let cold1 = matvecGBs(copies, x: x, threads: 1)
+        let cold2 = matvecGBs(copies, x: x, threads: 2)
         // Relative error of the kernel against the exact product with decoded
         // weights (activation rounding only) and with the original f32 weights.
         let y = q.matvec(x), ref = q.referenceMatmul(x, tokens: 1)
         let errDeq = zip(y, ref).map { abs($0 - $1) }.max()! / yMax
         let errF32 = zip(y, exact).map { abs($0 - $1) }.max()! / yMax
-        print(String(format: "%-10@ %-17@ %8d  %6.1f %6.1f %6.1f %6.1f        %.2e    %.2e",
-                     f.rawValue as NSString, shape.name as NSString, q.byteCount, hot1, hot2, cold1, cold2, errDeq, errF32))
+        let label = f.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+            + " " + shape.name.padding(toLength: 17, withPad: " ", startingAt: 0)
+        print(label + String(format: " %8d  %6.1f %6.1f %6.1f %6.1f        %.2e    %.2e",
+                             q.byteCount, hot1, hot2, cold1, cold2, errDeq, errF32))
     }
 }
 KernelConfig.setThreads(1)

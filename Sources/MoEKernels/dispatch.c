@@ -134,6 +134,7 @@ typedef struct {
 static void job_rows(void *ctx, int part, int nparts) {
     const job *j = ctx;
     int64_t r0 = j->rows * part / nparts, r1 = j->rows * (part + 1) / nparts;
+    int pairs = j->k->dot2_i4 != NULL && j->group > 0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = j->w + r * j->rb;
         for (int64_t t = 0; t < j->T; t++) {
@@ -144,18 +145,30 @@ static void job_rows(void *ctx, int part, int nparts) {
                 v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
             } else {
                 moe_xq xq = {j->xq + t * j->nb * MOE_QBLOCK, j->xd + t * j->nb, j->xs + t * j->nb};
-                v = j->fmt == MOE_FMT_INT8 ? j->k->dot_i8(row, &xq, j->cols)
-                                           : j->k->dot_i4(row, &xq, j->cols, j->group, j->asym);
+                if (pairs && r + 1 < r1) {
+                    float two[2];
+                    j->k->dot2_i4(row, row + j->rb, &xq, j->cols, j->group, j->asym, two);
+                    j->y[t * j->rows + r + 1] = two[1];
+                    v = two[0];
+                } else {
+                    v = j->fmt == MOE_FMT_INT8 ? j->k->dot_i8(row, &xq, j->cols)
+                                               : j->k->dot_i4(row, &xq, j->cols, j->group, j->asym);
+                }
             }
             j->y[t * j->rows + r] = v;
         }
+        if (pairs && r + 1 < r1) r++;
     }
 }
 
-/* Parts worth a thread: below ~32K multiply-adds the hand-off costs more than it saves. */
-static int useful_parts(int64_t rows, int64_t work) {
+/* Chunks of rows for the pool: below ~32K multiply-adds the hand-off costs
+ * more than it saves; otherwise about 8 chunks per thread of at least 8 rows,
+ * so a thread that starts late still finds work or leaves it to the others. */
+static int row_chunks(int64_t rows, int64_t work) {
     if (work < (1 << 15)) return 1;
-    return rows < 64 ? (int)rows : 64;
+    int64_t want = 8 * (int64_t)moe_get_threads(), most = rows / 8;
+    int64_t n = want < most ? want : most;
+    return n < 1 ? 1 : (int)n;
 }
 
 int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
@@ -181,7 +194,7 @@ int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
         j.xs = s;
     }
     int64_t work = rows * (cols > 0 ? cols : 1) * T;
-    if (threaded) moe_pool_run(job_rows, &j, useful_parts(rows, work));
+    if (threaded) moe_pool_run(job_rows, &j, row_chunks(rows, work));
     else job_rows(&j, 0, 1);
     return MOE_OK;
 }

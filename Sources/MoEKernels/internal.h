@@ -30,6 +30,9 @@ typedef struct {
     float (*dot_i8)(const uint8_t *row, const moe_xq *x, int64_t n);
     float (*dot_i4)(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym);
     float (*sum_f32)(const float *a, int64_t n);   /* read-bandwidth probe */
+    /* Optional: two adjacent int4 rows at once, bit-identical to two dot_i4 calls. */
+    void (*dot2_i4)(const uint8_t *row0, const uint8_t *row1, const moe_xq *x, int64_t n,
+                    int group, int asym, float *out);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -43,9 +46,9 @@ extern const moe_kernels moe_kernels_neon;
 /* Scalar pieces reused by the SIMD paths for row tails. */
 float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n);
 
-/* Worker pool: run fn(ctx, part, nparts) for part in 0..<nparts, where
- * nparts = min(threads, max_parts); the caller runs part 0. */
-typedef void (*moe_task_fn)(void *ctx, int part, int nparts);
-void moe_pool_run(moe_task_fn fn, void *ctx, int max_parts);
+/* Worker pool: run fn(ctx, chunk, nchunks) once for every chunk in
+ * 0..<nchunks, spread over the caller and the workers (any order, any thread). */
+typedef void (*moe_task_fn)(void *ctx, int chunk, int nchunks);
+void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks);
 
 #endif

@@ -2,8 +2,14 @@
  * Persistent worker pool. Workers are created once (moe_set_threads) and wait
  * for a generation counter to change: a short spin first (the matrix products
  * of one token follow each other within microseconds), then a condition
- * variable so idle workers do not burn a core. The caller runs part 0 itself
- * and spins until the workers have finished theirs. Calls are serialized.
+ * variable so idle workers do not burn a core.
+ *
+ * Work is handed out in chunks from an atomic counter, and the caller takes
+ * chunks too. On a busy machine a worker that is not scheduled in time simply
+ * gets fewer (or no) chunks, instead of the caller waiting for it. When the
+ * chunks are gone the caller closes the job and waits only for workers that
+ * are inside it; a worker that arrives later sees the job closed and never
+ * touches it. Calls are serialized.
  */
 #include "internal.h"
 #include <pthread.h>
@@ -29,15 +35,26 @@ static struct {
     int nthreads;                /* including the caller */
     unsigned start_gen;          /* generation the current workers start from */
     _Atomic unsigned gen;
-    _Atomic int pending;
     _Atomic int quit;
+    _Atomic int closed;          /* 1 between jobs: arriving workers must leave */
+    _Atomic int active;          /* workers inside the current job */
+    _Atomic int next;            /* next chunk to hand out */
     moe_task_fn fn;
     void *ctx;
-    int nparts;
-} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .nthreads = 1};
+    int nchunks;
+} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+       .nthreads = 1, .closed = 1};
+
+static void take_chunks(moe_task_fn fn, void *ctx, int nchunks) {
+    for (;;) {
+        int c = atomic_fetch_add(&P.next, 1);
+        if (c >= nchunks) return;
+        fn(ctx, c, nchunks);
+    }
+}
 
 static void *worker(void *arg) {
-    int id = (int)(intptr_t)arg;
+    (void)arg;
     unsigned seen = P.start_gen;
     for (;;) {
         unsigned g;
@@ -54,10 +71,9 @@ static void *worker(void *arg) {
         }
         seen = g;
         if (atomic_load(&P.quit)) return NULL;
-        if (id < P.nparts) {
-            P.fn(P.ctx, id, P.nparts);
-            atomic_fetch_sub_explicit(&P.pending, 1, memory_order_release);
-        }
+        atomic_fetch_add(&P.active, 1);
+        if (!atomic_load(&P.closed)) take_chunks(P.fn, P.ctx, P.nchunks);
+        atomic_fetch_sub(&P.active, 1);
     }
 }
 
@@ -68,22 +84,23 @@ static void publish(void) {
     pthread_mutex_unlock(&P.m);
 }
 
-void moe_pool_run(moe_task_fn fn, void *ctx, int max_parts) {
+void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks) {
     pthread_mutex_lock(&P.call_lock);
-    int nparts = P.nthreads < max_parts ? P.nthreads : max_parts;
-    if (nparts <= 1) {
-        fn(ctx, 0, 1);
+    if (P.nthreads <= 1 || nchunks <= 1) {
+        for (int c = 0; c < nchunks; c++) fn(ctx, c, nchunks);
         pthread_mutex_unlock(&P.call_lock);
         return;
     }
     P.fn = fn;
     P.ctx = ctx;
-    P.nparts = nparts;
-    atomic_store_explicit(&P.pending, nparts - 1, memory_order_relaxed);
+    P.nchunks = nchunks;
+    atomic_store(&P.next, 0);
+    atomic_store(&P.closed, 0);
     publish();
-    fn(ctx, 0, nparts);
+    take_chunks(fn, ctx, nchunks);
+    atomic_store(&P.closed, 1);
     int spins = 0;
-    while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) {
+    while (atomic_load(&P.active) != 0) {
         CPU_RELAX();
         if (++spins > WORKER_SPINS) sched_yield();
     }
@@ -100,6 +117,7 @@ int moe_set_threads(int n) {
             publish();
             for (int i = 1; i < P.nthreads; i++) pthread_join(P.tids[i], NULL);
             atomic_store(&P.quit, 0);
+            atomic_store(&P.active, 0);
         }
         P.start_gen = atomic_load(&P.gen);
         int created = 1;

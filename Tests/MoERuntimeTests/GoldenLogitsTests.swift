@@ -42,3 +42,16 @@ final class GoldenLogitsTests: XCTestCase {
         }
     }
 }
+
+/// The built-in trained model against transformers on a held-out sequence.
+final class TinyModelLogitsTests: XCTestCase {
+    func testTinyModelMatchesTransformers() throws {
+        let dir = Fixtures.root.appendingPathComponent("tiny-moe")
+        struct Reference: Decodable { let ids: [Int32] }
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: dir.appendingPathComponent("reference.json")))
+        let golden = try Npy.decode(Data(contentsOf: dir.appendingPathComponent("logits_heldout.npy")))
+        let model = try ModelLoader.model(at: Fixtures.tinyModel.path)
+        XCTAssertEqual(golden.shape, [reference.ids.count, model.config.vocabSize])
+        XCTAssertLessThanOrEqual(relativeMaxError(try model.logits(reference.ids), golden.values), 1e-4)
+    }
+}

@@ -98,7 +98,8 @@ final class QuantKernelTests: XCTestCase {
         XCTAssertEqual(KernelConfig.setThreads(2), 2)
         XCTAssertEqual(KernelConfig.threads, 2)
         for (n, f) in WeightFormat.allCases.enumerated() {
-            let c = try makeCase(f, rows: 301, cols: 256, tokens: 2, seed: UInt64(300 + n))
+            // 303 rows: the second thread starts at an odd row, so row pairing differs from single-threaded.
+            let c = try makeCase(f, rows: 303, cols: 256, tokens: 2, seed: UInt64(300 + n))
             for path in Self.paths {
                 let single = try run(c, path: path, threaded: false)
                 let threaded = try run(c, path: path, threaded: true)
