@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MoEFormat
 import MoERuntime
+import MoETestSupport
 @testable import MoEConvert
 
 final class CalibrationTests: XCTestCase {

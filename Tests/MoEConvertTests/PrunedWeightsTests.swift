@@ -1,6 +1,7 @@
 import XCTest
 import MoEFormat
 import MoERuntime
+import MoETestSupport
 @testable import MoEConvert
 
 final class PrunedWeightsTests: XCTestCase {

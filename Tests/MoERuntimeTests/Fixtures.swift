@@ -1,21 +1,13 @@
 import Foundation
 import MoEFormat
+import MoETestSupport
 @testable import MoERuntime
 
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
+extension Fixtures {
     static let checkpoints = root.appendingPathComponent("checkpoints")
-    static let checkpointNames = ["dense", "moe_basic", "moe_noshared_interval2", "moe_sharded", "moe_shared2_bias"]
 
     static func model(_ name: String) throws -> ErnieModel {
         try ModelLoader.model(at: checkpoints.appendingPathComponent(name).path)
-    }
-
-    static func sequences(_ name: String) throws -> [[Int32]] {
-        struct File: Decodable { let sequences: [[Int32]] }
-        let url = checkpoints.appendingPathComponent(name).appendingPathComponent("golden/sequences.json")
-        return try JSONDecoder().decode(File.self, from: Data(contentsOf: url)).sequences
     }
 }
 

@@ -11,7 +11,7 @@ public enum PruningCriterion: String, Sendable, Codable, CaseIterable {
     case reap
 
     /// Chosen by measurement on the tiny model (docs/pruning.md).
-    public static let `default`: PruningCriterion = .frequency
+    public static let `default`: PruningCriterion = .reap
 
     func scores(_ layer: CalibrationStats.LayerStats) -> [Double] {
         switch self {
