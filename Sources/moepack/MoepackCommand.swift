@@ -6,9 +6,9 @@ struct Moepack: ParsableCommand {
         commandName: "moepack",
         abstract: "Compress Mixture-of-Experts checkpoints into one bundle and run them on a CPU.",
         discussion: """
-        MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors).
+        MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors) or a .mpk bundle.
         See docs/ for every command, the bundle format and the profiles.
         """,
-        subcommands: [Inspect.self, Calibrate.self, PruneEval.self, Logits.self, Synth.self, Bench.self]
+        subcommands: [Inspect.self, Calibrate.self, Convert.self, PruneEval.self, Logits.self, Synth.self, Bench.self]
     )
 }
