@@ -59,6 +59,7 @@ public enum Converter {
             pruning = try PruneMap.validated(stage.keptExperts(checkpoint: checkpoint, settings: settings), config: config)
             parameters["prune_ratio"] = String(settings.ratio)
             parameters["prune_criterion"] = settings.criterion.rawValue
+            parameters["prune_budget"] = settings.budget.rawValue
             parameters.merge(stage.provenance) { a, _ in a }
         } else if options.pruneRatio != nil {
             throw ProfileError("--prune-ratio needs a profile with a prune stage (e.g. wint4-prune25)")
@@ -86,8 +87,9 @@ public enum Converter {
             var packer = TensorPacker(reader: reader, writer: writer, profile: profile)
             var tensors: [BundleTensor] = []
             for spec in specs {
-                let kept = spec.layer.flatMap { pruning?[String($0)] }
-                tensors.append(try packer.pack(spec, keptExperts: kept))
+                // The router stays whole (every original expert's row and correction bias): the
+                // runtime masks pruned experts out of the top-k (docs/pruning.md).
+                tensors.append(try packer.pack(spec, keptExperts: nil))
                 progress.tensorsDone += 1
                 progress.sourceBytesDone += try checkpoint.info(spec.name).byteRange.count
                 progress.bytesWritten = tensors.last.map { $0.payload.offset + $0.payload.length } ?? 0

@@ -20,6 +20,9 @@ public struct Tokenizer: Sendable {
     /// Ids that end a generated reply: eos and, when present, the sep/end-of-sentence token.
     public let stopIDs: Set<Int32>
 
+    /// The optional side files read next to `tokenizer.model`.
+    public static let configFileNames = TokenizerConfig.fileNames
+
     /// Loads `tokenizer.model` and, when present, `tokenizer_config.json`,
     /// `special_tokens_map.json` and `added_tokens.json` from `directory`.
     public init(directory: URL) throws {

@@ -17,6 +17,9 @@ struct Convert: ParsableCommand {
     @Option(help: "Output bundle path (.mpk).")
     var output: String
 
+    @Option(help: "Calibration statistics (moepack calibrate) for a profile with a prune stage.")
+    var calibration: String?
+
     @Option(help: "Override the profile's prune ratio.")
     var pruneRatio: Double?
 
@@ -26,7 +29,8 @@ struct Convert: ParsableCommand {
     func run() throws {
         let profile = try Profile.load(self.profile)
         let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ConvertProgressDisplay.show : nil
-        let options = ConvertOptions(profile: profile, pruneStage: nil, pruneRatio: pruneRatio, progress: progress)
+        let stage = try calibration.map { try CalibrationPruneStage(statsFile: URL(fileURLWithPath: $0)) }
+        let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
         if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? try JSONOutput.encode(summary) : summary.text)

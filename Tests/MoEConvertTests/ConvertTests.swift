@@ -172,7 +172,7 @@ final class ConvertTests: XCTestCase {
         var provenance: [String: String] { ["prune_test": "keep-first-\(count)"] }
     }
 
-    func testPruneStageRemovesExpertsAndRewritesTheRouter() throws {
+    func testPruneStageRemovesExpertsAndKeepsTheRouter() throws {
         let checkpoint = Fixtures.checkpoint("moe_shared2_bias")
         XCTAssertThrowsError(try convert(checkpoint, "wint4-prune25")) { error in
             XCTAssertTrue("\(error)".contains("has a prune stage: give calibration statistics"), "\(error)")
@@ -186,13 +186,14 @@ final class ConvertTests: XCTestCase {
         XCTAssertEqual(bundle.manifest.provenance.parameters["prune_ratio"], "0.25")
         let source = try Checkpoint(directory: checkpoint)
         let weights = try BundleWeights(bundle: bundle)
-        let router = try weights.matrix("model.layers.1.mlp.gate.weight", rows: 6, cols: 32)
+        // The router stays whole: pruned experts are masked out of the top-k at run time.
+        let router = try weights.matrix("model.layers.1.mlp.gate.weight", rows: 8, cols: 32)
         var row = [Float](repeating: 0, count: 32)
         let gate = try source.floats("model.layers.1.mlp.gate.weight")
-        row.withUnsafeMutableBufferPointer { router.copyRow(5, into: $0.baseAddress!) }
-        XCTAssertEqual(row, Array(gate[(5 * 32)..<(6 * 32)]))
+        row.withUnsafeMutableBufferPointer { router.copyRow(7, into: $0.baseAddress!) }
+        XCTAssertEqual(row, Array(gate[(7 * 32)..<(8 * 32)]))
         let bias = try source.floats("model.layers.1.mlp.moe_statics.e_score_correction_bias")
-        XCTAssertEqual(try weights.vector("model.layers.1.mlp.moe_statics.e_score_correction_bias", count: 6), Array(bias[0..<6]))
+        XCTAssertEqual(try weights.vector("model.layers.1.mlp.moe_statics.e_score_correction_bias", count: 8), bias)
         let logits = try ErnieModel(weights: weights).logits([1, 5, 9])
         XCTAssertTrue(logits.allSatisfy(\.isFinite))
         XCTAssertEqual(BundleSummary(bundle: bundle).experts.map(\.kept), [6, 6])

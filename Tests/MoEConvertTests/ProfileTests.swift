@@ -36,7 +36,7 @@ final class ProfileTests: XCTestCase {
         asym.formats[.routedExperts] = .int4g128a
         XCTAssertEqual(asym.format(for: .routedExperts, cols: 192, is2D: true), .int4g64a)
         let pruned = try Profile.load("wint4-prune25")
-        XCTAssertEqual(pruned.prune, PruneSettings(ratio: 0.25, criterion: .frequency))
+        XCTAssertEqual(pruned.prune, PruneSettings(ratio: 0.25, criterion: .reap, budget: .perLayer))
         XCTAssertEqual(pruned.stages, [.prune, .quantize, .pack])
         let f32 = try Profile.load("f32")
         XCTAssertEqual(f32.compression, .none)

@@ -1,3 +1,4 @@
+import Foundation
 import MoEFormat
 import MoERuntime
 
@@ -12,21 +13,32 @@ public enum ModelIdentity {
 
     public static func compute(_ weights: any WeightSource) throws -> String {
         let c = weights.config
-        var hash = SHA256()
-        hash.update(canonicalConfig(c))
+        var hash = SHA256Hasher()
+        hash.update(Data(canonicalConfig(c).utf8))
         for layer in c.moeLayers {
             let p = "model.layers.\(layer).mlp"
             let kept = weights.keptExperts(layer: layer)
-            hash.update("layer \(layer) experts \(kept.map(String.init).joined(separator: ","))\n")
+            hash.update(Data("layer \(layer) experts \(kept.map(String.init).joined(separator: ","))\n".utf8))
             let router = try weights.matrix("\(p).gate.weight", rows: c.moeNumExperts, cols: c.hiddenSize)
             var row = [Float](repeating: 0, count: c.hiddenSize)
             for r in 0..<c.moeNumExperts {
                 row.withUnsafeMutableBufferPointer { router.copyRow(r, into: $0.baseAddress!) }
-                hash.update(floats: row)
+                hash.update(littleEndianBytes(row))
             }
-            hash.update(floats: try weights.vector("\(p).moe_statics.e_score_correction_bias", count: c.moeNumExperts))
+            hash.update(littleEndianBytes(try weights.vector("\(p).moe_statics.e_score_correction_bias", count: c.moeNumExperts)))
         }
-        return SHA256.hex(hash.finalize())
+        return hash.finalizeHex()
+    }
+
+    /// IEEE bit patterns in little-endian order, so equal values hash equally on any host.
+    static func littleEndianBytes(_ values: [Float]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 4)
+        for v in values {
+            let bits = v.bitPattern.littleEndian
+            withUnsafeBytes(of: bits) { bytes.append(contentsOf: $0) }
+        }
+        return bytes
     }
 
     /// The config fields that define the computation, in a fixed text form (raw config.json

@@ -9,24 +9,27 @@ public enum ConvertStage: String, Sendable, Codable, CaseIterable {
     case pack
 }
 
-/// How pruning ranks experts; the prune stage implementation interprets it.
-public enum PruneCriterion: String, Sendable, Codable, CaseIterable {
-    /// How often the router picks the expert.
-    case frequency
-    /// Total routing weight the expert receives.
-    case weightMass = "weight_mass"
-    /// Routing-weighted norm of the expert's output.
-    case outputNorm = "output_norm"
+/// How pruning ranks experts (see `PruningCriterion`).
+public typealias PruneCriterion = PruningCriterion
+
+/// How the prune ratio is spread over the MoE layers.
+public enum PruneBudget: String, Sendable, Codable, CaseIterable {
+    /// The same ratio in every layer.
+    case perLayer = "per_layer"
+    /// ratio × all routed experts, lowest scores across layers first.
+    case global
 }
 
 public struct PruneSettings: Sendable, Codable, Equatable {
     /// Fraction of routed experts removed per MoE layer, in [0, 1).
     public var ratio: Double
     public var criterion: PruneCriterion
+    public var budget: PruneBudget
 
-    public init(ratio: Double, criterion: PruneCriterion) {
+    public init(ratio: Double, criterion: PruneCriterion, budget: PruneBudget = .perLayer) {
         self.ratio = ratio
         self.criterion = criterion
+        self.budget = budget
     }
 }
 
@@ -127,14 +130,18 @@ extension Profile {
         }
 
         if let pruneTable = try reader.optionalTable("prune") {
-            try pruneTable.allowKeys(["ratio", "criterion"])
+            try pruneTable.allowKeys(["ratio", "criterion", "budget"])
             let ratio = try pruneTable.double("ratio")
             guard ratio >= 0, ratio < 1 else { throw ProfileError("\(origin): prune.ratio \(ratio) is outside [0, 1)") }
-            let criterionName = try pruneTable.optionalString("criterion") ?? PruneCriterion.frequency.rawValue
+            let criterionName = try pruneTable.optionalString("criterion") ?? PruneCriterion.default.rawValue
             guard let criterion = PruneCriterion(rawValue: criterionName) else {
                 throw ProfileError("\(origin): unknown value \"\(criterionName)\" for prune.criterion (known: \(PruneCriterion.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            prune = PruneSettings(ratio: ratio, criterion: criterion)
+            let budgetName = try pruneTable.optionalString("budget") ?? PruneBudget.perLayer.rawValue
+            guard let budget = PruneBudget(rawValue: budgetName) else {
+                throw ProfileError("\(origin): unknown value \"\(budgetName)\" for prune.budget (known: \(PruneBudget.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            prune = PruneSettings(ratio: ratio, criterion: criterion, budget: budget)
         } else {
             prune = nil
         }

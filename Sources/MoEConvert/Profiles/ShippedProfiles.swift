@@ -30,7 +30,7 @@ public enum ShippedProfiles {
 
         [prune]
         ratio = 0.25
-        criterion = "frequency"
+        criterion = "reap"
 
         [formats]
         embeddings = "int8"

@@ -15,14 +15,22 @@ public enum ModelLoader {
         return try BundleWeights(path: path)
     }
 
-    /// The tokenizer of a checkpoint directory.
+    /// The tokenizer of a checkpoint directory, or the one a bundle carries.
     public static func tokenizer(at path: String) throws -> Tokenizer {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw FormatError("\(path) does not exist")
         }
         if isDirectory.boolValue { return try Tokenizer(directory: URL(fileURLWithPath: path)) }
-        throw FormatError("\(path) is not a checkpoint directory")
+        let bundle = try BundleFile(path: path)
+        guard let model = try bundle.fileData(named: "tokenizer.model") else {
+            throw FormatError("\(bundle.name) carries no tokenizer.model")
+        }
+        var files: [String: Data] = [:]
+        for name in Tokenizer.configFileNames {
+            if let data = try bundle.fileData(named: name) { files[name] = data }
+        }
+        return try Tokenizer(modelData: model, configFiles: files)
     }
 
     public static func model(at path: String) throws -> ErnieModel {
