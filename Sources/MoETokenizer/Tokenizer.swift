@@ -45,7 +45,6 @@ public struct Tokenizer: Sendable {
 
         var text: [Int32: String] = [:]
         var special = Set<Int32>()
-        var matcher = ByteTrie()
         var idOf: [String: Int32] = [:]
         for t in config.added {
             text[t.id] = t.content
@@ -72,10 +71,9 @@ public struct Tokenizer: Sendable {
             idOf[s] = id
             special.insert(id)
         }
-        for (s, id) in idOf { matcher.insert(Array(s.utf8), value: id) }
         tokenText = text
         specialIDs = special
-        self.matcher = matcher
+        matcher = ByteTrie(entries: idOf.map { (Array($0.key.utf8), $0.value) })
 
         bosID = namedIDs["bos_token"] ?? sp.bosID
         eosID = namedIDs["eos_token"] ?? sp.eosID
