@@ -17,7 +17,8 @@ public struct Tokenizer: Sendable {
     public let eosID: Int32?
     public let padID: Int32?
     public let unkID: Int32?
-    /// Ids that end a generated reply: eos and, when present, the sep/end-of-sentence token.
+    /// Ids that end a generated reply: eos and, when present, the sep token and the special
+    /// token that closes an assistant turn in the chat template (`<|end_of_sentence|>`).
     public let stopIDs: Set<Int32>
 
     /// Loads `tokenizer.model` and, when present, `tokenizer_config.json`,
@@ -79,10 +80,12 @@ public struct Tokenizer: Sendable {
         eosID = namedIDs["eos_token"] ?? sp.eosID
         padID = namedIDs["pad_token"] ?? sp.padID
         unkID = namedIDs["unk_token"] ?? sp.unkID
-        stopIDs = Set([eosID, namedIDs["sep_token"]].compactMap { $0 })
-
-        chatTemplate = ChatTemplate(beginToken: config.named["cls_token"] ?? ChatTemplate.ernie.beginToken,
+        let template = ChatTemplate(beginToken: config.named["cls_token"] ?? ChatTemplate.ernie.beginToken,
                                     endToken: config.named["sep_token"] ?? ChatTemplate.ernie.endToken)
+        chatTemplate = template
+        // The token closing an assistant turn ends generation too, when the model knows it.
+        let endOfTurn = idOf[template.endToken].flatMap { special.contains($0) ? $0 : nil }
+        stopIDs = Set([eosID, namedIDs["sep_token"], endOfTurn].compactMap { $0 })
     }
 
     /// Size of the id space: the model's pieces plus added tokens beyond them.
