@@ -51,6 +51,9 @@ final class TinyModelTokenizerTests: XCTestCase {
         let ids = tok.encodeChat(messages)
         XCTAssertEqual(ids.first, 4)
         XCTAssertEqual(Array(ids.dropFirst()), sp.encode("User: Who is Mr. Darcy?\nAssistant: "))
+        // The model was trained on sentencepiece's encoding of the whole rendered chat, where the
+        // markers are user-defined pieces; with this model's options splitting gives the same ids.
+        XCTAssertEqual(ids, sp.encode(tok.chatTemplate.render(messages: messages)))
         XCTAssertEqual(tok.decode(ids, skipSpecialTokens: true), sp.decode(Array(ids.dropFirst())))
     }
 }
