@@ -1,0 +1,127 @@
+import Foundation
+
+/// Quality of a model on a token sequence: perplexity over non-overlapping windows and, against a
+/// reference model, how far its next-token distributions are from the reference's.
+///
+/// Windows: the tokens are cut into consecutive non-overlapping windows of `context` tokens (the
+/// last, shorter window is kept if it has at least 2 tokens). Each window runs on its own from
+/// position 0; position i predicts token i+1, so a window of n tokens gives n-1 predictions.
+public enum Evaluator {
+    public static func evaluate(model: ErnieModel, tokens: [Int32], context: Int,
+                                reference: ErnieModel? = nil,
+                                progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationReport {
+        try validate(model: model, tokens: tokens, context: context, reference: reference)
+        let windows = stride(from: 0, to: tokens.count, by: context)
+            .map { tokens[$0..<min($0 + context, tokens.count)] }
+            .filter { $0.count >= 2 }
+        var totals = Totals()
+        let cache = model.makeCache(capacity: context)
+        let referenceCache = reference?.makeCache(capacity: context)
+        let vocab = model.config.vocabSize
+        progress?(0, windows.count)
+        for (index, window) in windows.enumerated() {
+            try Task.checkCancellation()
+            let ids = Array(window)
+            cache.reset()
+            let logits = try model.forward(ids, cache: cache)
+            var referenceLogits: [Float]?
+            if let reference, let referenceCache {
+                referenceCache.reset()
+                referenceLogits = try reference.forward(ids, cache: referenceCache)
+            }
+            for position in 0..<(ids.count - 1) {
+                let row = logits[(position * vocab)..<((position + 1) * vocab)]
+                let target = Int(ids[position + 1])
+                let logProbs = logSoftmax(row)
+                totals.nll -= logProbs[target]
+                if let referenceLogits {
+                    let referenceLogProbs = logSoftmax(referenceLogits[(position * vocab)..<((position + 1) * vocab)])
+                    totals.referenceNLL -= referenceLogProbs[target]
+                    totals.kl += klDivergence(referenceLogProbs, logProbs)
+                    if argmax(referenceLogProbs) == argmax(logProbs) { totals.agreements += 1 }
+                }
+                totals.predictions += 1
+            }
+            progress?(index + 1, windows.count)
+        }
+        let n = Double(totals.predictions)
+        return EvaluationReport(
+            context: context, tokens: tokens.count, windows: windows.count, predictedTokens: totals.predictions,
+            totalNLL: totals.nll, perplexity: exp(totals.nll / n),
+            reference: reference == nil ? nil : ReferenceComparison(
+                meanKLDivergence: totals.kl / n, top1Agreement: Double(totals.agreements) / n,
+                referencePerplexity: exp(totals.referenceNLL / n)))
+    }
+
+    static func validate(model: ErnieModel, tokens: [Int32], context: Int, reference: ErnieModel?) throws {
+        let limit = model.config.maxPositionEmbeddings
+        guard context >= 2 else { throw RuntimeError("context must be at least 2 tokens (got \(context))") }
+        guard context <= limit else {
+            throw RuntimeError("context \(context) is larger than the model's limit of \(limit) positions")
+        }
+        guard tokens.count >= 2 else {
+            throw RuntimeError("the data has \(tokens.count) token(s); perplexity needs at least 2")
+        }
+        if let reference {
+            guard reference.config.vocabSize == model.config.vocabSize else {
+                throw RuntimeError("the reference model's vocabulary (\(reference.config.vocabSize)) differs from the model's (\(model.config.vocabSize))")
+            }
+            guard context <= reference.config.maxPositionEmbeddings else {
+                throw RuntimeError("context \(context) is larger than the reference model's limit of \(reference.config.maxPositionEmbeddings) positions")
+            }
+        }
+    }
+
+    /// log softmax of one row of logits, in double.
+    static func logSoftmax(_ row: ArraySlice<Float>) -> [Double] {
+        var maximum = -Double.infinity
+        for v in row { maximum = max(maximum, Double(v)) }
+        var sum = 0.0
+        for v in row { sum += exp(Double(v) - maximum) }
+        let logZ = maximum + log(sum)
+        return row.map { Double($0) - logZ }
+    }
+
+    /// KL(p ‖ q) = Σ p·(log p − log q) from log-probabilities.
+    static func klDivergence(_ logP: [Double], _ logQ: [Double]) -> Double {
+        var kl = 0.0
+        for i in 0..<logP.count where logP[i] > -.infinity {
+            kl += exp(logP[i]) * (logP[i] - logQ[i])
+        }
+        return kl
+    }
+
+    static func argmax(_ values: [Double]) -> Int {
+        var best = 0
+        for i in 1..<values.count where values[i] > values[best] { best = i }
+        return best
+    }
+
+    private struct Totals {
+        var nll = 0.0, referenceNLL = 0.0, kl = 0.0
+        var agreements = 0, predictions = 0
+    }
+}
+
+public struct EvaluationReport: Sendable, Codable, Equatable {
+    public var context: Int
+    /// Tokens in the data.
+    public var tokens: Int
+    public var windows: Int
+    /// Positions scored: the tokens of every window but its first.
+    public var predictedTokens: Int
+    /// Sum of −log p(next token), natural log.
+    public var totalNLL: Double
+    /// exp(totalNLL / predictedTokens).
+    public var perplexity: Double
+    public var reference: ReferenceComparison?
+}
+
+public struct ReferenceComparison: Sendable, Codable, Equatable {
+    /// Mean over scored positions of KL(reference ‖ model), in nats.
+    public var meanKLDivergence: Double
+    /// Fraction of scored positions where both models' most likely next token is the same.
+    public var top1Agreement: Double
+    /// The reference model's perplexity on the same windows.
+    public var referencePerplexity: Double
+}

@@ -1,0 +1,35 @@
+/// A model with the tokenizer that goes with it: what an app loads once and generates from.
+public final class LanguageModel: Sendable {
+    public let model: ErnieModel
+    public let tokenizer: any TextTokenizer
+    /// Generating any of these ends the answer (the tokenizer's eos, config.json's and
+    /// generation_config.json's eos ids).
+    public let stopTokenIDs: Set<Int32>
+
+    public init(model: ErnieModel, tokenizer: any TextTokenizer, stopTokenIDs: Set<Int32>? = nil) {
+        self.model = model
+        self.tokenizer = tokenizer
+        var ids = stopTokenIDs ?? []
+        if stopTokenIDs == nil {
+            if let eos = tokenizer.eosTokenID { ids.insert(eos) }
+            if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { ids.insert(id) }
+        }
+        self.stopTokenIDs = ids
+    }
+
+    /// The longest sequence (prompt + answer) the model accepts.
+    public var contextLength: Int { model.config.maxPositionEmbeddings }
+
+    /// A fresh conversation state with its own KV cache.
+    public func makeSession(contextLength: Int? = nil) -> Session {
+        Session(model: self, contextLength: contextLength)
+    }
+}
+
+extension LanguageModel {
+    /// Streams a continuation of `prompt` in a fresh session.
+    public func generate(prompt: String, options: GenerationOptions = GenerationOptions())
+        -> AsyncThrowingStream<GenerationEvent, Error> {
+        makeSession().generate(prompt: prompt, options: options)
+    }
+}
