@@ -1,4 +1,5 @@
 import Foundation
+import MoETestSupport
 import XCTest
 @testable import MoERuntime
 

@@ -1,3 +1,4 @@
+import MoETestSupport
 import XCTest
 @testable import MoERuntime
 

@@ -1,12 +1,12 @@
 import Foundation
+import MoETestSupport
 import XCTest
 @testable import MoERuntime
 
 /// The built-in tiny model against transformers' outputs (Tests/Fixtures/tiny-moe, written by
 /// tools/train_tiny_moe.py).
 final class TinyModelTests: XCTestCase {
-    static let modelPath = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Sources/moepack/Resources/tiny-moe").path
+    static let modelPath = Fixtures.tinyModel.path
     static let golden = Fixtures.root.appendingPathComponent("tiny-moe")
 
     private struct GenerateGolden: Decodable {
