@@ -22,6 +22,20 @@ final class GenerationCLITests: XCTestCase {
         }
     }
 
+    /// The built-in model's tokenizer on its held-out text and on the hard cases.
+    func testTokenizeTinyModelMatchesSentencePiece() throws {
+        let inputs = [
+            (Fixtures.tinyModel.appendingPathComponent("heldout.txt"), "tiny_moe.ids.txt"),
+            (tokenizerFixtures.appendingPathComponent("inputs.txt"), "tiny_moe_hard.ids.txt"),
+        ]
+        for (file, reference) in inputs {
+            let result = try runMoepack(["tokenize", Fixtures.tinyModel.path, "--file", file.path])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let expected = try String(contentsOf: tokenizerFixtures.appendingPathComponent(reference), encoding: .utf8)
+            XCTAssertEqual(result.stdout, expected, reference)
+        }
+    }
+
     private struct GenerateGolden: Decodable {
         struct Message: Decodable { let role, content: String }
         struct Case: Decodable {
