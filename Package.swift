@@ -52,7 +52,7 @@ let package = Package(
 
         // The command-line tool: thin, no logic of its own.
         .executableTarget(name: "moepack",
-                          dependencies: ["MoEFormat", "MoERuntime", "MoEConvert", "MoEServe",
+                          dependencies: ["MoEFormat", "MoETokenizer", "MoERuntime", "MoEConvert", "MoEServe",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Kernel throughput benchmark (weight GB/s per format against read bandwidth).
@@ -63,7 +63,7 @@ let package = Package(
 
         .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
-        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETestSupport"]),
+        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETokenizer", "MoETestSupport"]),
         .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["moepack", "MoEFormat", "MoETestSupport"]),

@@ -14,7 +14,9 @@ Writes into Tests/Fixtures/tokenizer/:
   <name>.random_decoded.jsonl  the library's decode of each random sequence
 
 Optional: --extra-model PATH --extra-name NAME --extra-text FILE adds reference ids for another
-model (for example the project's tiny model) on the lines of FILE.
+model on the lines of FILE (the tests read FILE from its own place). For the built-in tiny model:
+    tools/make_tokenizer_fixtures.py --extra-model Sources/moepack/Resources/tiny-moe/tokenizer.model \
+        --extra-name tiny_moe --extra-text Sources/moepack/Resources/tiny-moe/heldout.txt
 """
 import argparse
 import io
@@ -357,7 +359,6 @@ def main():
             lines = f.read().split("\n")
         if lines and lines[-1] == "":
             lines.pop()
-        write_lines(os.path.join(OUT, f"{args.extra_name}.inputs.txt"), lines)
         references(sp, args.extra_name, lines, random.Random(7))
         return
 

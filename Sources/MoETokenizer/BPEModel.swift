@@ -8,7 +8,7 @@ struct Segment: Sendable, Equatable {
 /// SentencePiece's BPE segmentation: start from characters (user-defined pieces whole and frozen),
 /// repeatedly merge the adjacent pair whose joined piece has the highest score (leftmost on ties).
 enum BPEModel {
-    private struct Pair {
+    fileprivate struct Pair {
         var score: Float
         var left: Int
         var right: Int
@@ -43,7 +43,7 @@ enum BPEModel {
             pos += len
         }
 
-        var heap = BinaryHeap<Pair> { $0.precedes($1) }
+        var heap = PairHeap()
         // Merged unused pieces are split back into their parts at the end.
         var revMerge: [[UInt8]: (Range<Int>, Range<Int>)] = [:]
 
@@ -96,27 +96,22 @@ enum BPEModel {
     }
 }
 
-/// A minimal binary heap; `before(a, b)` is true when `a` must come out first.
-struct BinaryHeap<Element> {
-    private var items: [Element] = []
-    private let before: (Element, Element) -> Bool
+/// A binary max-heap of merge candidates in `Pair.precedes` order.
+private struct PairHeap {
+    private var items: [BPEModel.Pair] = []
 
-    init(before: @escaping (Element, Element) -> Bool) { self.before = before }
-
-    var isEmpty: Bool { items.isEmpty }
-
-    mutating func push(_ e: Element) {
+    mutating func push(_ e: BPEModel.Pair) {
         items.append(e)
         var i = items.count - 1
         while i > 0 {
             let p = (i - 1) / 2
-            guard before(items[i], items[p]) else { break }
+            guard items[i].precedes(items[p]) else { break }
             items.swapAt(i, p)
             i = p
         }
     }
 
-    mutating func pop() -> Element? {
+    mutating func pop() -> BPEModel.Pair? {
         guard let first = items.first else { return nil }
         let last = items.removeLast()
         if !items.isEmpty {
@@ -126,8 +121,8 @@ struct BinaryHeap<Element> {
             while true {
                 let l = 2 * i + 1, r = l + 1
                 var m = i
-                if l < n && before(items[l], items[m]) { m = l }
-                if r < n && before(items[r], items[m]) { m = r }
+                if l < n && items[l].precedes(items[m]) { m = l }
+                if r < n && items[r].precedes(items[m]) { m = r }
                 if m == i { break }
                 items.swapAt(i, m)
                 i = m

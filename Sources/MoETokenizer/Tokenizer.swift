@@ -17,7 +17,8 @@ public struct Tokenizer: Sendable {
     public let eosID: Int32?
     public let padID: Int32?
     public let unkID: Int32?
-    /// Ids that end a generated reply: eos and, when present, the sep/end-of-sentence token.
+    /// Ids that end a generated reply: eos and, when present, the sep token and the special
+    /// token that closes an assistant turn in the chat template (`<|end_of_sentence|>`).
     public let stopIDs: Set<Int32>
 
     /// The optional side files read next to `tokenizer.model`.
@@ -48,7 +49,6 @@ public struct Tokenizer: Sendable {
 
         var text: [Int32: String] = [:]
         var special = Set<Int32>()
-        var matcher = ByteTrie()
         var idOf: [String: Int32] = [:]
         for t in config.added {
             text[t.id] = t.content
@@ -75,19 +75,20 @@ public struct Tokenizer: Sendable {
             idOf[s] = id
             special.insert(id)
         }
-        for (s, id) in idOf { matcher.insert(Array(s.utf8), value: id) }
         tokenText = text
         specialIDs = special
-        self.matcher = matcher
+        matcher = ByteTrie(entries: idOf.map { (Array($0.key.utf8), $0.value) })
 
         bosID = namedIDs["bos_token"] ?? sp.bosID
         eosID = namedIDs["eos_token"] ?? sp.eosID
         padID = namedIDs["pad_token"] ?? sp.padID
         unkID = namedIDs["unk_token"] ?? sp.unkID
-        stopIDs = Set([eosID, namedIDs["sep_token"]].compactMap { $0 })
-
-        chatTemplate = ChatTemplate(beginToken: config.named["cls_token"] ?? ChatTemplate.ernie.beginToken,
+        let template = ChatTemplate(beginToken: config.named["cls_token"] ?? ChatTemplate.ernie.beginToken,
                                     endToken: config.named["sep_token"] ?? ChatTemplate.ernie.endToken)
+        chatTemplate = template
+        // The token closing an assistant turn ends generation too, when the model knows it.
+        let endOfTurn = idOf[template.endToken].flatMap { special.contains($0) ? $0 : nil }
+        stopIDs = Set([eosID, namedIDs["sep_token"], endOfTurn].compactMap { $0 })
     }
 
     /// Size of the id space: the model's pieces plus added tokens beyond them.

@@ -14,7 +14,7 @@ struct Vocabulary: Sendable {
     /// NORMAL, USER_DEFINED and UNUSED pieces (SentencePiece's `pieces_`).
     let normal: ByteTrie
     /// CONTROL, UNKNOWN and BYTE pieces (SentencePiece's `reserved_id_map_`).
-    let reserved: [[UInt8]: Int32]
+    let reserved: ByteTrie
     /// USER_DEFINED pieces, matched whole before segmentation and left unnormalized.
     let userDefined: ByteTrie
     let unkID: Int32
@@ -29,9 +29,8 @@ struct Vocabulary: Sendable {
         byteFallback = proto.trainerSpec.byteFallback
         var pieces: [String] = [], bytes: [[UInt8]] = [], scores: [Float] = [], types: [PieceType] = []
         pieces.reserveCapacity(protoPieces.count)
-        var normal = ByteTrie(), userDefined = ByteTrie()
-        var normalSeen = Set<[UInt8]>()
-        var reserved: [[UInt8]: Int32] = [:]
+        var normalEntries: [(key: [UInt8], value: Int32)] = [], userEntries: [(key: [UInt8], value: Int32)] = []
+        var reservedEntries: [(key: [UInt8], value: Int32)] = []
         var unk: Int32 = -1
         var bytesFound = [Bool](repeating: false, count: 256)
         for (i, sp) in protoPieces.enumerated() {
@@ -43,16 +42,10 @@ struct Vocabulary: Sendable {
             }
             switch type {
             case .normal, .userDefined, .unused:
-                guard normalSeen.insert(b).inserted else {
-                    throw TokenizerError.invalidModel("piece \(sp.piece) is defined twice")
-                }
-                normal.insert(b, value: id)
-                if type == .userDefined { userDefined.insert(b, value: id) }
+                normalEntries.append((b, id))
+                if type == .userDefined { userEntries.append((b, id)) }
             case .unknown, .control, .byte:
-                guard reserved[b] == nil else {
-                    throw TokenizerError.invalidModel("piece \(sp.piece) is defined twice")
-                }
-                reserved[b] = id
+                reservedEntries.append((b, id))
                 if type == .unknown {
                     guard unk < 0 else { throw TokenizerError.invalidModel("more than one unknown piece") }
                     unk = id
@@ -69,6 +62,16 @@ struct Vocabulary: Sendable {
             }
             pieces.append(sp.piece); bytes.append(b); scores.append(sp.score); types.append(type)
         }
+        var duplicates: [Int] = []
+        let normal = ByteTrie(entries: normalEntries, duplicates: &duplicates)
+        if let d = duplicates.first {
+            throw TokenizerError.invalidModel("piece \(pieces[Int(normalEntries[d].value)]) is defined twice")
+        }
+        let reserved = ByteTrie(entries: reservedEntries, duplicates: &duplicates)
+        if let d = duplicates.first {
+            throw TokenizerError.invalidModel("piece \(pieces[Int(reservedEntries[d].value)]) is defined twice")
+        }
+        let userDefined = ByteTrie(entries: userEntries)
         guard unk >= 0 else { throw TokenizerError.invalidModel("the model defines no unknown piece") }
         if byteFallback && bytesFound.contains(false) {
             throw TokenizerError.invalidModel("byte_fallback is on but not all 256 byte pieces exist")
@@ -78,7 +81,7 @@ struct Vocabulary: Sendable {
         self.unkID = unk
         byteIDs = (0...255).map { b in
             let name = Array(bytePieceName(UInt8(b)).utf8)
-            return reserved[name] ?? normal.lookup(name) ?? unk
+            return reserved.lookup(name) ?? normal.lookup(name) ?? unk
         }
     }
 
@@ -86,8 +89,7 @@ struct Vocabulary: Sendable {
 
     /// SentencePiece's PieceToId: reserved pieces first, then normal ones, else the unknown id.
     func id<C: Collection>(of piece: C) -> Int32 where C.Element == UInt8 {
-        if !reserved.isEmpty, let id = reserved[Array(piece)] { return id }
-        return normal.lookup(piece) ?? unkID
+        reserved.lookup(piece) ?? normal.lookup(piece) ?? unkID
     }
 
     func type(_ id: Int32) -> PieceType? {

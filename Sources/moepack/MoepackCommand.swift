@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Moepack: ParsableCommand {
+struct Moepack: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moepack",
         abstract: "Compress Mixture-of-Experts checkpoints into one bundle and run them on a CPU.",
@@ -9,6 +9,7 @@ struct Moepack: ParsableCommand {
         MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors) or a .mpk bundle.
         See docs/ for every command, the bundle format and the profiles.
         """,
-        subcommands: [Inspect.self, Calibrate.self, Convert.self, PruneEval.self, Logits.self, Synth.self, Bench.self]
+        subcommands: [Inspect.self, Convert.self, Calibrate.self, PruneEval.self, Logits.self, Tokenize.self, Run.self, Eval.self,
+                      Synth.self, Bench.self]
     )
 }

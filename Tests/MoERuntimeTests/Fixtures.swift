@@ -1,13 +1,12 @@
 import Foundation
 import MoEFormat
 import MoETestSupport
+import MoETokenizer
 @testable import MoERuntime
 
 extension Fixtures {
-    static let checkpoints = root.appendingPathComponent("checkpoints")
-
     static func model(_ name: String) throws -> ErnieModel {
-        try ModelLoader.model(at: checkpoints.appendingPathComponent(name).path)
+        try ModelLoader.model(at: checkpoint(name).path)
     }
 }
 
@@ -26,7 +25,11 @@ func relativeError(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
 /// "é" (C3 A9) and "€" (E2 82 AC, split as 102, 103, 104); 105 is eos.
 struct WordTokenizer: TextTokenizer {
     var bosTokenID: Int32? { 1 }
-    var eosTokenID: Int32? { 105 }
+    var stopTokenIDs: Set<Int32> { [105] }
+
+    func chatPrompt(_ messages: [ChatMessage]) throws -> String {
+        messages.map(\.content).joined(separator: " ")
+    }
 
     func encode(_ text: String, addBOS: Bool, parseSpecialTokens: Bool) throws -> [Int32] {
         let words = text.split(separator: " ").map { word -> Int32 in

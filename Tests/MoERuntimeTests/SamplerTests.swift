@@ -37,7 +37,7 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(kept(0.4), [1])
         XCTAssertEqual(kept(0.7), [1, 3])
         XCTAssertEqual(kept(0.9), [1, 3, 2])
-        XCTAssertEqual(kept(1), [1, 3, 2, 0])
+        XCTAssertEqual(kept(1), [0, 1, 2, 3])  // nothing truncated: every token, in id order
         let renormalised = Sampler(options: SamplingOptions(temperature: 1, topP: 0.7)).candidates(logits)
         XCTAssertEqual(renormalised[0].probability, 0.5 / 0.8, accuracy: 1e-6)
         XCTAssertEqual(renormalised[1].probability, 0.3 / 0.8, accuracy: 1e-6)

@@ -1,5 +1,7 @@
 import XCTest
 @testable import MoERuntime
+import MoETestSupport
+import MoETokenizer
 
 final class StopMatcherTests: XCTestCase {
     func testStopStringSplitAcrossChunksIsNeverShown() {
@@ -54,5 +56,26 @@ final class TextStreamTests: XCTestCase {
         let text = ids.map { stream.append($0) }.joined() + stream.flush()
         XCTAssertEqual(text, WordTokenizer().decode(ids, skipSpecialTokens: true))
         XCTAssertEqual(text, "w5 w6é w7")
+    }
+}
+
+final class TextStreamTokenizerTests: XCTestCase {
+    /// With the tiny model's SentencePiece tokenizer (byte fallback for emoji and rare letters),
+    /// streamed chunks join to exactly the text a full decode gives, and a prompt's context keeps
+    /// the space before the first generated word.
+    func testChunksJoinToTheFullDecode() throws {
+        let tokenizer = try Tokenizer(directory: Fixtures.tinyModel)
+        let prompt = tokenizer.encode("She said", addBOS: true, parseSpecialTokens: false)
+        let answer = tokenizer.encode(" naïve Café ☕ 😀 “quoted” — 東京\ttab  two  spaces", addBOS: false, parseSpecialTokens: false)
+        XCTAssertGreaterThan(answer.count, 20)
+        var stream = TextStream(tokenizer: tokenizer, context: prompt)
+        var chunks = answer.map { stream.append($0) }
+        chunks.append(stream.flush())
+        XCTAssertTrue(chunks.contains(""), "expected some byte-fallback tokens that complete later")
+        let full = tokenizer.decode(prompt + answer, skipSpecialTokens: true)
+        let promptText = tokenizer.decode(prompt, skipSpecialTokens: true)
+        XCTAssertTrue(full.hasPrefix(promptText))
+        XCTAssertEqual(chunks.joined(), String(full.dropFirst(promptText.count)))
+        XCTAssertFalse(chunks.joined().contains("\u{FFFD}"))
     }
 }

@@ -23,6 +23,7 @@
 #define MOE_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "MoEKernelsSoftmax.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,4 +1,5 @@
 import Foundation
+import MoEKernels
 
 /// Quality of a model on a token sequence: perplexity over non-overlapping windows and, against a
 /// reference model, how far its next-token distributions are from the reference's.
@@ -29,19 +30,7 @@ public enum Evaluator {
                 referenceCache.reset()
                 referenceLogits = try reference.forward(ids, cache: referenceCache)
             }
-            for position in 0..<(ids.count - 1) {
-                let row = logits[(position * vocab)..<((position + 1) * vocab)]
-                let target = Int(ids[position + 1])
-                let logProbs = logSoftmax(row)
-                totals.nll -= logProbs[target]
-                if let referenceLogits {
-                    let referenceLogProbs = logSoftmax(referenceLogits[(position * vocab)..<((position + 1) * vocab)])
-                    totals.referenceNLL -= referenceLogProbs[target]
-                    totals.kl += klDivergence(referenceLogProbs, logProbs)
-                    if argmax(referenceLogProbs) == argmax(logProbs) { totals.agreements += 1 }
-                }
-                totals.predictions += 1
-            }
+            score(ids, logits: logits, referenceLogits: referenceLogits, vocab: vocab, into: &totals)
             progress?(index + 1, windows.count)
         }
         let n = Double(totals.predictions)
@@ -72,29 +61,27 @@ public enum Evaluator {
         }
     }
 
-    /// log softmax of one row of logits, in double.
-    static func logSoftmax(_ row: ArraySlice<Float>) -> [Double] {
-        var maximum = -Double.infinity
-        for v in row { maximum = max(maximum, Double(v)) }
-        var sum = 0.0
-        for v in row { sum += exp(Double(v) - maximum) }
-        let logZ = maximum + log(sum)
-        return row.map { Double($0) - logZ }
-    }
-
-    /// KL(p ‖ q) = Σ p·(log p − log q) from log-probabilities.
-    static func klDivergence(_ logP: [Double], _ logQ: [Double]) -> Double {
-        var kl = 0.0
-        for i in 0..<logP.count where logP[i] > -.infinity {
-            kl += exp(logP[i]) * (logP[i] - logQ[i])
+    /// Adds the predictions of one window: position i scores token i+1.
+    private static func score(_ ids: [Int32], logits: [Float], referenceLogits: [Float]?, vocab: Int,
+                              into totals: inout Totals) {
+        logits.withUnsafeBufferPointer { model in
+            for position in 0..<(ids.count - 1) {
+                let row = model.baseAddress! + position * vocab
+                let target = Int(ids[position + 1])
+                let logZ = moe_log_sum_exp(row, vocab)
+                totals.nll += logZ - Double(row[target])
+                if let referenceLogits {
+                    referenceLogits.withUnsafeBufferPointer { reference in
+                        let referenceRow = reference.baseAddress! + position * vocab
+                        let referenceLogZ = moe_log_sum_exp(referenceRow, vocab)
+                        totals.referenceNLL += referenceLogZ - Double(referenceRow[target])
+                        totals.kl += moe_kl_divergence(referenceRow, referenceLogZ, row, logZ, vocab)
+                        if moe_argmax(referenceRow, vocab) == moe_argmax(row, vocab) { totals.agreements += 1 }
+                    }
+                }
+                totals.predictions += 1
+            }
         }
-        return kl
-    }
-
-    static func argmax(_ values: [Double]) -> Int {
-        var best = 0
-        for i in 1..<values.count where values[i] > values[best] { best = i }
-        return best
     }
 
     private struct Totals {

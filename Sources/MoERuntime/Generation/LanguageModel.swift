@@ -1,9 +1,11 @@
+import MoETokenizer
+
 /// A model with the tokenizer that goes with it: what an app loads once and generates from.
 public final class LanguageModel: Sendable {
     public let model: ErnieModel
     public let tokenizer: any TextTokenizer
-    /// Generating any of these ends the answer (the tokenizer's eos, config.json's and
-    /// generation_config.json's eos ids).
+    /// Generating any of these ends the answer (by default the tokenizer's stop ids and
+    /// config.json's eos id; `load(at:)` adds generation_config.json's).
     public let stopTokenIDs: Set<Int32>
 
     public init(model: ErnieModel, tokenizer: any TextTokenizer, stopTokenIDs: Set<Int32>? = nil) {
@@ -11,7 +13,7 @@ public final class LanguageModel: Sendable {
         self.tokenizer = tokenizer
         var ids = stopTokenIDs ?? []
         if stopTokenIDs == nil {
-            if let eos = tokenizer.eosTokenID { ids.insert(eos) }
+            ids.formUnion(tokenizer.stopTokenIDs)
             if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { ids.insert(id) }
         }
         self.stopTokenIDs = ids
@@ -27,6 +29,12 @@ public final class LanguageModel: Sendable {
 }
 
 extension LanguageModel {
+    /// The prompt text of a conversation in the model's chat format (encode it with
+    /// `addBOS: false`: the format carries its own begin marker).
+    public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
+        try tokenizer.chatPrompt(messages)
+    }
+
     /// Streams a continuation of `prompt` in a fresh session.
     public func generate(prompt: String, options: GenerationOptions = GenerationOptions())
         -> AsyncThrowingStream<GenerationEvent, Error> {

@@ -58,7 +58,8 @@ public struct Sampler: Sendable {
         return candidates.last?.id ?? Sampler.argmax(logits)
     }
 
-    /// The tokens that can be drawn, most likely first, with their renormalised probabilities.
+    /// The tokens that can be drawn with their renormalised probabilities: most likely first when
+    /// top-k or top-p truncates, else every token in id order.
     public func candidates(_ logits: [Float]) -> [(id: Int32, probability: Double)] {
         logits.withUnsafeBufferPointer { candidates($0) }
     }
@@ -66,16 +67,15 @@ public struct Sampler: Sendable {
     public func candidates(_ logits: UnsafeBufferPointer<Float>) -> [(id: Int32, probability: Double)] {
         if options.isGreedy { return [(Sampler.argmax(logits), 1)] }
         // NaN logits (a broken model) count as impossible rather than poisoning the sort.
-        let value = { (i: Int) -> Float in logits[i].isNaN ? -.infinity : logits[i] }
-        var order = Array(0..<logits.count)
-        order.sort { a, b in
-            let va = value(a), vb = value(b)
-            return va != vb ? va > vb : a < b
+        let values = logits.map { $0.isNaN ? -Float.infinity : $0 }
+        var order = Array(0..<values.count)
+        let truncates = (options.topK > 0 && options.topK < values.count) || options.topP < 1
+        if truncates {
+            order.sort { a, b in values[a] != values[b] ? values[a] > values[b] : a < b }
         }
         if options.topK > 0, options.topK < order.count { order.removeLast(order.count - options.topK) }
-        guard let first = order.first, value(first) > -.infinity else { return [(Sampler.argmax(logits), 1)] }
-        let top = Double(value(first))
-        var weights = order.map { exp((Double(value($0)) - top) / options.temperature) }
+        guard let top = values.max(), top > -.infinity else { return [(Sampler.argmax(logits), 1)] }
+        var weights = order.map { exp((Double(values[$0]) - Double(top)) / options.temperature) }
         var total = weights.reduce(0, +)
         if options.topP < 1 {
             var cumulative = 0.0

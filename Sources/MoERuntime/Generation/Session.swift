@@ -4,14 +4,14 @@ import Foundation
 /// prompt; the part that matches what the cache already holds (an earlier turn) is not recomputed.
 /// A session runs one request at a time; use one session per concurrent conversation.
 public final class Session: @unchecked Sendable {
-    public let model: LanguageModel
+    public let languageModel: LanguageModel
     let cache: KVCache
     private var cachedTokens: [Int32] = []
     private let lock = NSLock()
     private var busy = false
 
     public init(model: LanguageModel, contextLength: Int? = nil) {
-        self.model = model
+        languageModel = model
         cache = model.model.makeCache(capacity: contextLength)
     }
 
@@ -28,7 +28,7 @@ public final class Session: @unchecked Sendable {
 
     /// Encodes a text prompt (special-token text such as chat markers becomes its ids).
     public func encode(prompt: String, addBOS: Bool) throws -> [Int32] {
-        try model.tokenizer.encode(prompt, addBOS: addBOS, parseSpecialTokens: true)
+        try languageModel.tokenizer.encode(prompt, addBOS: addBOS, parseSpecialTokens: true)
     }
 
     /// Generates synchronously, calling `onEvent` for every token and once at the end; returns
@@ -65,7 +65,7 @@ public final class Session: @unchecked Sendable {
         cache.truncate(to: reused)
         cachedTokens.removeLast(cachedTokens.count - reused)
         if isCancelled() { throw CancellationError() }
-        var logits = try model.model.prefill(Array(prompt[reused...]), cache: cache)
+        var logits = try languageModel.model.prefill(Array(prompt[reused...]), cache: cache)
         cachedTokens = prompt
         let prefilled = clock.now
 
@@ -73,14 +73,14 @@ public final class Session: @unchecked Sendable {
                                         reusedPromptTokens: reused, generatedTokens: 0,
                                         prefillSeconds: seconds(prefilled - start), decodeSeconds: 0)
         var sampler = Sampler(options: options.sampling)
-        var text = TextStream(tokenizer: model.tokenizer, context: prompt)
+        var text = TextStream(tokenizer: languageModel.tokenizer, context: prompt)
         var stops = StopMatcher(stopStrings: options.stopStrings)
         func tail() -> String { stops.append(text.flush()) + stops.flush() }
 
         while summary.generatedTokens < options.maxTokens {
             let token = sampler.sample(logits)
             summary.generatedTokens += 1
-            if model.stopTokenIDs.contains(token) {
+            if languageModel.stopTokenIDs.contains(token) {
                 summary.finishReason = .endOfSequence
                 try onEvent(.token(id: token, text: tail()))
                 break
@@ -101,7 +101,7 @@ public final class Session: @unchecked Sendable {
             }
             try onEvent(.token(id: token, text: visible))
             if isCancelled() { throw CancellationError() }
-            logits = try model.model.decodeStep(token, cache: cache)
+            logits = try languageModel.model.decodeStep(token, cache: cache)
             cachedTokens.append(token)
         }
         summary.decodeSeconds = seconds(clock.now - prefilled)

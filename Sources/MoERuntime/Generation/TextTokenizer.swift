@@ -1,5 +1,7 @@
+import MoETokenizer
+
 /// What generation needs from a tokenizer. `MoETokenizer.Tokenizer` conforms; an app can plug in
-/// any other implementation (for instance one read from a bundle or a test double).
+/// any other implementation (for instance a test double).
 public protocol TextTokenizer: Sendable {
     /// Ids of `text`; with `addBOS` the beginning-of-sequence id first; with `parseSpecialTokens`
     /// special-token text such as `<|end_of_sentence|>` becomes its single id.
@@ -7,5 +9,17 @@ public protocol TextTokenizer: Sendable {
     /// Text of `ids`; with `skipSpecialTokens` control and special tokens produce no text.
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String
     var bosTokenID: Int32? { get }
-    var eosTokenID: Int32? { get }
+    /// Ids that end a reply (eos and the like).
+    var stopTokenIDs: Set<Int32> { get }
+    /// A conversation as prompt text in the model's chat format, ending with the assistant's marker.
+    func chatPrompt(_ messages: [ChatMessage]) throws -> String
+}
+
+extension Tokenizer: TextTokenizer {
+    public var bosTokenID: Int32? { bosID }
+    public var stopTokenIDs: Set<Int32> { stopIDs }
+
+    public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
+        chatTemplate.render(messages: messages, addGenerationPrompt: true)
+    }
 }

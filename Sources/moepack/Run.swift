@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import MoERuntime
+import MoETokenizer
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a prompt, streaming it to stdout as it is produced.")
+
+    @Argument(help: "Checkpoint directory or bundle.")
+    var model: String
+
+    @Option(help: "The prompt text.")
+    var prompt: String
+
+    @Flag(help: "Wrap the prompt as a user turn in the model's chat format.")
+    var chat = false
+
+    @Option(help: "System message for --chat.")
+    var system: String?
+
+    @Option(help: "Most tokens to generate.")
+    var maxTokens = 256
+
+    @Option(help: "Sampling temperature; 0 is greedy (always the most likely token).")
+    var temperature = 0.0
+
+    @Option(help: "Sample only from the K most likely tokens (0: all).")
+    var topK = 0
+
+    @Option(help: "Sample only from the most likely tokens that together reach probability P (1: all).")
+    var topP = 1.0
+
+    @Option(help: "Random seed; the same seed gives the same text (default: a random seed, printed).")
+    var seed: UInt64?
+
+    @Option(help: "Stop before this text (repeatable).")
+    var stop: [String] = []
+
+    func validate() throws {
+        if system != nil && !chat { throw ValidationError("--system needs --chat") }
+        if maxTokens < 0 { throw ValidationError("--max-tokens must be >= 0") }
+    }
+
+    func run() async throws {
+        let languageModel = try LanguageModel.load(at: model)
+        let seed = self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        var options = GenerationOptions(
+            maxTokens: maxTokens,
+            sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed),
+            stopStrings: stop, addBOS: !chat)
+        try options.validate()
+        let text: String
+        if chat {
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: prompt))
+            text = try languageModel.chatPrompt(messages)
+            options.addBOS = false
+        } else {
+            text = prompt
+        }
+        let stdout = FileHandle.standardOutput
+        var summary: GenerationSummary?
+        for try await event in languageModel.makeSession().generate(prompt: text, options: options) {
+            switch event {
+            case .token(_, let chunk): if !chunk.isEmpty { stdout.write(Data(chunk.utf8)) }
+            case .finished(let s): summary = s
+            }
+        }
+        stdout.write(Data("\n".utf8))
+        if let summary { printStderr(Self.statistics(summary, sampled: !options.sampling.isGreedy, seed: seed)) }
+    }
+
+    static func statistics(_ s: GenerationSummary, sampled: Bool, seed: UInt64) -> String {
+        var line = "\(s.promptTokens) prompt tokens (" + String(format: "%.1f", s.prefillTokensPerSecond)
+            + " tok/s), \(s.generatedTokens) generated (" + String(format: "%.1f", s.decodeTokensPerSecond)
+            + " tok/s), finish: \(s.finishReason.rawValue)"
+        if sampled { line += ", seed \(seed)" }
+        return line
+    }
+}

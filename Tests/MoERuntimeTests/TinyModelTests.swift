@@ -1,0 +1,50 @@
+import Foundation
+import MoETestSupport
+import XCTest
+@testable import MoERuntime
+
+/// The built-in tiny model against transformers' outputs (Tests/Fixtures/tiny-moe, written by
+/// tools/train_tiny_moe.py).
+final class TinyModelTests: XCTestCase {
+    static let modelPath = Fixtures.tinyModel.path
+    static let golden = Fixtures.root.appendingPathComponent("tiny-moe")
+
+    private struct GenerateGolden: Decodable {
+        struct Case: Decodable {
+            let text: String
+            let prompt_ids: [Int32]
+            let output_ids: [Int32]
+        }
+        let eos_token_ids: [Int32]
+        let cases: [Case]
+    }
+
+    func testGreedyGenerationMatchesTransformersGenerate() throws {
+        let golden = try JSONDecoder().decode(
+            GenerateGolden.self, from: Data(contentsOf: Self.golden.appendingPathComponent("generate.json")))
+        let model = try ModelLoader.model(at: Self.modelPath)
+        let lm = LanguageModel(model: model, tokenizer: WordTokenizer(), stopTokenIDs: Set(golden.eos_token_ids))
+        XCTAssertEqual(golden.cases.count, 3)
+        for c in golden.cases {
+            var ids: [Int32] = []
+            try lm.makeSession().generate(tokens: c.prompt_ids, options: GenerationOptions(maxTokens: 32)) { event in
+                if case .token(let id, _) = event { ids.append(id) }
+            }
+            XCTAssertEqual(ids, c.output_ids, c.text)
+        }
+    }
+
+    func testIncrementalLogitsMatchFullRecompute() throws {
+        let model = try ModelLoader.model(at: Self.modelPath)
+        let sequence: [Int32] = (0..<48).map { Int32(7 + ($0 * 389) % (model.config.vocabSize - 7)) }
+        let full = try model.logits(sequence)
+        let vocab = model.config.vocabSize
+        let cache = model.makeCache()
+        var step = try model.prefill(Array(sequence[..<3]), cache: cache)
+        for position in 2..<sequence.count {
+            XCTAssertLessThanOrEqual(relativeError(step[...], full[(position * vocab)..<((position + 1) * vocab)]), 1e-4,
+                                     "position \(position)")
+            if position + 1 < sequence.count { step = try model.decodeStep(sequence[position + 1], cache: cache) }
+        }
+    }
+}

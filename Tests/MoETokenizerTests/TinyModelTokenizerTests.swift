@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+@testable import MoETokenizer
+
+/// The project's built-in tiny model tokenizer against sentencepiece's output on its held-out
+/// text and on the hard cases.
+final class TinyModelTokenizerTests: XCTestCase {
+    static let tinyDirectory = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Sources/moepack/Resources/tiny-moe")
+
+    func check(_ sp: SentencePieceTokenizer, inputs: [String], ids: [[Int32]], decoded: [String], label: String) {
+        XCTAssertEqual(inputs.count, ids.count, label)
+        var mismatches = 0
+        for (i, text) in inputs.enumerated() where i < ids.count {
+            let got = sp.encode(text)
+            if got != ids[i] || sp.decode(got) != decoded[i] {
+                mismatches += 1
+                if mismatches <= 3 { XCTFail("\(label) line \(i + 1): \"\(visible(text))\" got \(got) expected \(ids[i])") }
+            }
+        }
+        XCTAssertEqual(mismatches, 0, label)
+    }
+
+    func testHeldoutAndHardCasesMatchLibrary() throws {
+        let sp = try SentencePieceTokenizer(modelURL: Self.tinyDirectory.appendingPathComponent("tokenizer.model"))
+        var heldout = [UInt8](try Data(contentsOf: Self.tinyDirectory.appendingPathComponent("heldout.txt")))
+            .split(separator: 0x0A, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        if heldout.last == "" { heldout.removeLast() }
+        XCTAssertGreaterThan(heldout.count, 100)
+        check(sp, inputs: heldout, ids: try Fixtures.idLines("tiny_moe.ids.txt"),
+              decoded: try Fixtures.jsonLines("tiny_moe.decoded.jsonl"), label: "heldout")
+        check(sp, inputs: try Fixtures.lines("inputs.txt"), ids: try Fixtures.idLines("tiny_moe_hard.ids.txt"),
+              decoded: try Fixtures.jsonLines("tiny_moe_hard.decoded.jsonl"), label: "hard cases")
+        let randomIDs = try Fixtures.idLines("tiny_moe.random_ids.txt")
+        let randomText = try Fixtures.jsonLines("tiny_moe.random_decoded.jsonl")
+        for (ids, text) in zip(randomIDs, randomText) { XCTAssertEqual(sp.decode(ids), text, "\(ids)") }
+    }
+
+    func testDirectoryWithConfigFiles() throws {
+        let tok = try Tokenizer(directory: Self.tinyDirectory)
+        let sp = tok.sentencePiece
+        XCTAssertEqual(sp.vocabularySize, 3072)
+        XCTAssertEqual(tok.unkID, 0)
+        XCTAssertEqual(tok.bosID, 1)
+        XCTAssertEqual(tok.eosID, 2)
+        XCTAssertEqual(tok.padID, 3)
+        XCTAssertEqual(tok.specialTokenID("<|begin_of_sentence|>"), 4)
+        XCTAssertEqual(tok.specialTokenID("<|end_of_sentence|>"), 5)
+        XCTAssertEqual(tok.stopIDs, [2, 5])
+        let messages = [ChatMessage(role: "user", content: "Who is Mr. Darcy?")]
+        let ids = tok.encodeChat(messages)
+        XCTAssertEqual(ids.first, 4)
+        XCTAssertEqual(Array(ids.dropFirst()), sp.encode("User: Who is Mr. Darcy?\nAssistant: "))
+        // The model was trained on sentencepiece's encoding of the whole rendered chat, where the
+        // markers are user-defined pieces; with this model's options splitting gives the same ids.
+        XCTAssertEqual(ids, sp.encode(tok.chatTemplate.render(messages: messages)))
+        XCTAssertEqual(tok.decode(ids, skipSpecialTokens: true), sp.decode(Array(ids.dropFirst())))
+    }
+}
