@@ -7,7 +7,7 @@ struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the logits of a token sequence as a float32 [T, vocab] NumPy .npy file.")
 
-    @Argument(help: "Checkpoint directory.")
+    @Argument(help: "Checkpoint directory or .mpk bundle.")
     var model: String
 
     @Option(help: "Comma-separated token ids, e.g. 1,2,3.")

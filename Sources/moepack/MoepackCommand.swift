@@ -6,9 +6,9 @@ struct Moepack: AsyncParsableCommand {
         commandName: "moepack",
         abstract: "Compress Mixture-of-Experts checkpoints into one bundle and run them on a CPU.",
         discussion: """
-        MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors).
+        MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors) or a .mpk bundle.
         See docs/ for every command, the bundle format and the profiles.
         """,
-        subcommands: [Inspect.self, Logits.self, Synth.self, Bench.self, Tokenize.self, Run.self, Eval.self]
+        subcommands: [Inspect.self, Convert.self, Logits.self, Synth.self, Bench.self, Tokenize.self, Run.self, Eval.self]
     )
 }

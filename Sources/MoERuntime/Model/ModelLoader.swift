@@ -1,7 +1,7 @@
 import Foundation
 import MoEFormat
 
-/// Opens MODEL arguments: a checkpoint directory (or, once bundles exist, a bundle file).
+/// Opens MODEL arguments: a checkpoint directory or a `.mpk` bundle file.
 public enum ModelLoader {
     public static func weights(at path: String) throws -> any WeightSource {
         var isDirectory: ObjCBool = false
@@ -11,7 +11,7 @@ public enum ModelLoader {
         if isDirectory.boolValue {
             return try CheckpointWeights(checkpoint: Checkpoint(directory: URL(fileURLWithPath: path)))
         }
-        throw FormatError("\(path) is not a checkpoint directory")
+        return try BundleWeights(path: path)
     }
 
     public static func model(at path: String) throws -> ErnieModel {

@@ -1,0 +1,121 @@
+import Foundation
+import MoEFormat
+import MoEKernels
+
+/// Progress of a conversion, reported after every tensor.
+public struct ConvertProgress: Sendable {
+    public var tensorsDone: Int
+    public var tensorsTotal: Int
+    public var sourceBytesDone: Int
+    public var sourceBytesTotal: Int
+    public var bytesWritten: Int
+}
+
+public struct ConvertOptions: Sendable {
+    public var profile: Profile
+    /// Implements the profile's prune stage; required when the profile lists one.
+    public var pruneStage: (any PruneStage)?
+    /// Overrides the profile's prune ratio.
+    public var pruneRatio: Double?
+    public var progress: (@Sendable (ConvertProgress) -> Void)?
+
+    public init(profile: Profile, pruneStage: (any PruneStage)? = nil, pruneRatio: Double? = nil,
+                progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
+        self.profile = profile
+        self.pruneStage = pruneStage
+        self.pruneRatio = pruneRatio
+        self.progress = progress
+    }
+}
+
+/// Checkpoint → bundle, streaming: one tensor at a time is read (in row blocks), quantized,
+/// compressed and appended, so memory stays near one row block whatever the model size.
+public enum Converter {
+    /// Tokenizer and generation files carried into the bundle when the checkpoint has them.
+    public static let carriedFiles = ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                                      "added_tokens.json", "generation_config.json"]
+    /// Rows are processed in blocks of about this many f32 bytes.
+    static let blockBytes = 4 << 20
+
+    @discardableResult
+    public static func convert(checkpoint directory: String, output: String, options: ConvertOptions) throws -> BundleSummary {
+        let checkpoint = try Checkpoint(directory: URL(fileURLWithPath: directory))
+        let config = checkpoint.config
+        let layout = ModelLayout(config: config)
+        try layout.validate(names: checkpoint.tensorNames) { try checkpoint.info($0).shape }
+        let profile = options.profile
+
+        var parameters = ["profile": profile.name]
+        var pruning: [String: [Int]]? = nil
+        if var settings = profile.prune {
+            if let ratio = options.pruneRatio {
+                guard ratio >= 0, ratio < 1 else { throw ProfileError("--prune-ratio \(ratio) is outside [0, 1)") }
+                settings.ratio = ratio
+            }
+            guard let stage = options.pruneStage else {
+                throw ProfileError("profile \(profile.name) has a prune stage: give calibration statistics (--calibration STATS.json)")
+            }
+            guard config.moeNumExperts > 0 else { throw ProfileError("profile \(profile.name) prunes experts, but the model has none") }
+            pruning = try PruneMap.validated(stage.keptExperts(checkpoint: checkpoint, settings: settings), config: config)
+            parameters["prune_ratio"] = String(settings.ratio)
+            parameters["prune_criterion"] = settings.criterion.rawValue
+            parameters.merge(stage.provenance) { a, _ in a }
+        } else if options.pruneRatio != nil {
+            throw ProfileError("--prune-ratio needs a profile with a prune stage (e.g. wint4-prune25)")
+        }
+
+        let sources = try sourceFiles(checkpoint: checkpoint)
+        let writer = try BundleWriter(outputPath: output)
+        do {
+            var files: [BundleFileEntry] = []
+            for name in carriedFiles {
+                let url = checkpoint.directory.appendingPathComponent(name)
+                guard let data = FileManager.default.contents(atPath: url.path) else { continue }
+                let location = try data.withUnsafeBytes { try writer.addPayload($0) }
+                files.append(BundleFileEntry(name: name, payload: location))
+            }
+
+            let specs = layout.tensors.filter { spec in
+                guard let layer = spec.layer, let expert = spec.expert, let kept = pruning?[String(layer)] else { return true }
+                return kept.contains(expert)
+            }
+            let sourceTotal = try specs.reduce(0) { $0 + (try checkpoint.info($1.name).byteRange.count) }
+            var progress = ConvertProgress(tensorsDone: 0, tensorsTotal: specs.count, sourceBytesDone: 0,
+                                           sourceBytesTotal: sourceTotal, bytesWritten: 0)
+            let reader = TensorReader(checkpoint: checkpoint)
+            var packer = TensorPacker(reader: reader, writer: writer, profile: profile)
+            var tensors: [BundleTensor] = []
+            for spec in specs {
+                let kept = spec.layer.flatMap { pruning?[String($0)] }
+                tensors.append(try packer.pack(spec, keptExperts: kept))
+                progress.tensorsDone += 1
+                progress.sourceBytesDone += try checkpoint.info(spec.name).byteRange.count
+                progress.bytesWritten = tensors.last.map { $0.payload.offset + $0.payload.length } ?? 0
+                options.progress?(progress)
+            }
+            let manifest = BundleManifest(
+                alignment: writer.alignment, configJSON: String(decoding: checkpoint.configData, as: UTF8.self),
+                tensors: tensors, files: files, profile: ProfileRecord(name: profile.name, toml: profile.source),
+                pruning: pruning, provenance: Provenance(sourceFiles: sources, parameters: parameters))
+            try writer.finish(manifest: manifest)
+        } catch {
+            writer.abort()
+            throw error
+        }
+        return try BundleSummary(bundle: BundleFile(path: output))
+    }
+
+    /// SHA-256 of every file the bundle is made from, by base name, sorted.
+    static func sourceFiles(checkpoint: Checkpoint) throws -> [SourceFileRecord] {
+        var names = Set(checkpoint.shards.map { ($0.path as NSString).lastPathComponent })
+        names.insert("config.json")
+        for name in carriedFiles + ["model.safetensors.index.json"] {
+            if FileManager.default.fileExists(atPath: checkpoint.directory.appendingPathComponent(name).path) { names.insert(name) }
+        }
+        return try names.sorted().map { name in
+            let path = checkpoint.directory.appendingPathComponent(name).path
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            return SourceFileRecord(name: name, bytes: size, sha256: try SHA256Hasher.hexDigest(ofFile: path))
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import CZstd
+import Foundation
+
+/// An opened bundle: the file is memory-mapped, the header and manifest are checked (checksums
+/// and every offset, length and shape) before anything else is read. Payload checksums are
+/// checked by `payload(_:)` when a payload is used, or all at once by `verifyPayloads()`.
+public final class BundleFile: Sendable {
+    public let path: String
+    public let header: BundleHeader
+    public let manifest: BundleManifest
+    public let config: ModelConfig
+    private let file: MappedFile
+    private let tensorIndex: [String: Int]
+
+    public var name: String { (path as NSString).lastPathComponent }
+    public var fileSize: Int { file.count }
+
+    public init(path: String) throws {
+        self.path = path
+        file = try MappedFile(path: path)
+        let name = (path as NSString).lastPathComponent
+        header = try BundleHeader.decode(file.bytes, fileSize: file.count, name: name)
+        let manifestBytes = UnsafeRawBufferPointer(rebasing: file.bytes[header.manifestOffset..<(header.manifestOffset + header.manifestLength)])
+        let crc = CRC32C.checksum(manifestBytes)
+        guard crc == header.manifestCRC else {
+            throw FormatError("\(name): manifest checksum mismatch (stored \(hex(header.manifestCRC)), computed \(hex(crc))): the manifest is corrupted")
+        }
+        manifest = try BundleManifest.decode(Data(manifestBytes))
+        guard manifest.formatVersion == header.version else {
+            throw FormatError("\(name): manifest version \(manifest.formatVersion) does not match the header (\(header.version))")
+        }
+        config = try ModelConfig(jsonData: Data(manifest.configJSON.utf8))
+        var index: [String: Int] = [:]
+        for (i, tensor) in manifest.tensors.enumerated() {
+            guard index[tensor.name] == nil else { throw FormatError("\(name): tensor \(tensor.name) appears twice in the manifest") }
+            index[tensor.name] = i
+        }
+        tensorIndex = index
+        try BundleValidation.check(manifest, header: header, name: name)
+    }
+
+    public func tensor(_ name: String) -> BundleTensor? { tensorIndex[name].map { manifest.tensors[$0] } }
+
+    /// Original ids of the experts kept in `layer`, or nil when the layer was not pruned.
+    public func keptExperts(layer: Int) -> [Int]? { manifest.pruning?[String(layer)] }
+
+    /// The stored bytes of a section (compressed for zstd payloads), valid while this object lives.
+    public func storedBytes(_ location: PayloadLocation) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: file.bytes[location.offset..<(location.offset + location.length)])
+    }
+
+    /// Checks a section's CRC-32C.
+    public func verify(_ location: PayloadLocation, what: String) throws {
+        let crc = CRC32C.checksum(storedBytes(location))
+        guard crc == location.crc32c else {
+            throw FormatError("\(name): checksum mismatch in \(what) (stored \(hex(location.crc32c)), computed \(hex(crc))): the payload is corrupted")
+        }
+    }
+
+    /// A section's bytes after decompression: borrowed from the map for uncompressed sections,
+    /// decompressed into owned memory for zstd. Verifies the checksum first when `verify`.
+    public func payload(_ location: PayloadLocation, what: String, verify: Bool = true) throws -> PayloadBytes {
+        if verify { try self.verify(location, what: what) }
+        let stored = storedBytes(location)
+        switch location.compression {
+        case .none:
+            return PayloadBytes(borrowing: stored, owner: self)
+        case .zstd:
+            let owned = PayloadBytes(allocating: location.rawLength)
+            let written = ZSTD_decompress(owned.mutableBase, location.rawLength, stored.baseAddress, stored.count)
+            if ZSTD_isError(written) != 0 {
+                throw FormatError("\(name): cannot decompress \(what): \(String(cString: ZSTD_getErrorName(written)))")
+            }
+            guard written == location.rawLength else {
+                throw FormatError("\(name): \(what) decompressed to \(written) bytes, the manifest says \(location.rawLength)")
+            }
+            return owned
+        }
+    }
+
+    /// A carried file (e.g. tokenizer.model), checksum verified.
+    public func fileData(named fileName: String) throws -> Data? {
+        guard let entry = manifest.files.first(where: { $0.name == fileName }) else { return nil }
+        let bytes = try payload(entry.payload, what: "file \(fileName)")
+        return Data(bytes.buffer)
+    }
+
+    /// Checks every payload checksum and that zstd payloads decompress to their declared size.
+    /// Returns the number of sections checked.
+    @discardableResult
+    public func verifyPayloads() throws -> Int {
+        var count = 0
+        for tensor in manifest.tensors {
+            _ = try payload(tensor.payload, what: "tensor \(tensor.name)")
+            count += 1
+        }
+        for entry in manifest.files {
+            _ = try payload(entry.payload, what: "file \(entry.name)")
+            count += 1
+        }
+        return count
+    }
+}
+
+/// Payload bytes either borrowed from a mapped bundle (kept alive by `owner`) or owned.
+public final class PayloadBytes: @unchecked Sendable {
+    public let buffer: UnsafeRawBufferPointer
+    private let owner: AnyObject?
+    private let allocation: UnsafeMutableRawPointer?
+
+    init(borrowing buffer: UnsafeRawBufferPointer, owner: AnyObject) {
+        self.buffer = buffer
+        self.owner = owner
+        allocation = nil
+    }
+
+    init(allocating count: Int) {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        allocation = p
+        buffer = UnsafeRawBufferPointer(start: p, count: count)
+        owner = nil
+    }
+
+    var mutableBase: UnsafeMutableRawPointer? { allocation }
+
+    /// True when the bytes live in the page cache (mapped), false when decompressed into memory.
+    public var isMapped: Bool { allocation == nil }
+
+    deinit { allocation?.deallocate() }
+}

@@ -1,0 +1,68 @@
+import CBLAS
+import MoEFormat
+import MoEKernels
+
+extension WeightFormat {
+    /// The MoEKernels format id.
+    var kernelFormat: Int32 {
+        switch self {
+        case .f32: Int32(MOE_FMT_F32)
+        case .bf16: Int32(MOE_FMT_BF16)
+        case .int8: Int32(MOE_FMT_INT8)
+        case .int4g32: Int32(MOE_FMT_INT4G32)
+        case .int4g64: Int32(MOE_FMT_INT4G64)
+        case .int4g128: Int32(MOE_FMT_INT4G128)
+        case .int4g32a: Int32(MOE_FMT_INT4G32A)
+        case .int4g64a: Int32(MOE_FMT_INT4G64A)
+        case .int4g128a: Int32(MOE_FMT_INT4G128A)
+        }
+    }
+}
+
+/// A weight matrix computed on directly from its stored bytes: a bundle's memory map, or the
+/// decompressed copy of a zstd payload. f32 goes through OpenBLAS, every other format through
+/// the MoEKernels kernels. Nothing is expanded to f32.
+public final class StoredMatrix: MatrixOperator, @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let format: WeightFormat
+    private let bytes: PayloadBytes
+    private let rowBytes: Int
+
+    /// Fails when the byte count does not match the shape in this format.
+    public init(format: WeightFormat, rows: Int, cols: Int, bytes: PayloadBytes) throws {
+        guard let expected = format.matrixBytes(rows: rows, cols: cols), let rowBytes = format.rowBytes(cols: cols),
+              expected == bytes.buffer.count,
+              moe_matrix_bytes(format.kernelFormat, Int64(rows), Int64(cols)) == Int64(expected) else {
+            throw FormatError("a \(rows)x\(cols) \(format.rawValue) matrix cannot be made from \(bytes.buffer.count) bytes")
+        }
+        self.format = format
+        self.rows = rows
+        self.cols = cols
+        self.bytes = bytes
+        self.rowBytes = rowBytes
+    }
+
+    public var storageBytes: Int { bytes.buffer.count }
+
+    public func multiply(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
+        guard rows > 0, count > 0, let base = bytes.buffer.baseAddress else { return }
+        if format == .f32 {
+            let w = base.assumingMemoryBound(to: Float.self)
+            if count == 1 {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(cols), 1, w, Int32(cols), x, 1, 0, y, 1)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(cols), 1,
+                            x, Int32(cols), w, Int32(cols), 0, y, Int32(rows))
+            }
+            return
+        }
+        // The shape was checked against the kernels' own size rule in init, so this cannot fail.
+        _ = moe_matmul(format.kernelFormat, base, Int64(rows), Int64(cols), x, Int64(count), y)
+    }
+
+    public func copyRow(_ row: Int, into destination: UnsafeMutablePointer<Float>) {
+        guard row >= 0, row < rows, let base = bytes.buffer.baseAddress else { return }
+        _ = moe_dequantize(format.kernelFormat, base + row * rowBytes, 1, Int64(cols), destination)
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import MoEConvert
+import MoEFormat
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a checkpoint under a profile and pack it into one .mpk bundle.",
+        discussion: "Profiles: \(ShippedProfiles.all.keys.sorted().joined(separator: ", ")), or a path to a .toml file. See docs/convert.md.")
+
+    @Argument(help: "Checkpoint directory.")
+    var checkpoint: String
+
+    @Option(help: "Shipped profile name or path to a profile .toml.")
+    var profile: String
+
+    @Option(help: "Output bundle path (.mpk).")
+    var output: String
+
+    @Option(help: "Override the profile's prune ratio.")
+    var pruneRatio: Double?
+
+    @Flag(help: "Print one JSON object describing the bundle instead of text.")
+    var json = false
+
+    func run() throws {
+        let profile = try Profile.load(self.profile)
+        let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ProgressLine.show : nil
+        let options = ConvertOptions(profile: profile, pruneStage: nil, pruneRatio: pruneRatio, progress: progress)
+        let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
+        if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+        print(json ? try JSONOutput.encode(summary) : summary.text)
+    }
+}
+
+enum ProgressLine {
+    @Sendable static func show(_ p: ConvertProgress) {
+        let fraction = p.sourceBytesTotal > 0 ? Double(p.sourceBytesDone) / Double(p.sourceBytesTotal) : 1
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let line = String(format: "\r[%@] %d/%d tensors, %.1f/%.1f MB read, %.1f MB written",
+                          bar, p.tensorsDone, p.tensorsTotal, Double(p.sourceBytesDone) / 1e6,
+                          Double(p.sourceBytesTotal) / 1e6, Double(p.bytesWritten) / 1e6)
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}
