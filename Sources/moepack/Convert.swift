@@ -25,7 +25,7 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         let profile = try Profile.load(self.profile)
-        let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ProgressLine.show : nil
+        let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ConvertProgressDisplay.show : nil
         let options = ConvertOptions(profile: profile, pruneStage: nil, pruneRatio: pruneRatio, progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
         if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -33,7 +33,7 @@ struct Convert: ParsableCommand {
     }
 }
 
-enum ProgressLine {
+enum ConvertProgressDisplay {
     @Sendable static func show(_ p: ConvertProgress) {
         let fraction = p.sourceBytesTotal > 0 ? Double(p.sourceBytesDone) / Double(p.sourceBytesTotal) : 1
         let width = 30

@@ -25,6 +25,11 @@ public struct PayloadLocation: Sendable, Codable, Equatable {
         self.compression = compression
         self.crc32c = crc32c
     }
+
+    enum CodingKeys: String, CodingKey {
+        case offset, length, compression, crc32c
+        case rawLength = "raw_length"
+    }
 }
 
 /// One stored tensor: 2-D weights in a `WeightFormat` ([rows, cols], row-major), 1-D tensors
@@ -106,6 +111,12 @@ public struct Provenance: Sendable, Codable, Equatable {
         self.sourceFiles = sourceFiles
         self.parameters = parameters
     }
+
+    enum CodingKeys: String, CodingKey {
+        case tool, parameters
+        case toolVersion = "tool_version"
+        case sourceFiles = "source_files"
+    }
 }
 
 /// The bundle's table of contents, stored as JSON with sorted keys.
@@ -134,16 +145,20 @@ public struct BundleManifest: Sendable, Codable, Equatable {
         self.provenance = provenance
     }
 
+    enum CodingKeys: String, CodingKey {
+        case alignment, tensors, files, profile, pruning, provenance
+        case formatVersion = "format_version"
+        case configJSON = "config_json"
+    }
+
     public func encoded() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
         return try encoder.encode(self)
     }
 
     public static func decode(_ data: Data) throws -> BundleManifest {
         let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
         do {
             return try decoder.decode(BundleManifest.self, from: data)
         } catch let error as DecodingError {

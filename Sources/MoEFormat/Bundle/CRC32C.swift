@@ -1,3 +1,5 @@
+import Foundation
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every bundle section.
 /// Computed in software with slicing-by-8 tables; see docs/format.md for why CRC-32C.
 public struct CRC32C: Sendable {
