@@ -1,0 +1,115 @@
+import Foundation
+import MoEFormat
+import MoETestSupport
+import XCTest
+
+final class ConvertCLITests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testConvertInspectAndLogitsOnABundle() throws {
+        let checkpoint = Fixtures.checkpoint("moe_shared2_bias")
+        let bundle = dir.appendingPathComponent("m.mpk").path
+        let convert = try runMoepack(["convert", checkpoint.path, "--profile", "wint8", "--output", bundle, "--json"])
+        XCTAssertEqual(convert.status, 0, convert.stderr)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(convert.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(summary["profile"] as? String, "wint8")
+        XCTAssertEqual(summary["kind"] as? String, "bundle")
+
+        let inspect = try runMoepack(["inspect", bundle, "--verify"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertTrue(inspect.stdout.contains("payload checksums OK"), inspect.stdout)
+        XCTAssertTrue(inspect.stdout.contains("routed_experts   int8"), inspect.stdout)
+
+        let sequence = try Fixtures.sequences("moe_shared2_bias")[1]
+        let npy = dir.appendingPathComponent("l.npy").path
+        let logits = try runMoepack(["logits", bundle, "--tokens", sequence.map(String.init).joined(separator: ","), "--output", npy])
+        XCTAssertEqual(logits.status, 0, logits.stderr)
+        let written = try Npy.decode(Data(contentsOf: URL(fileURLWithPath: npy)))
+        XCTAssertEqual(written.shape, try Fixtures.goldenLogits("moe_shared2_bias", 1).shape)
+    }
+
+    func testDamagedBundleFailsWithAMessage() throws {
+        let bundle = dir.appendingPathComponent("m.mpk")
+        XCTAssertEqual(try runMoepack(["convert", Fixtures.checkpoint("moe_basic").path, "--profile", "f32", "--output", bundle.path]).status, 0)
+        var data = try Data(contentsOf: bundle)
+        data[data.count / 2] ^= 0xFF // inside a payload
+        try data.write(to: bundle)
+        let inspect = try runMoepack(["inspect", bundle.path, "--verify"])
+        XCTAssertNotEqual(inspect.status, 0)
+        XCTAssertTrue(inspect.stderr.contains("checksum mismatch in tensor"), inspect.stderr)
+        let logits = try runMoepack(["logits", bundle.path, "--tokens", "1,2", "--output", dir.appendingPathComponent("x.npy").path])
+        XCTAssertNotEqual(logits.status, 0)
+        XCTAssertTrue(logits.stderr.contains("checksum mismatch in tensor"), logits.stderr)
+
+        try Data(data.prefix(1000)).write(to: bundle)
+        let truncated = try runMoepack(["inspect", bundle.path])
+        XCTAssertNotEqual(truncated.status, 0)
+        XCTAssertTrue(truncated.stderr.contains("is truncated"), truncated.stderr)
+    }
+
+    func testUnknownProfileKeyIsNamed() throws {
+        let profile = dir.appendingPathComponent("p.toml")
+        try "name = \"x\"\nstages = [\"quantize\", \"pack\"]\nsped = 1\n".write(to: profile, atomically: true, encoding: .utf8)
+        let result = try runMoepack(["convert", Fixtures.checkpoint("moe_basic").path, "--profile", profile.path,
+                                     "--output", dir.appendingPathComponent("o.mpk").path])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("unknown key \"sped\""), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("o.mpk").path))
+    }
+
+    /// SIGKILL in the middle of a conversion leaves nothing at the output path. A slow zstd
+    /// level keeps the conversion running long enough to be caught midway.
+    func testKilledConvertLeavesNoOutput() throws {
+        let config: [String: Any] = [
+            "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": 256,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+            "intermediate_size": 1024, "moe_intermediate_size": 512, "moe_num_experts": 8, "moe_k": 2,
+            "moe_num_shared_experts": 0, "moe_layer_start_index": 1, "moe_layer_end_index": 1, "vocab_size": 2048,
+            "tie_word_embeddings": true, "use_bias": false, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+        ]
+        let configURL = dir.appendingPathComponent("config.json")
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let checkpoint = dir.appendingPathComponent("ckpt")
+        let synth = try runMoepack(["synth", "--config", configURL.path, "--output", checkpoint.path])
+        XCTAssertEqual(synth.status, 0, synth.stderr)
+        let profile = dir.appendingPathComponent("slow.toml")
+        try ShippedProfileText.wint8.replacingOccurrences(of: "zstd_level = 3", with: "zstd_level = 19")
+            .write(to: profile, atomically: true, encoding: .utf8)
+
+        let output = dir.appendingPathComponent("out.mpk")
+        let process = Process()
+        process.executableURL = moepackBinary()
+        process.arguments = ["convert", checkpoint.path, "--profile", profile.path, "--output", output.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let temporary = dir.appendingPathComponent(".out.mpk.partial-\(process.processIdentifier)")
+        // Wait until the temporary bundle holds some payload, then kill.
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning, Date() < deadline {
+            let size = (try? FileManager.default.attributesOfItem(atPath: temporary.path)[.size] as? Int) ?? 0
+            if size > 256 << 10 { break }
+            usleep(2000)
+        }
+        XCTAssertTrue(process.isRunning, "conversion finished before it could be interrupted; make the checkpoint larger")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output.path), "a killed convert left a file at the output path")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: temporary.path), "the partial file lives under its temporary name")
+    }
+}
+
+/// The wint8 profile text (the CLI tests do not link MoEConvert).
+enum ShippedProfileText {
+    static let wint8 = (try? String(contentsOf: Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("profiles/wint8.toml"), encoding: .utf8)) ?? ""
+}
+
+func moepackBinary() -> URL {
+    let sibling = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("moepack")
+    return FileManager.default.fileExists(atPath: sibling.path) ? sibling : productsDirectory().appendingPathComponent("moepack")
+}
