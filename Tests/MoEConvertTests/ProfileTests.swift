@@ -30,7 +30,11 @@ final class ProfileTests: XCTestCase {
         XCTAssertNil(w4.prune)
         XCTAssertEqual(w4.format(for: .router, cols: 64, is2D: true), .f32)
         XCTAssertEqual(w4.format(for: .routedExperts, cols: 128, is2D: true), .int4g64)
-        XCTAssertEqual(w4.format(for: .routedExperts, cols: 48, is2D: true), .int8, "int4 needs cols % 64 == 0")
+        XCTAssertEqual(w4.format(for: .routedExperts, cols: 160, is2D: true), .int4g32, "160 is a multiple of 32, not 64")
+        XCTAssertEqual(w4.format(for: .routedExperts, cols: 48, is2D: true), .int8, "no int4 group divides 48")
+        var asym = w4
+        asym.formats[.routedExperts] = .int4g128a
+        XCTAssertEqual(asym.format(for: .routedExperts, cols: 192, is2D: true), .int4g64a)
         let pruned = try Profile.load("wint4-prune25")
         XCTAssertEqual(pruned.prune, PruneSettings(ratio: 0.25, criterion: .frequency))
         XCTAssertEqual(pruned.stages, [.prune, .quantize, .pack])

@@ -39,7 +39,7 @@ public struct Profile: Sendable, Equatable {
     public var stages: [ConvertStage]
     /// Format per 2-D weight class. Router, norms and biases are always f32.
     public var formats: [TensorClass: WeightFormat]
-    /// Used when an int4 format does not fit a tensor's column count.
+    /// Used when no int4 group size divides a tensor's column count.
     public var int4Fallback: WeightFormat
     public var compression: PayloadCompression
     public var zstdLevel: Int
@@ -52,11 +52,15 @@ public struct Profile: Sendable, Equatable {
     /// Classes a profile must give a format.
     public static let quantizableClasses: [TensorClass] = [.embeddings, .attention, .denseMLP, .sharedExperts, .routedExperts, .lmHead]
 
-    /// The format a tensor of this class with `cols` columns is stored in.
+    /// The format a tensor of this class with `cols` columns is stored in. An int4 format whose
+    /// group does not divide `cols` steps down to the largest smaller group that does (same
+    /// symmetry), then to `int4Fallback`.
     public func format(for tensorClass: TensorClass, cols: Int, is2D: Bool) -> WeightFormat {
         guard is2D, !Self.fixedF32.contains(tensorClass), let f = formats[tensorClass] else { return .f32 }
-        if f.rowBytes(cols: cols) == nil { return int4Fallback }
-        return f
+        guard let group = f.groupSize else { return f }
+        let candidates = WeightFormat.allCases.filter { ($0.groupSize ?? .max) <= group && $0.isAsymmetric == f.isAsymmetric }
+            .sorted { $0.groupSize! > $1.groupSize! }
+        return candidates.first { $0.rowBytes(cols: cols) != nil } ?? int4Fallback
     }
 }
 

@@ -64,7 +64,7 @@ public enum ShippedProfiles {
         lm_head = "int8"
 
         [quantize]
-        # Used for a tensor whose column count is not a multiple of the int4 group size.
+        # A tensor whose column count is not a multiple of 64 takes int4 g32 if 32 divides it, else this.
         int4_fallback = "int8"
 
         [pack]
