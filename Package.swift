@@ -56,7 +56,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Kernel throughput benchmark (weight GB/s per format against read bandwidth).
-        .executableTarget(name: "KernelBench", dependencies: ["MoERuntime", "MoEKernels"]),
+        .executableTarget(name: "KernelBench", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels"]),
 
         // Fixture paths and comparisons shared by the test targets.
         .target(name: "MoETestSupport", dependencies: ["MoEFormat"], path: "Sources/MoETestSupport"),

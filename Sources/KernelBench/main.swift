@@ -4,6 +4,7 @@
 // small shapes); "cold" cycles through enough copies to exceed the caches.
 // Build with `swift build -c release`.
 import Foundation
+import MoEFormat
 import MoEKernels
 import MoERuntime
 

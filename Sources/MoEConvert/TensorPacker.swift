@@ -1,5 +1,6 @@
 import MoEFormat
 import MoEKernels
+import MoERuntime
 
 /// Quantizes one checkpoint tensor in row blocks and streams it into the bundle writer.
 struct TensorPacker {
@@ -79,7 +80,7 @@ struct TensorPacker {
         var badRow: Int64 = -1
         let status = values.withUnsafeBufferPointer { v in
             packed.withUnsafeMutableBytes { out in
-                moe_quantize(format.kernelID, v.baseAddress, Int64(rows), Int64(cols), out.baseAddress, bytes, &badRow)
+                moe_quantize(format.id, v.baseAddress, Int64(rows), Int64(cols), out.baseAddress, bytes, &badRow)
             }
         }
         guard status == MOE_OK else {
@@ -87,13 +88,5 @@ struct TensorPacker {
             throw ProfileError("cannot store tensor \(name)\(row) as \(format.rawValue): \(String(cString: moe_strerror(status)))")
         }
         try packed.withUnsafeBytes { try writer.appendPayload(UnsafeRawBufferPointer(rebasing: $0[0..<bytes])) }
-    }
-}
-
-extension WeightFormat {
-    /// The MoEKernels format id (the kernels name every format the same way).
-    var kernelID: Int32 {
-        for id in 0..<Int32(MOE_FMT_COUNT) where String(cString: moe_format_name(id)) == rawValue { return id }
-        return -1
     }
 }

@@ -1,3 +1,4 @@
+import MoEFormat
 import MoEKernels
 import XCTest
 @testable import MoERuntime

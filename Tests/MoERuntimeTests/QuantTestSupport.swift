@@ -1,3 +1,4 @@
+import MoEFormat
 import MoEKernels
 @testable import MoERuntime
 

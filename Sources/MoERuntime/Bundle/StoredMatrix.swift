@@ -2,23 +2,6 @@ import CBLAS
 import MoEFormat
 import MoEKernels
 
-extension WeightFormat {
-    /// The MoEKernels format id.
-    var kernelFormat: Int32 {
-        switch self {
-        case .f32: Int32(MOE_FMT_F32)
-        case .bf16: Int32(MOE_FMT_BF16)
-        case .int8: Int32(MOE_FMT_INT8)
-        case .int4g32: Int32(MOE_FMT_INT4G32)
-        case .int4g64: Int32(MOE_FMT_INT4G64)
-        case .int4g128: Int32(MOE_FMT_INT4G128)
-        case .int4g32a: Int32(MOE_FMT_INT4G32A)
-        case .int4g64a: Int32(MOE_FMT_INT4G64A)
-        case .int4g128a: Int32(MOE_FMT_INT4G128A)
-        }
-    }
-}
-
 /// A weight matrix computed on directly from its stored bytes: a bundle's memory map, or the
 /// decompressed copy of a zstd payload. f32 goes through OpenBLAS, every other format through
 /// the MoEKernels kernels. Nothing is expanded to f32.
@@ -33,7 +16,7 @@ public final class StoredMatrix: MatrixOperator, @unchecked Sendable {
     public init(format: WeightFormat, rows: Int, cols: Int, bytes: PayloadBytes) throws {
         guard let expected = format.matrixBytes(rows: rows, cols: cols), let rowBytes = format.rowBytes(cols: cols),
               expected == bytes.buffer.count,
-              moe_matrix_bytes(format.kernelFormat, Int64(rows), Int64(cols)) == Int64(expected) else {
+              moe_matrix_bytes(format.id, Int64(rows), Int64(cols)) == Int64(expected) else {
             throw FormatError("a \(rows)x\(cols) \(format.rawValue) matrix cannot be made from \(bytes.buffer.count) bytes")
         }
         self.format = format
@@ -58,11 +41,11 @@ public final class StoredMatrix: MatrixOperator, @unchecked Sendable {
             return
         }
         // The shape was checked against the kernels' own size rule in init, so this cannot fail.
-        _ = moe_matmul(format.kernelFormat, base, Int64(rows), Int64(cols), x, Int64(count), y)
+        _ = moe_matmul(format.id, base, Int64(rows), Int64(cols), x, Int64(count), y)
     }
 
     public func copyRow(_ row: Int, into destination: UnsafeMutablePointer<Float>) {
         guard row >= 0, row < rows, let base = bytes.buffer.baseAddress else { return }
-        _ = moe_dequantize(format.kernelFormat, base + row * rowBytes, 1, Int64(cols), destination)
+        _ = moe_dequantize(format.id, base + row * rowBytes, 1, Int64(cols), destination)
     }
 }

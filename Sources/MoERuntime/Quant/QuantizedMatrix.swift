@@ -11,6 +11,7 @@
 // slice of a memory-mapped bundle; `owner` keeps a borrowed buffer's backing
 // alive. The matrix is immutable, so sharing it across threads is safe.
 // Buffer-length mismatches in matvec/matmul are programming errors and trap.
+import MoEFormat
 import MoEKernels
 
 public struct QuantizedMatrix: @unchecked Sendable {

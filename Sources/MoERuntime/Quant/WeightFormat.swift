@@ -1,14 +1,10 @@
 // Weight storage formats and their byte sizes. The byte layouts are specified
 // in docs/quantization.md; the raw values are the names written into bundles.
+import MoEFormat
 import MoEKernels
 
-public enum WeightFormat: String, Codable, Sendable, CaseIterable {
-    case f32, bf16, int8
-    /// int4, symmetric (-7...7), one f16 scale per group of 32/64/128 inputs.
-    case int4g32, int4g64, int4g128
-    /// int4, asymmetric (0...15), f16 scale and f16 min per group.
-    case int4g32a, int4g64a, int4g128a
-
+/// The kernels' view of `WeightFormat` (declared in MoEFormat, which names formats in bundles).
+extension WeightFormat {
     /// The id used by the C kernels (and stable in files).
     public var id: Int32 {
         switch self {
@@ -28,14 +24,6 @@ public enum WeightFormat: String, Codable, Sendable, CaseIterable {
         guard let f = WeightFormat.allCases.first(where: { $0.id == id }) else { return nil }
         self = f
     }
-
-    /// Group size along the input dimension for int4 formats, nil otherwise.
-    public var groupSize: Int? {
-        let g = moe_format_group(id)
-        return g > 0 ? Int(g) : nil
-    }
-
-    public var isAsymmetric: Bool { moe_format_is_asymmetric(id) != 0 }
 
     /// Bytes of one stored row of `cols` weights.
     public func rowByteCount(cols: Int) throws -> Int {
