@@ -87,13 +87,11 @@ final class ConvertCLITests: XCTestCase {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let temporary = dir.appendingPathComponent(".out.mpk.partial-\(process.processIdentifier)")
-        // Wait until the temporary bundle holds some payload, then kill.
+        // Wait until the temporary bundle exists (conversion under way), give it a moment to
+        // write payloads, then kill.
         let deadline = Date().addingTimeInterval(60)
-        while process.isRunning, Date() < deadline {
-            let size = (try? FileManager.default.attributesOfItem(atPath: temporary.path)[.size] as? Int) ?? 0
-            if size > 256 << 10 { break }
-            usleep(2000)
-        }
+        while process.isRunning, Date() < deadline, !FileManager.default.fileExists(atPath: temporary.path) { usleep(2000) }
+        usleep(500_000)
         XCTAssertTrue(process.isRunning, "conversion finished before it could be interrupted; make the checkpoint larger")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
