@@ -9,9 +9,9 @@ final class BatchedDecodeTests: XCTestCase {
     /// Sequences at different positions step together; rows leave the batch as their sequence
     /// ends. Every row must equal the logits of the same token run through `forward` alone.
     func testBatchedRowsEqualPerSequenceForward() throws {
-        for name in Fixtures.checkpointNames {
-            let model = try ModelLoader.model(at: Fixtures.checkpoint(name).path)
-            let long = try Fixtures.sequences(name).max { $0.count < $1.count }!
+        for name in MoETestSupport.Fixtures.checkpointNames {
+            let model = try ModelLoader.model(at: MoETestSupport.Fixtures.checkpoint(name).path)
+            let long = try MoETestSupport.Fixtures.sequences(name).max { $0.count < $1.count }!
             // Four sequences with different prompt lengths and continuations.
             let prompts: [[Int32]] = [Array(long.prefix(1)), Array(long.prefix(5)), Array(long.dropFirst(3).prefix(9)),
                                       Array(long.prefix(2))]
@@ -49,11 +49,11 @@ final class BatchedDecodeTests: XCTestCase {
     /// A batch of one is exactly a single decode step, and it agrees with the golden logits.
     func testSingleRowMatchesGolden() throws {
         let name = "moe_basic"
-        let model = try ModelLoader.model(at: Fixtures.checkpoint(name).path)
-        let sequences = try Fixtures.sequences(name)
+        let model = try ModelLoader.model(at: MoETestSupport.Fixtures.checkpoint(name).path)
+        let sequences = try MoETestSupport.Fixtures.sequences(name)
         let index = sequences.indices.max { sequences[$0].count < sequences[$1].count }!
         let sequence = sequences[index]
-        let golden = try Fixtures.goldenLogits(name, index).values
+        let golden = try MoETestSupport.Fixtures.goldenLogits(name, index).values
         let vocab = model.config.vocabSize
         let cache = model.makeCache()
         _ = try model.forward([sequence[0]], cache: cache)
@@ -65,7 +65,7 @@ final class BatchedDecodeTests: XCTestCase {
     }
 
     func testRejectsBadBatches() throws {
-        let model = try ModelLoader.model(at: Fixtures.checkpoint("moe_basic").path)
+        let model = try ModelLoader.model(at: MoETestSupport.Fixtures.checkpoint("moe_basic").path)
         let a = model.makeCache(capacity: 2), b = model.makeCache(capacity: 8)
         XCTAssertEqual(try model.decodeBatch(tokens: [], caches: []), [])
         XCTAssertThrowsError(try model.decodeBatch(tokens: [1, 2], caches: [a])) { error in
