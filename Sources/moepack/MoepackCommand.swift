@@ -9,6 +9,6 @@ struct Moepack: AsyncParsableCommand {
         MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors).
         See docs/ for every command, the bundle format and the profiles.
         """,
-        subcommands: [Inspect.self, Logits.self, Synth.self, Bench.self, Tokenize.self, Run.self, Eval.self]
+        subcommands: [Inspect.self, Logits.self, Synth.self, Bench.self, Tokenize.self, Run.self, Eval.self, Serve.self]
     )
 }
