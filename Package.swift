@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (tools/setup.sh installs them).
@@ -47,8 +49,10 @@ let package = Package(
 
         // OpenAI-compatible HTTP server over MoERuntime.
         .target(name: "MoEServe",
-                dependencies: ["MoERuntime", .product(name: "Hummingbird", package: "hummingbird"),
-                               .product(name: "Logging", package: "swift-log")]),
+                dependencies: ["MoERuntime", "MoETokenizer", .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
 
         // The command-line tool: thin, no logic of its own.
         .executableTarget(name: "moepack",
@@ -65,7 +69,9 @@ let package = Package(
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETokenizer", "MoETestSupport"]),
         .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETestSupport"]),
-        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETestSupport"]),
+        .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETokenizer", "MoETestSupport",
+                                                         .product(name: "Logging", package: "swift-log"),
+                                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "CLITests", dependencies: ["moepack", "MoEFormat", "MoETestSupport"]),
     ]
 )

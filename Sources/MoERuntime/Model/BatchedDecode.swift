@@ -1,0 +1,126 @@
+import CBLAS
+import Foundation
+
+/// One decoding step for many independent sequences at once (continuous batching).
+///
+/// Row b of the batch is token `tokens[b]` placed after whatever `caches[b]` holds, so every row
+/// has its own position. Attention runs per sequence against its own cache; every linear layer,
+/// the router and the experts run on the stacked rows, so each weight matrix is read once per step
+/// for the whole batch instead of once per sequence.
+extension ErnieModel {
+    /// Returns logits [B, vocab], row b for sequence b. Each cache grows by one position.
+    public func decodeBatch(tokens: [Int32], caches: [KVCache]) throws -> [Float] {
+        let c = config
+        let count = tokens.count
+        guard count == caches.count else {
+            throw RuntimeError("decodeBatch: \(count) tokens for \(caches.count) caches")
+        }
+        guard count > 0 else { return [] }
+        guard Set(caches.map(ObjectIdentifier.init)).count == count else {
+            throw RuntimeError("decodeBatch: the same cache appears twice in one batch")
+        }
+        for cache in caches where cache.count + 1 > cache.capacity {
+            throw RuntimeError("context overflow: \(cache.count + 1) tokens exceed the limit of \(cache.capacity)")
+        }
+        for cache in caches where cache.layerCount != c.numHiddenLayers || cache.kvDim != c.numKeyValueHeads * c.headDim {
+            throw RuntimeError("decodeBatch: a cache was made for a different model")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw RuntimeError("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        let h = c.hiddenSize
+        let eps = Float(c.rmsNormEps)
+        var x = [Float](repeating: 0, count: count * h)
+        var normed = [Float](repeating: 0, count: count * h)
+        var branch = [Float](repeating: 0, count: count * h)
+        x.withUnsafeMutableBufferPointer { xb in
+            for (b, token) in tokens.enumerated() { embedding.copyRow(Int(token), into: xb.baseAddress! + b * h) }
+        }
+        for (index, layer) in layers.enumerated() {
+            x.withUnsafeMutableBufferPointer { xb in
+                normed.withUnsafeMutableBufferPointer { nb in
+                    branch.withUnsafeMutableBufferPointer { bb in
+                        let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
+                        Ops.rmsNorm(xp, weight: layer.inputNorm, eps: eps, count: count, into: np)
+                        layer.attention.decodeBatch(np, caches: caches, layer: index, into: bp)
+                        for i in 0..<(count * h) { xp[i] += bp[i] }
+                        Ops.rmsNorm(xp, weight: layer.postAttentionNorm, eps: eps, count: count, into: np)
+                        switch layer.mlp {
+                        case .dense(let mlp): mlp(np, count: count, into: bp)
+                        case .moe(let moe): moe(np, count: count, into: bp)
+                        }
+                        for i in 0..<(count * h) { xp[i] += bp[i] }
+                    }
+                }
+            }
+        }
+        for cache in caches { cache.commit(1) }
+        var logits = [Float](repeating: 0, count: count * c.vocabSize)
+        x.withUnsafeMutableBufferPointer { xb in
+            let start = xb.baseAddress!
+            Ops.rmsNorm(start, weight: finalNorm, eps: eps, count: count, into: start)
+            logits.withUnsafeMutableBufferPointer { lmHead(start, count: count, into: $0.baseAddress!) }
+        }
+        return logits
+    }
+}
+
+extension Attention {
+    /// x [B, hidden] → y [B, hidden]: row b is one new token of the sequence cached in `caches[b]`.
+    /// Appends each row's key and value to its cache (the caller commits after the last layer).
+    func decodeBatch(_ x: UnsafePointer<Float>, caches: [KVCache], layer: Int, into y: UnsafeMutablePointer<Float>) {
+        let count = caches.count
+        let qDim = heads * headDim, kvDim = kvHeads * headDim
+        var qs = [Float](repeating: 0, count: count * qDim)
+        var ks = [Float](repeating: 0, count: count * kvDim)
+        var vs = [Float](repeating: 0, count: count * kvDim)
+        qs.withUnsafeMutableBufferPointer { q(x, count: count, into: $0.baseAddress!) }
+        ks.withUnsafeMutableBufferPointer { k(x, count: count, into: $0.baseAddress!) }
+        vs.withUnsafeMutableBufferPointer { v(x, count: count, into: $0.baseAddress!) }
+        for (b, cache) in caches.enumerated() {
+            qs.withUnsafeMutableBufferPointer {
+                applyRotary($0.baseAddress! + b * qDim, count: 1, headsIn: heads, start: cache.count)
+            }
+            ks.withUnsafeMutableBufferPointer {
+                applyRotary($0.baseAddress! + b * kvDim, count: 1, headsIn: kvHeads, start: cache.count)
+            }
+            ks.withUnsafeBufferPointer { kb in
+                vs.withUnsafeBufferPointer { vb in
+                    cache.append(layer: layer,
+                                 keys: UnsafeBufferPointer(rebasing: kb[(b * kvDim)..<((b + 1) * kvDim)]),
+                                 values: UnsafeBufferPointer(rebasing: vb[(b * kvDim)..<((b + 1) * kvDim)]))
+                }
+            }
+        }
+
+        var context = [Float](repeating: 0, count: count * qDim)
+        let scale = 1 / Float(headDim).squareRoot()
+        let group = heads / kvHeads
+        var scores = [Float](repeating: 0, count: (caches.map(\.count).max() ?? 0) + 1)
+        for (b, cache) in caches.enumerated() {
+            // The new position was appended above but is not committed yet.
+            let visible = cache.count + 1
+            cache.keys[layer].withUnsafeBufferPointer { kc in
+                cache.values[layer].withUnsafeBufferPointer { vc in
+                    qs.withUnsafeBufferPointer { qb in
+                        context.withUnsafeMutableBufferPointer { out in
+                            scores.withUnsafeMutableBufferPointer { sc in
+                                for head in 0..<heads {
+                                    let g = head / group
+                                    let query = qb.baseAddress! + b * qDim + head * headDim
+                                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(headDim), scale,
+                                                kc.baseAddress! + g * headDim, Int32(kvDim), query, 1, 0, sc.baseAddress!, 1)
+                                    Ops.softmax(sc.baseAddress!, count: visible)
+                                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1,
+                                                vc.baseAddress! + g * headDim, Int32(kvDim), sc.baseAddress!, 1, 0,
+                                                out.baseAddress! + b * qDim + head * headDim, 1)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        context.withUnsafeBufferPointer { o($0.baseAddress!, count: count, into: y) }
+    }
+}

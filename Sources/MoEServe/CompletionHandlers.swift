@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+import MoERuntime
+import NIOCore
+
+/// POST /v1/completions and /v1/chat/completions: validate, tokenize, queue, answer.
+extension OpenAIServer {
+    func completions(_ request: Request) async throws -> Response {
+        let json = try await readJSON(request)
+        let parsed = try CompletionRequest(json: json, vocabularySize: served.language.model.config.vocabSize)
+        try checkModel(parsed.parameters.model)
+        let prompt: [Int32]
+        switch parsed.prompt {
+        case .text(let text): prompt = try encode(text, addBOS: true, param: "prompt")
+        case .tokens(let ids): prompt = ids
+        }
+        let format = ResponseFormat(kind: .completion, model: served.name,
+                                    includeUsage: parsed.parameters.includeUsageInStream)
+        return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "prompt", format: format)
+    }
+
+    func chatCompletions(_ request: Request) async throws -> Response {
+        let json = try await readJSON(request)
+        let parsed = try ChatRequest(json: json)
+        try checkModel(parsed.parameters.model)
+        let text: String
+        do {
+            text = try served.language.chatPrompt(parsed.messages)
+        } catch {
+            throw APIError.invalidRequest("the messages cannot be rendered with the chat template: \(error)", param: "messages")
+        }
+        // The rendered conversation starts with its own beginning-of-sequence marker.
+        let prompt = try encode(text, addBOS: false, param: "messages")
+        let format = ResponseFormat(kind: .chat, model: served.name, includeUsage: parsed.parameters.includeUsageInStream)
+        return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "messages", format: format)
+    }
+
+    /// The body as JSON, within the size limit.
+    func readJSON(_ request: Request) async throws -> JSONValue {
+        let limit = options.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        return try JSONValue.parse(Data(buffer.readableBytesView))
+    }
+
+    func checkModel(_ name: String) throws {
+        guard name == served.name else { throw APIError.modelNotFound(name) }
+    }
+
+    func encode(_ text: String, addBOS: Bool, param: String) throws -> [Int32] {
+        do {
+            return try served.language.tokenizer.encode(text, addBOS: addBOS, parseSpecialTokens: true)
+        } catch {
+            throw APIError.invalidRequest("the \(param) cannot be tokenized: \(error)", param: param)
+        }
+    }
+
+    /// Checks the context, queues the sequence and answers as one JSON body or as server-sent events.
+    func generate(prompt: [Int32], parameters: CommonParameters, promptParam: String,
+                  format: ResponseFormat) async throws -> Response {
+        guard !prompt.isEmpty else { throw APIError.invalidValue(promptParam, "is empty") }
+        let limit = contextLimit
+        if let maxTokens = parameters.maxTokens, prompt.count + maxTokens > limit {
+            throw APIError.contextOverflow(limit: limit, prompt: prompt.count, completion: maxTokens, param: promptParam)
+        }
+        guard prompt.count < limit else {
+            throw APIError.contextOverflow(limit: limit, prompt: prompt.count, completion: 1, param: promptParam)
+        }
+        let maxTokens = parameters.maxTokens ?? min(options.defaultMaxTokens, limit - prompt.count)
+        let generation = GenerationOptions(maxTokens: maxTokens, sampling: parameters.sampling,
+                                           stopStrings: parameters.stop, addBOS: false)
+        let job = try scheduler.submit(prompt: prompt, options: generation, cacheCapacity: prompt.count + maxTokens,
+                                       ignoreEOS: parameters.ignoreEOS)
+        return parameters.stream ? streamResponse(job, format: format) : try await wholeResponse(job, format: format)
+    }
+
+    private func wholeResponse(_ job: GenerationHandle, format: ResponseFormat) async throws -> Response {
+        defer { job.cancel() }
+        var text = ""
+        for await event in job.events {
+            switch event {
+            case .token(_, let piece):
+                text += piece
+            case .finished(let reason, let promptTokens, let completionTokens):
+                return jsonResponse(format.complete(text: text, finish: reason, promptTokens: promptTokens,
+                                                    completionTokens: completionTokens))
+            case .failed(let message):
+                throw Self.failure(message)
+            }
+        }
+        throw APIError.internalError("generation ended without a result")
+    }
+
+    private func streamResponse(_ job: GenerationHandle, format: ResponseFormat) -> Response {
+        let body = ResponseBody { writer in
+            // However this ends (finished, write failed because the client left, task cancelled),
+            // the sequence leaves the batch and its cache is freed.
+            defer { job.cancel() }
+            if format.kind == .chat {
+                try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: "", first: true))))
+            }
+            loop: for await event in job.events {
+                switch event {
+                case .token(_, let piece):
+                    guard !piece.isEmpty else { continue }
+                    try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: piece))))
+                case .finished(let reason, let promptTokens, let completionTokens):
+                    var out = ResponseFormat.event(format.chunk(text: "", finish: reason))
+                    if format.includeUsage {
+                        out += ResponseFormat.event(format.usageChunk(promptTokens: promptTokens,
+                                                                      completionTokens: completionTokens))
+                    }
+                    try await writer.write(ByteBuffer(string: out))
+                    break loop
+                case .failed(let message):
+                    try await writer.write(ByteBuffer(string: ResponseFormat.event(Self.failure(message).json)))
+                    break loop
+                }
+            }
+            try await writer.write(ByteBuffer(string: ResponseFormat.done))
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    private static func failure(_ message: String) -> APIError {
+        message == APIError.shuttingDownMessage ? APIError.shuttingDown : APIError.internalError(message)
+    }
+}

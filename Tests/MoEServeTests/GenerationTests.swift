@@ -1,0 +1,193 @@
+import Foundation
+@testable import MoEServe
+import MoERuntime
+import MoETokenizer
+import XCTest
+
+/// What the server generates: the generation API's output, in OpenAI's formats, batched.
+final class GenerationTests: XCTestCase {
+    /// The generation API's greedy continuation of `prompt`.
+    func reference(_ model: ServedModel, prompt: String, maxTokens: Int, stop: [String] = []) throws -> (text: String, summary: GenerationSummary) {
+        let session = model.language.makeSession()
+        let options = GenerationOptions(maxTokens: maxTokens, sampling: .greedy, stopStrings: stop, addBOS: true)
+        var text = ""
+        let summary = try session.generate(tokens: try session.encode(prompt: prompt, addBOS: true), options: options) { event in
+            if case .token(_, let piece) = event { text += piece }
+        }
+        return (text, summary)
+    }
+
+    /// Concurrent greedy requests (so they share decode steps) each equal the generation API's output.
+    func testGreedyOutputEqualsGenerationAPI() async throws {
+        let model = try TestModels.fixture()
+        let server = try await TestServer.start(model, options: ServerOptions(maxBatch: 4, prefillChunk: 3))
+        let port = server.port
+        let prompts = ["The quick brown fox", "a", "Hello, world! How are you today?", "0123456789", "zz top", "MoE"]
+        let lengths = [40, 25, 33, 12, 50, 7]
+        let results = try await withThrowingTaskGroup(of: (Int, HTTPResult).self) { group in
+            for (i, prompt) in prompts.enumerated() {
+                group.addTask {
+                    let stream = i % 2 == 1
+                    let result = try await offThread {
+                        try httpPost(port: port, "/v1/completions", json: [
+                            "model": "fixture", "prompt": prompt, "max_tokens": lengths[i], "temperature": 0,
+                            "stream": stream,
+                        ])
+                    }
+                    return (i, result)
+                }
+            }
+            var byIndex: [Int: HTTPResult] = [:]
+            for try await (i, result) in group { byIndex[i] = result }
+            return byIndex
+        }
+        for (i, prompt) in prompts.enumerated() {
+            let expected = try reference(model, prompt: prompt, maxTokens: lengths[i])
+            let result = try XCTUnwrap(results[i])
+            XCTAssertEqual(result.status, 200, result.text)
+            let text: String
+            if i % 2 == 1 {
+                let (events, done) = result.events
+                XCTAssertTrue(done)
+                text = events.compactMap { ($0["choices"] as? [[String: Any]])?.first?["text"] as? String }.joined()
+            } else {
+                text = (result.json["choices"] as? [[String: Any]])?.first?["text"] as? String ?? "<missing>"
+                let usage = result.json["usage"] as? [String: Any]
+                XCTAssertEqual(usage?["completion_tokens"] as? Int, expected.summary.generatedTokens)
+                XCTAssertEqual(usage?["prompt_tokens"] as? Int, expected.summary.promptTokens)
+                XCTAssertEqual(usage?["total_tokens"] as? Int, expected.summary.generatedTokens + expected.summary.promptTokens)
+            }
+            XCTAssertEqual(text, expected.text, "prompt \(i)")
+        }
+        // The requests really were decoded together.
+        XCTAssertTrue(server.server.metrics.render(running: 0, queued: 0).contains("moepack_decode_rows_total"))
+        XCTAssertGreaterThan(server.server.metrics.decodeRowsPerStep, 1.0)
+        await server.stop()
+    }
+
+    func testChatStreamingFormat() async throws {
+        let model = try TestModels.fixture()
+        let server = try await TestServer.start(model)
+        let port = server.port
+        let request: [String: Any] = [
+            "model": "fixture", "max_tokens": 20, "temperature": 0,
+            "messages": [["role": "system", "content": "Be brief."], ["role": "user", "content": "Hi there"]],
+        ]
+        let wholeBody = try JSONSerialization.data(withJSONObject: request)
+        let whole = try await offThread { try httpRequest(port: port, method: "POST", path: "/v1/chat/completions", body: wholeBody) }
+        XCTAssertEqual(whole.status, 200, whole.text)
+        XCTAssertEqual(whole.json["object"] as? String, "chat.completion")
+        let choice = try XCTUnwrap((whole.json["choices"] as? [[String: Any]])?.first)
+        let message = try XCTUnwrap(choice["message"] as? [String: Any])
+        XCTAssertEqual(message["role"] as? String, "assistant")
+        let content = try XCTUnwrap(message["content"] as? String)
+
+        // The chat prompt is the rendered conversation; the answer is the generation API's.
+        let rendered = try model.language.chatPrompt([ChatMessage(role: "system", content: "Be brief."),
+                                                      ChatMessage(role: "user", content: "Hi there")])
+        let session = model.language.makeSession()
+        var expected = ""
+        let summary = try session.generate(tokens: try session.encode(prompt: rendered, addBOS: false),
+                                           options: GenerationOptions(maxTokens: 20, addBOS: false)) { event in
+            if case .token(_, let piece) = event { expected += piece }
+        }
+        XCTAssertEqual(content, expected)
+        XCTAssertEqual((whole.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int, summary.promptTokens)
+
+        var streamed = request
+        streamed["stream"] = true
+        streamed["stream_options"] = ["include_usage": true]
+        let streamBody = try JSONSerialization.data(withJSONObject: streamed)
+        let stream = try await offThread { try httpRequest(port: port, method: "POST", path: "/v1/chat/completions", body: streamBody) }
+        XCTAssertEqual(stream.status, 200)
+        XCTAssertEqual(stream.headers["content-type"], "text/event-stream")
+        XCTAssertTrue(stream.text.hasSuffix("data: [DONE]\n\n"))
+        let (events, done) = stream.events
+        XCTAssertTrue(done)
+        XCTAssertGreaterThanOrEqual(events.count, 3)
+        let ids = Set(events.compactMap { $0["id"] as? String })
+        XCTAssertEqual(ids.count, 1, "one id for every chunk")
+        XCTAssertTrue(ids.first?.hasPrefix("chatcmpl-") ?? false)
+        for event in events { XCTAssertEqual(event["object"] as? String, "chat.completion.chunk") }
+        let first = try XCTUnwrap((events.first?["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])
+        XCTAssertEqual(first["role"] as? String, "assistant")
+        // Choices chunks: text deltas, then one with a finish reason; then the usage chunk.
+        let choiceEvents = events.filter { !(($0["choices"] as? [Any])?.isEmpty ?? true) }
+        let text = choiceEvents.compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }.joined()
+        XCTAssertEqual(text, content)
+        let reasons = choiceEvents.map { ($0["choices"] as? [[String: Any]])?.first?["finish_reason"] }
+        XCTAssertTrue(reasons.dropLast().allSatisfy { $0 is NSNull }, "only the last choice chunk has a finish reason")
+        XCTAssertEqual(reasons.last as? String, choice["finish_reason"] as? String)
+        let usage = try XCTUnwrap(events.last?["usage"] as? [String: Any])
+        XCTAssertEqual(usage["completion_tokens"] as? Int, summary.generatedTokens)
+        XCTAssertEqual((events.last?["choices"] as? [Any])?.count, 0)
+        await server.stop()
+    }
+
+    func testStopStringsAndLengthFinish() async throws {
+        let model = try TestModels.fixture()
+        let free = try reference(model, prompt: "stop test", maxTokens: 30)
+        // Stop at a piece of the free-running answer: the reply ends right before it.
+        let characters = Array(free.text)
+        guard characters.count >= 8 else { throw XCTSkip("the fixture's answer is too short to cut") }
+        let stop = String(characters[5..<8])
+        let expected = try reference(model, prompt: "stop test", maxTokens: 30, stop: [stop])
+        XCTAssertEqual(expected.summary.finishReason, .stopString)
+        let server = try await TestServer.start(model)
+        let port = server.port
+        let result = try await offThread {
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "stop test", "max_tokens": 30,
+                                                                "temperature": 0, "stop": [stop]])
+        }
+        let choice = try XCTUnwrap((result.json["choices"] as? [[String: Any]])?.first)
+        XCTAssertEqual(choice["text"] as? String, expected.text)
+        XCTAssertFalse((choice["text"] as? String ?? stop).contains(stop))
+        XCTAssertEqual(choice["finish_reason"] as? String, "stop")
+
+        let short = try await offThread {
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": [1, 70, 80], "max_tokens": 4,
+                                                                "temperature": 0.8, "seed": 11])
+        }
+        let shortChoice = try XCTUnwrap((short.json["choices"] as? [[String: Any]])?.first)
+        XCTAssertEqual(shortChoice["finish_reason"] as? String, "length")
+        XCTAssertEqual((short.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int, 3)
+        // The same seed gives the same sample.
+        let again = try await offThread {
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": [1, 70, 80], "max_tokens": 4,
+                                                                "temperature": 0.8, "seed": 11])
+        }
+        XCTAssertEqual((again.json["choices"] as? [[String: Any]])?.first?["text"] as? String, shortChoice["text"] as? String)
+        await server.stop()
+    }
+
+    func testModelsHealthAndMetrics() async throws {
+        let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxContext: 100))
+        let port = server.port
+        let models = try await offThread { try httpRequest(port: port, method: "GET", path: "/v1/models") }
+        XCTAssertEqual(models.status, 200)
+        XCTAssertEqual(models.json["object"] as? String, "list")
+        let card = try XCTUnwrap((models.json["data"] as? [[String: Any]])?.first)
+        XCTAssertEqual(card["id"] as? String, "fixture")
+        XCTAssertEqual(card["object"] as? String, "model")
+        XCTAssertEqual(card["max_model_len"] as? Int, 100)
+        let one = try await offThread { try httpRequest(port: port, method: "GET", path: "/v1/models/fixture") }
+        XCTAssertEqual(one.json["id"] as? String, "fixture")
+        let health = try await offThread { try httpRequest(port: port, method: "GET", path: "/health") }
+        XCTAssertEqual(health.json["status"] as? String, "ok")
+        _ = try await offThread {
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "abc", "max_tokens": 5])
+        }
+        let metrics = try await offThread { try httpRequest(port: port, method: "GET", path: "/metrics") }
+        XCTAssertEqual(metrics.status, 200)
+        XCTAssertTrue(metrics.headers["content-type"]?.hasPrefix("text/plain") ?? false)
+        for line in ["moepack_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1",
+                     "moepack_prompt_tokens_total 4", "moepack_generated_tokens_total 5",
+                     "moepack_time_to_first_token_seconds_count 1", "moepack_time_per_output_token_seconds_count 4",
+                     "moepack_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+                     "moepack_running_sequences 0", "moepack_queued_sequences 0",
+                     "# TYPE moepack_time_per_output_token_seconds histogram"] {
+            XCTAssertTrue(metrics.text.contains(line + "\n"), "missing \(line) in\n\(metrics.text)")
+        }
+        await server.stop()
+    }
+}

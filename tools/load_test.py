@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Bounded load test of `moepack serve` on loopback.
+
+Two parts:
+  1. load: --clients concurrent clients send --requests completion requests in total (each with a
+     --timeout), mixing streamed and plain ones; reports failures, p50/p99 latency and aggregate
+     generated tokens per second.
+  2. batching: for each concurrency in --sweep (default 1,8), that many streams generate
+     --sweep-tokens tokens each at once (ignore_eos); reports aggregate decode tokens/s (tokens after
+     the first of each stream, over the span from the first first-token to the last token) and the
+     speed-up of each concurrency over 1.
+
+Starts its own server (the tiny model unless --model) unless --base-url is given. Loopback only.
+    /work/venv/bin/python tools/load_test.py [--moepack .build/release/moepack] [--model DIR]
+Exit status 1 if any request failed.
+"""
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+from serve_harness import TINY_MODEL, Server, default_binary, metric_value
+
+PROMPTS = ["Once upon a time", "The weather today", "A story about a cat", "In the beginning",
+           "Numbers: one two three", "The robot said", "Hello", "Long ago in a small village there lived"]
+
+
+def post(base_url, body, timeout, stream):
+    """Sends one completion request; returns (latency s, completion tokens, token arrival times)."""
+    url = urllib.parse.urlparse(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    start = time.perf_counter()
+    try:
+        connection.request("POST", "/v1/completions", body=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}: {response.read()[:200]!r}")
+        if not stream:
+            data = json.load(response)
+            return time.perf_counter() - start, data["usage"]["completion_tokens"], []
+        arrivals, tokens = [], None
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data: "):
+                continue
+            payload = line[6:]
+            if payload == "[DONE]":
+                break
+            event = json.loads(payload)
+            if "error" in event:
+                raise RuntimeError(event["error"]["message"])
+            if event.get("usage"):
+                tokens = event["usage"]["completion_tokens"]
+            elif event.get("choices"):
+                arrivals.append(time.perf_counter())
+        return time.perf_counter() - start, tokens, arrivals
+    finally:
+        connection.close()
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
+    return ordered[index]
+
+
+def load_phase(base_url, model, clients, requests, max_tokens, timeout):
+    latencies, tokens, failures = [], [], []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker():
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            stream = i % 2 == 0
+            body = {"model": model, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": max_tokens,
+                    "temperature": 0.7, "seed": i, "stream": stream}
+            if stream:
+                body["stream_options"] = {"include_usage": True}
+            try:
+                latency, count, _ = post(base_url, body, timeout, stream)
+                with lock:
+                    latencies.append(latency)
+                    tokens.append(count)
+            except Exception as error:  # noqa: BLE001 - every failure is counted and reported
+                with lock:
+                    failures.append(f"request {i}: {error}")
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return {"requests": requests, "clients": clients, "failed": len(failures), "failures": failures[:5],
+            "wall_seconds": round(wall, 2),
+            "latency_p50_seconds": round(percentile(latencies, 50), 3) if latencies else None,
+            "latency_p99_seconds": round(percentile(latencies, 99), 3) if latencies else None,
+            "generated_tokens": sum(tokens), "aggregate_tokens_per_second": round(sum(tokens) / wall, 1)}
+
+
+def batching_phase(base_url, model, concurrency, tokens, timeout):
+    results, errors = [None] * concurrency, []
+    barrier = threading.Barrier(concurrency)
+
+    def worker(i):
+        body = {"model": model, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": tokens, "temperature": 0,
+                "ignore_eos": True, "stream": True}
+        barrier.wait()
+        try:
+            results[i] = post(base_url, body, timeout, True)
+        except Exception as error:  # noqa: BLE001
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"batching run with {concurrency} streams failed: {errors[0]}")
+    firsts = [r[2][0] for r in results if r[2]]
+    lasts = [r[2][-1] for r in results if r[2]]
+    decoded = sum(len(r[2]) - 1 for r in results)
+    span = max(lasts) - min(firsts)
+    per_stream = statistics.mean((len(r[2]) - 1) / (r[2][-1] - r[2][0]) for r in results if len(r[2]) > 1)
+    return {"streams": concurrency, "tokens_per_stream": tokens,
+            "aggregate_decode_tokens_per_second": round(decoded / span, 1),
+            "mean_stream_decode_tokens_per_second": round(per_stream, 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-url", help="an already running server (otherwise one is started)")
+    parser.add_argument("--moepack", default=default_binary())
+    parser.add_argument("--model", default=TINY_MODEL)
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=120, help="seconds per request")
+    parser.add_argument("--sweep", default="1,8", help="concurrencies for the batching part ('' to skip)")
+    parser.add_argument("--sweep-tokens", type=int, default=128)
+    args = parser.parse_args()
+
+    server = None
+    base_url = args.base_url
+    if base_url is None:
+        server = Server(args.moepack, args.model, ["--max-batch", str(args.max_batch), "--max-queue", "256"])
+        base_url = server.base_url
+    try:
+        with urllib.request.urlopen(base_url + "/v1/models", timeout=30) as r:
+            model = json.load(r)["data"][0]["id"]
+        report = {"load": load_phase(base_url, model, args.clients, args.requests, args.max_tokens, args.timeout)}
+        sweep = [int(c) for c in args.sweep.split(",") if c.strip()]
+        if sweep:
+            runs = [batching_phase(base_url, model, c, args.sweep_tokens, args.timeout) for c in sweep]
+            base = next((r for r in runs if r["streams"] == 1), None)
+            for r in runs:
+                if base:
+                    r["speedup_over_1"] = round(r["aggregate_decode_tokens_per_second"]
+                                                / base["aggregate_decode_tokens_per_second"], 2)
+            report["batching"] = runs
+        if server:
+            metrics = server.metrics()
+            steps = metric_value(metrics, "moepack_decode_steps_total")
+            rows = metric_value(metrics, "moepack_decode_rows_total")
+            report["server"] = {"decode_steps": steps, "mean_batch_rows": round(rows / steps, 2) if steps else None}
+    finally:
+        if server:
+            report_exit = server.stop()
+            print(f"server exit status after SIGTERM: {report_exit}", file=sys.stderr)
+    print(json.dumps(report, indent=2))
+    sys.exit(1 if report["load"]["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
