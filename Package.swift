@@ -57,7 +57,9 @@ let package = Package(
         // The command-line tool: thin, no logic of its own.
         .executableTarget(name: "moepack",
                           dependencies: ["MoEFormat", "MoETokenizer", "MoERuntime", "MoEConvert", "MoEServe",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          // The built-in tiny model is read from the source tree (see BuiltinModel).
+                          exclude: ["Resources"]),
 
         // Kernel throughput benchmark (weight GB/s per format against read bandwidth).
         .executableTarget(name: "KernelBench", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels"]),
