@@ -9,7 +9,7 @@ struct Moepack: AsyncParsableCommand {
         MODEL is a Hugging Face checkpoint directory (config.json + *.safetensors) or a .mpk bundle.
         See docs/ for every command, the bundle format and the profiles.
         """,
-        subcommands: [Inspect.self, Calibrate.self, Convert.self, Run.self, Eval.self, Serve.self, Bench.self,
+        subcommands: [Quickstart.self, Inspect.self, Calibrate.self, Convert.self, Run.self, Eval.self, Serve.self, Bench.self,
                       Logits.self, Tokenize.self, Synth.self, PruneEval.self]
     )
 }

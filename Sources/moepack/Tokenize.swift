@@ -19,7 +19,7 @@ struct Tokenize: ParsableCommand {
     var parseSpecial = false
 
     func run() throws {
-        let tokenizer = try TokenizerLoader.tokenizer(at: model)
+        let tokenizer = try ModelLoader.tokenizer(at: model)
         let text = try readTextFile(file)
         var output = ""
         for line in TextLines.split(text) {

@@ -89,7 +89,7 @@ public struct ModelBenchmark {
     }
 
     /// Tokens per second decoding `tokens` tokens one at a time after a `context`-token prefill.
-    func decodeRate(_ model: ErnieModel, context: Int, tokens: Int) throws -> Double {
+    public func decodeRate(_ model: ErnieModel, context: Int, tokens: Int) throws -> Double {
         let cache = model.makeCache(capacity: context + tokens)
         var rng = SystemRandomNumberGenerator()
         let vocab = Int32(model.config.vocabSize)

@@ -3,11 +3,12 @@ import MoEFormat
 import MoETokenizer
 
 extension LanguageModel {
-    /// Loads the model and its tokenizer from a MODEL path (a checkpoint directory with
-    /// tokenizer.model and the Hugging Face tokenizer JSON files next to the weights).
+    /// Loads the model and its tokenizer from a MODEL path: a checkpoint directory with
+    /// tokenizer.model and the Hugging Face tokenizer JSON files next to the weights, or a bundle
+    /// that carries them.
     public static func load(at path: String) throws -> LanguageModel {
         let model = try ModelLoader.model(at: path)
-        let tokenizer = try TokenizerLoader.tokenizer(at: path)
+        let tokenizer = try ModelLoader.tokenizer(at: path)
         var stops = tokenizer.stopTokenIDs
         if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { stops.insert(id) }
         stops.formUnion(try GenerationConfig.stopTokenIDs(at: path))
@@ -15,34 +16,19 @@ extension LanguageModel {
     }
 }
 
-/// Finds the tokenizer that belongs to a MODEL path.
-public enum TokenizerLoader {
-    public static func tokenizer(at path: String) throws -> Tokenizer {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw FormatError("\(path) does not exist")
-        }
-        guard isDirectory.boolValue else {
-            throw FormatError("\(path) has no tokenizer (expected a checkpoint directory with tokenizer.model)")
-        }
-        return try Tokenizer(directory: URL(fileURLWithPath: path))
-    }
-}
-
-/// The end-of-sequence ids of a checkpoint's generation_config.json (`eos_token_id`: one id or a list).
+/// The end-of-sequence ids of a model's generation_config.json (`eos_token_id`: one id or a list).
 enum GenerationConfig {
     static func stopTokenIDs(at path: String) throws -> Set<Int32> {
-        let url = URL(fileURLWithPath: path).appendingPathComponent("generation_config.json")
-        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+        guard let data = try ModelLoader.companionFile(named: "generation_config.json", at: path) else { return [] }
         let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) } catch {
-            throw FormatError("\(url.path) is not valid JSON")
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw FormatError("generation_config.json of \(path) is not valid JSON")
         }
         guard let json = object as? [String: Any], let eos = json["eos_token_id"] else { return [] }
         let values: [Any] = (eos as? [Any]) ?? [eos]
         return try Set(values.map { value in
             guard let number = value as? NSNumber, let id = Int32(exactly: number.doubleValue), id >= 0 else {
-                throw FormatError("\(url.path): eos_token_id holds \(value), not a token id")
+                throw FormatError("generation_config.json of \(path): eos_token_id holds \(value), not a token id")
             }
             return id
         })

@@ -33,6 +33,19 @@ public enum ModelLoader {
         return try Tokenizer(modelData: model, configFiles: files)
     }
 
+    /// A file that travels with the model (generation_config.json, ...): next to the weights of a
+    /// checkpoint, or carried inside a bundle. nil when absent.
+    public static func companionFile(named name: String, at path: String) throws -> Data? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw FormatError("\(path) does not exist")
+        }
+        if isDirectory.boolValue {
+            return FileManager.default.contents(atPath: URL(fileURLWithPath: path).appendingPathComponent(name).path)
+        }
+        return try BundleFile(path: path).fileData(named: name)
+    }
+
     public static func model(at path: String) throws -> ErnieModel {
         try ErnieModel(weights: weights(at: path))
     }
