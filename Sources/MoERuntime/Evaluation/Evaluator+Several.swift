@@ -10,9 +10,7 @@ extension Evaluator {
         let windows = stride(from: 0, to: tokens.count, by: context)
             .map { Array(tokens[$0..<min($0 + context, tokens.count)]) }
             .filter { $0.count >= 2 }
-        var nll = [Double](repeating: 0, count: models.count), kl = nll
-        var agreements = [Int](repeating: 0, count: models.count)
-        var referenceNLL = 0.0, predictions = 0
+        var totals = [Totals](repeating: Totals(), count: models.count)
         let referenceCache = reference.makeCache(capacity: context)
         let caches = models.map { $0.makeCache(capacity: context) }
         let vocab = reference.config.vocabSize
@@ -20,28 +18,20 @@ extension Evaluator {
             try Task.checkCancellation()
             referenceCache.reset()
             let referenceLogits = try reference.forward(ids, cache: referenceCache)
-            let referenceRows = (0..<(ids.count - 1)).map { logSoftmax(referenceLogits[($0 * vocab)..<(($0 + 1) * vocab)]) }
-            for (position, row) in referenceRows.enumerated() { referenceNLL -= row[Int(ids[position + 1])] }
             for (m, model) in models.enumerated() {
                 caches[m].reset()
                 let logits = try model.forward(ids, cache: caches[m])
-                for (position, referenceRow) in referenceRows.enumerated() {
-                    let row = logSoftmax(logits[(position * vocab)..<((position + 1) * vocab)])
-                    nll[m] -= row[Int(ids[position + 1])]
-                    kl[m] += klDivergence(referenceRow, row)
-                    if argmax(referenceRow) == argmax(row) { agreements[m] += 1 }
-                }
+                score(ids, logits: logits, referenceLogits: referenceLogits, vocab: vocab, into: &totals[m])
             }
-            predictions += ids.count - 1
             progress?(index + 1, windows.count)
         }
-        let n = Double(predictions)
-        return models.indices.map { m in
-            EvaluationReport(
-                context: context, tokens: tokens.count, windows: windows.count, predictedTokens: predictions,
-                totalNLL: nll[m], perplexity: exp(nll[m] / n),
-                reference: ReferenceComparison(meanKLDivergence: kl[m] / n, top1Agreement: Double(agreements[m]) / n,
-                                               referencePerplexity: exp(referenceNLL / n)))
+        return totals.map { t in
+            let n = Double(t.predictions)
+            return EvaluationReport(
+                context: context, tokens: tokens.count, windows: windows.count, predictedTokens: t.predictions,
+                totalNLL: t.nll, perplexity: exp(t.nll / n),
+                reference: ReferenceComparison(meanKLDivergence: t.kl / n, top1Agreement: Double(t.agreements) / n,
+                                               referencePerplexity: exp(t.referenceNLL / n)))
         }
     }
 }

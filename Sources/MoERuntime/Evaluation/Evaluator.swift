@@ -62,7 +62,7 @@ public enum Evaluator {
     }
 
     /// Adds the predictions of one window: position i scores token i+1.
-    private static func score(_ ids: [Int32], logits: [Float], referenceLogits: [Float]?, vocab: Int,
+    static func score(_ ids: [Int32], logits: [Float], referenceLogits: [Float]?, vocab: Int,
                               into totals: inout Totals) {
         logits.withUnsafeBufferPointer { model in
             for position in 0..<(ids.count - 1) {
@@ -84,7 +84,7 @@ public enum Evaluator {
         }
     }
 
-    private struct Totals {
+    struct Totals {
         var nll = 0.0, referenceNLL = 0.0, kl = 0.0
         var agreements = 0, predictions = 0
     }
