@@ -1,0 +1,45 @@
+import Foundation
+import MoETestSupport
+import XCTest
+
+final class CalibrateCLITests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// calibrate the tiny model, write stats and a report, then prune a bundle with them.
+    func testCalibrateReportAndPrunedConvert() throws {
+        let model = Fixtures.tinyModel.path
+        let stats = dir.appendingPathComponent("stats.json").path
+        let report = dir.appendingPathComponent("usage.html").path
+        let r = try runMoepack(["calibrate", model, "--data", Fixtures.tinyModel.appendingPathComponent("calibration.txt").path,
+                                "--output", stats, "--max-tokens", "512", "--context", "128", "--report", report])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stats))) as! [String: Any]
+        XCTAssertEqual((object["data"] as! [String: Any])["tokens"] as? Int, 512)
+        XCTAssertEqual((object["data"] as! [String: Any])["windows"] as? Int, 4)
+        let html = try String(contentsOfFile: report, encoding: .utf8)
+        XCTAssertTrue(html.contains("<svg") && html.contains("layer 3"))
+        // 0.25 of 16 experts in 3 layers: 12 crossed-out cells.
+        XCTAssertEqual(html.components(separatedBy: ", pruned</title>").count - 1, 12)
+
+        let bundle = dir.appendingPathComponent("p.mpk").path
+        let c = try runMoepack(["convert", model, "--profile", "wint4-prune25", "--calibration", stats, "--output", bundle])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        // Stats of the tiny model do not apply to another model.
+        let other = try runMoepack(["convert", Fixtures.checkpoint("moe_basic").path, "--profile", "wint4-prune25",
+                                    "--calibration", stats, "--output", dir.appendingPathComponent("o.mpk").path])
+        XCTAssertNotEqual(other.status, 0)
+        XCTAssertTrue(other.stderr.contains("measured on a different model"), other.stderr)
+    }
+
+    func testEmptyDataIsAClearError() throws {
+        let empty = dir.appendingPathComponent("empty.txt")
+        try "\n \n".write(to: empty, atomically: true, encoding: .utf8)
+        let r = try runMoepack(["calibrate", Fixtures.tinyModel.path, "--data", empty.path,
+                                "--output", dir.appendingPathComponent("s.json").path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("calibration file empty.txt is empty"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("s.json").path))
+    }
+}
