@@ -17,15 +17,9 @@ extension LanguageModel {
 
 /// Finds the tokenizer that belongs to a MODEL path.
 public enum TokenizerLoader {
+    /// A checkpoint directory's tokenizer, or the one a bundle carries.
     public static func tokenizer(at path: String) throws -> Tokenizer {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw FormatError("\(path) does not exist")
-        }
-        guard isDirectory.boolValue else {
-            throw FormatError("\(path) has no tokenizer (expected a checkpoint directory with tokenizer.model)")
-        }
-        return try Tokenizer(directory: URL(fileURLWithPath: path))
+        try ModelLoader.tokenizer(at: path)
     }
 }
 
@@ -33,9 +27,17 @@ public enum TokenizerLoader {
 enum GenerationConfig {
     static func stopTokenIDs(at path: String) throws -> Set<Int32> {
         let url = URL(fileURLWithPath: path).appendingPathComponent("generation_config.json")
-        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+        let data: Data
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            guard let carried = try BundleFile(path: path).fileData(named: "generation_config.json") else { return [] }
+            data = carried
+        } else {
+            guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+            data = try Data(contentsOf: url)
+        }
         let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) } catch {
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw FormatError("\(url.path) is not valid JSON")
         }
         guard let json = object as? [String: Any], let eos = json["eos_token_id"] else { return [] }
