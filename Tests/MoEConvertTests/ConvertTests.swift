@@ -236,3 +236,22 @@ final class ConvertTests: XCTestCase {
         }
     }
 }
+
+/// A bundle made from the built-in tiny model carries its tokenizer and generation settings.
+final class BundleTokenizerTests: XCTestCase {
+    func testTokenizerAndStopIDsLoadFromTheBundle() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("tiny.mpk")
+        try Converter.convert(checkpoint: Fixtures.tinyModel.path, output: url.path,
+                              options: ConvertOptions(profile: Profile.load("wint8")))
+        let fromBundle = try ModelLoader.tokenizer(at: url.path)
+        let fromDirectory = try ModelLoader.tokenizer(at: Fixtures.tinyModel.path)
+        let text = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
+        XCTAssertEqual(fromBundle.encode(text), fromDirectory.encode(text))
+        XCTAssertEqual(fromBundle.stopIDs, fromDirectory.stopIDs)
+        let bundled = try LanguageModel.load(at: url.path)
+        let reference = try LanguageModel.load(at: Fixtures.tinyModel.path)
+        XCTAssertEqual(bundled.stopTokenIDs, reference.stopTokenIDs)
+    }
+}
