@@ -174,15 +174,19 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(one.json["id"] as? String, "fixture")
         let health = try await offThread { try httpRequest(port: port, method: "GET", path: "/health") }
         XCTAssertEqual(health.json["status"] as? String, "ok")
-        _ = try await offThread {
-            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "abc", "max_tokens": 5])
+        let completion = try await offThread {
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "abc", "max_tokens": 5,
+                                                                "temperature": 0])
         }
+        let generated = try XCTUnwrap((completion.json["usage"] as? [String: Any])?["completion_tokens"] as? Int)
+        XCTAssertGreaterThanOrEqual(generated, 1)
         let metrics = try await offThread { try httpRequest(port: port, method: "GET", path: "/metrics") }
         XCTAssertEqual(metrics.status, 200)
         XCTAssertTrue(metrics.headers["content-type"]?.hasPrefix("text/plain") ?? false)
         for line in ["moepack_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1",
-                     "moepack_prompt_tokens_total 4", "moepack_generated_tokens_total 5",
-                     "moepack_time_to_first_token_seconds_count 1", "moepack_time_per_output_token_seconds_count 4",
+                     "moepack_prompt_tokens_total 4", "moepack_generated_tokens_total \(generated)",
+                     "moepack_time_to_first_token_seconds_count 1",
+                     "moepack_time_per_output_token_seconds_count \(generated - 1)",
                      "moepack_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
                      "moepack_running_sequences 0", "moepack_queued_sequences 0",
                      "# TYPE moepack_time_per_output_token_seconds histogram"] {

@@ -12,7 +12,7 @@ final class LifecycleTests: XCTestCase {
         let server = try await TestServer.start(try TestModels.fixture(), stepPause: .milliseconds(5))
         let port = server.port
         let body = try JSONSerialization.data(withJSONObject: [
-            "model": "fixture", "prompt": "never ending", "max_tokens": 2000, "stream": true, "temperature": 0,
+            "model": "fixture", "prompt": "never ending", "max_tokens": 2000, "stream": true, "ignore_eos": true,
         ])
         let firstChunk = try await offThread { () -> String in
             let connection = try RawConnection(port: port)
@@ -46,7 +46,7 @@ final class LifecycleTests: XCTestCase {
                                                 stepPause: .milliseconds(5))
         let port = server.port
         let long = try JSONSerialization.data(withJSONObject: [
-            "model": "fixture", "prompt": "long", "max_tokens": 300, "stream": true,
+            "model": "fixture", "prompt": "long", "max_tokens": 300, "stream": true, "ignore_eos": true,
         ])
         // Two streams occupy the slot and the queue.
         var holders = try (0..<2).map { _ in try RawConnection(port: port) }
@@ -71,7 +71,8 @@ final class LifecycleTests: XCTestCase {
         let server = try await TestServer.start(try TestModels.fixture(), stepPause: .milliseconds(2))
         let port = server.port
         async let running = offThread {
-            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "in flight", "max_tokens": 100])
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "in flight", "max_tokens": 100,
+                                                                "ignore_eos": true])
         }
         // Wait until it is in the batch, then drain.
         let deadline = Date().addingTimeInterval(10)
@@ -93,7 +94,8 @@ final class LifecycleTests: XCTestCase {
         let server = try await TestServer.start(try TestModels.fixture(), stepPause: .milliseconds(5))
         let port = server.port
         async let running = offThread {
-            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "cut short", "max_tokens": 2000])
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "cut short", "max_tokens": 2000,
+                                                                "ignore_eos": true])
         }
         let deadline = Date().addingTimeInterval(10)
         while server.server.scheduler.load.running == 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }

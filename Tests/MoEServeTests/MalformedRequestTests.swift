@@ -85,7 +85,8 @@ final class MalformedRequestTests: XCTestCase {
         let health = try await offThread { try httpRequest(port: port, method: "GET", path: "/health") }
         XCTAssertEqual(health.status, 200)
         let ok = try await offThread {
-            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "hello", "max_tokens": 3])
+            try httpPost(port: port, "/v1/completions", json: ["model": "fixture", "prompt": "hello", "max_tokens": 3,
+                                                                "ignore_eos": true])
         }
         XCTAssertEqual(ok.status, 200, ok.text)
         XCTAssertEqual((ok.json["usage"] as? [String: Any])?["completion_tokens"] as? Int, 3)
