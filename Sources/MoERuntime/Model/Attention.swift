@@ -64,27 +64,14 @@ struct Attention: Sendable {
 
         var context = [Float](repeating: 0, count: count * qDim)
         var scores = [Float](repeating: 0, count: start + count)
-        let scale = 1 / Float(headDim).squareRoot()
-        let group = heads / kvHeads
         cache.keys[layer].withUnsafeBufferPointer { kc in
             cache.values[layer].withUnsafeBufferPointer { vc in
                 qs.withUnsafeBufferPointer { qb in
                     context.withUnsafeMutableBufferPointer { out in
                         scores.withUnsafeMutableBufferPointer { sc in
                             for t in 0..<count {
-                                let visible = start + t + 1
-                                for head in 0..<heads {
-                                    let g = head / group
-                                    let query = qb.baseAddress! + t * qDim + head * headDim
-                                    // scores[j] = scale · K[j]·q for the visible positions
-                                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(headDim), scale,
-                                                kc.baseAddress! + g * headDim, Int32(kvDim), query, 1, 0, sc.baseAddress!, 1)
-                                    Ops.softmax(sc.baseAddress!, count: visible)
-                                    // context = Σ_j p_j V[j]
-                                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1,
-                                                vc.baseAddress! + g * headDim, Int32(kvDim), sc.baseAddress!, 1, 0,
-                                                out.baseAddress! + t * qDim + head * headDim, 1)
-                                }
+                                attend(qb.baseAddress! + t * qDim, keys: kc.baseAddress!, values: vc.baseAddress!,
+                                       visible: start + t + 1, scores: sc.baseAddress!, into: out.baseAddress! + t * qDim)
                             }
                         }
                     }
@@ -92,5 +79,22 @@ struct Attention: Sendable {
             }
         }
         context.withUnsafeBufferPointer { o($0.baseAddress!, count: count, into: y) }
+    }
+
+    /// One query row (all heads) against the first `visible` cached positions:
+    /// out[head] = softmax(K·q / √d) · V, with each head reading its key/value group.
+    func attend(_ query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                visible: Int, scores: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let kvDim = kvHeads * headDim
+        let scale = 1 / Float(headDim).squareRoot()
+        let group = heads / kvHeads
+        for head in 0..<heads {
+            let g = head / group
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(headDim), scale,
+                        keys + g * headDim, Int32(kvDim), query + head * headDim, 1, 0, scores, 1)
+            Ops.softmax(scores, count: visible)
+            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1,
+                        values + g * headDim, Int32(kvDim), scores, 1, 0, out + head * headDim, 1)
+        }
     }
 }

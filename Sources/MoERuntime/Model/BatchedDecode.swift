@@ -94,27 +94,16 @@ extension Attention {
         }
 
         var context = [Float](repeating: 0, count: count * qDim)
-        let scale = 1 / Float(headDim).squareRoot()
-        let group = heads / kvHeads
         var scores = [Float](repeating: 0, count: (caches.map(\.count).max() ?? 0) + 1)
         for (b, cache) in caches.enumerated() {
             // The new position was appended above but is not committed yet.
-            let visible = cache.count + 1
             cache.keys[layer].withUnsafeBufferPointer { kc in
                 cache.values[layer].withUnsafeBufferPointer { vc in
                     qs.withUnsafeBufferPointer { qb in
                         context.withUnsafeMutableBufferPointer { out in
                             scores.withUnsafeMutableBufferPointer { sc in
-                                for head in 0..<heads {
-                                    let g = head / group
-                                    let query = qb.baseAddress! + b * qDim + head * headDim
-                                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(headDim), scale,
-                                                kc.baseAddress! + g * headDim, Int32(kvDim), query, 1, 0, sc.baseAddress!, 1)
-                                    Ops.softmax(sc.baseAddress!, count: visible)
-                                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1,
-                                                vc.baseAddress! + g * headDim, Int32(kvDim), sc.baseAddress!, 1, 0,
-                                                out.baseAddress! + b * qDim + head * headDim, 1)
-                                }
+                                attend(qb.baseAddress! + b * qDim, keys: kc.baseAddress!, values: vc.baseAddress!,
+                                       visible: cache.count + 1, scores: sc.baseAddress!, into: out.baseAddress! + b * qDim)
                             }
                         }
                     }
