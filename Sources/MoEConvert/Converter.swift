@@ -89,7 +89,7 @@ public enum Converter {
             for spec in specs {
                 // The router stays whole (every original expert's row and correction bias): the
                 // runtime masks pruned experts out of the top-k (docs/pruning.md).
-                tensors.append(try packer.pack(spec, keptExperts: nil))
+                tensors.append(try packer.pack(spec))
                 progress.tensorsDone += 1
                 progress.sourceBytesDone += try checkpoint.info(spec.name).byteRange.count
                 progress.bytesWritten = tensors.last.map { $0.payload.offset + $0.payload.length } ?? 0

@@ -17,20 +17,11 @@ struct TensorPacker {
         self.profile = profile
     }
 
-    /// `keptExperts` is the layer's pruning map: it selects router rows and correction-bias entries.
-    mutating func pack(_ spec: TensorSpec, keptExperts: [Int]?) throws -> BundleTensor {
-        let isRouterGate = spec.tensorClass == .router && spec.name.hasSuffix(".gate.weight")
+    /// Every tensor is stored whole: pruned bundles keep the full router (docs/pruning.md) and
+    /// simply omit the pruned experts' tensors, which the converter never asks for.
+    mutating func pack(_ spec: TensorSpec) throws -> BundleTensor {
         let isCorrectionBias = spec.name.hasSuffix(".e_score_correction_bias")
-        var shape = spec.shape
-        // Source rows to read (nil: all, contiguous).
-        var rowSelection: [Int]? = nil
-        if let kept = keptExperts, isRouterGate {
-            rowSelection = kept
-            shape[0] = kept.count
-        }
-        if let kept = keptExperts, isCorrectionBias {
-            shape[shape.count - 1] = kept.count
-        }
+        let shape = spec.shape
         let is2D = shape.count == 2 && !isCorrectionBias
         let rows = is2D ? shape[0] : 1
         let cols = is2D ? shape[1] : shape.reduce(1, *)
@@ -40,32 +31,16 @@ struct TensorPacker {
         }
         try writer.beginPayload(rawLength: total, compression: profile.compression, zstdLevel: profile.zstdLevel)
 
-        if isCorrectionBias, let kept = keptExperts {
-            // Tiny: read the whole bias and keep the selected entries.
-            let all = spec.shape.reduce(1, *)
-            var values = [Float](repeating: 0, count: all)
-            try values.withUnsafeMutableBufferPointer { try reader.read(spec.name, start: 0, count: all, into: $0.baseAddress!, scratch: &scratch) }
-            let selected = kept.map { values[$0] }
-            try emit(selected, rows: 1, cols: cols, format: format, rowBytes: rowBytes, name: spec.name, firstRow: 0)
-        } else {
-            let blockRows = max(1, min(rows, Converter.blockBytes / max(1, cols * 4)))
-            if floats.count < blockRows * cols { floats = [Float](repeating: 0, count: blockRows * cols) }
-            var start = 0
-            while start < rows {
-                let n = min(blockRows, rows - start)
-                try floats.withUnsafeMutableBufferPointer { buf in
-                    if let selection = rowSelection {
-                        for i in 0..<n {
-                            try reader.read(spec.name, start: selection[start + i] * cols, count: cols,
-                                            into: buf.baseAddress! + i * cols, scratch: &scratch)
-                        }
-                    } else {
-                        try reader.read(spec.name, start: start * cols, count: n * cols, into: buf.baseAddress!, scratch: &scratch)
-                    }
-                }
-                try emit(floats, rows: n, cols: cols, format: format, rowBytes: rowBytes, name: spec.name, firstRow: start)
-                start += n
+        let blockRows = max(1, min(rows, Converter.blockBytes / max(1, cols * 4)))
+        if floats.count < blockRows * cols { floats = [Float](repeating: 0, count: blockRows * cols) }
+        var start = 0
+        while start < rows {
+            let n = min(blockRows, rows - start)
+            try floats.withUnsafeMutableBufferPointer { buf in
+                try reader.read(spec.name, start: start * cols, count: n * cols, into: buf.baseAddress!, scratch: &scratch)
             }
+            try emit(floats, rows: n, cols: cols, format: format, rowBytes: rowBytes, name: spec.name, firstRow: start)
+            start += n
         }
         let location = try writer.endPayload()
         return BundleTensor(name: spec.name, tensorClass: spec.tensorClass, format: format, shape: shape,

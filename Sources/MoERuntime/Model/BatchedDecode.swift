@@ -37,21 +37,8 @@ extension ErnieModel {
             for (b, token) in tokens.enumerated() { embedding.copyRow(Int(token), into: xb.baseAddress! + b * h) }
         }
         for (index, layer) in layers.enumerated() {
-            x.withUnsafeMutableBufferPointer { xb in
-                normed.withUnsafeMutableBufferPointer { nb in
-                    branch.withUnsafeMutableBufferPointer { bb in
-                        let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
-                        Ops.rmsNorm(xp, weight: layer.inputNorm, eps: eps, count: count, into: np)
-                        layer.attention.decodeBatch(np, caches: caches, layer: index, into: bp)
-                        for i in 0..<(count * h) { xp[i] += bp[i] }
-                        Ops.rmsNorm(xp, weight: layer.postAttentionNorm, eps: eps, count: count, into: np)
-                        switch layer.mlp {
-                        case .dense(let mlp): mlp(np, count: count, into: bp)
-                        case .moe(let moe): moe(np, count: count, into: bp)
-                        }
-                        for i in 0..<(count * h) { xp[i] += bp[i] }
-                    }
-                }
+            layer.apply(&x, normed: &normed, branch: &branch, count: count, eps: eps, observer: nil) { input, output in
+                layer.attention.decodeBatch(input, caches: caches, layer: index, into: output)
             }
         }
         for cache in caches { cache.commit(1) }

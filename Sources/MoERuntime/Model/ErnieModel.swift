@@ -43,21 +43,9 @@ public final class ErnieModel: @unchecked Sendable {
             for (t, token) in tokens.enumerated() { embedding.copyRow(Int(token), into: xb.baseAddress! + t * h) }
         }
         for (index, layer) in layers.enumerated() {
-            x.withUnsafeMutableBufferPointer { xb in
-                normed.withUnsafeMutableBufferPointer { nb in
-                    branch.withUnsafeMutableBufferPointer { bb in
-                        let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
-                        Ops.rmsNorm(xp, weight: layer.inputNorm, eps: Float(c.rmsNormEps), count: count, into: np)
-                        layer.attention(np, count: count, layer: index, cache: cache, into: bp)
-                        for i in 0..<(count * h) { xp[i] += bp[i] }
-                        Ops.rmsNorm(xp, weight: layer.postAttentionNorm, eps: Float(c.rmsNormEps), count: count, into: np)
-                        switch layer.mlp {
-                        case .dense(let mlp): mlp(np, count: count, into: bp)
-                        case .moe(let moe): moe(np, count: count, into: bp, observer: observer)
-                        }
-                        for i in 0..<(count * h) { xp[i] += bp[i] }
-                    }
-                }
+            layer.apply(&x, normed: &normed, branch: &branch, count: count, eps: Float(c.rmsNormEps),
+                        observer: observer) { input, output in
+                layer.attention(input, count: count, layer: index, cache: cache, into: output)
             }
         }
         cache.commit(count)
@@ -81,6 +69,31 @@ public final class ErnieModel: @unchecked Sendable {
 }
 
 struct DecoderLayer: Sendable {
+    /// One pre-norm residual block over `count` rows of x:
+    /// x += attention(norm(x)); x += mlp(norm(x)). `attend(normed, out)` runs the attention
+    /// (one cached sequence, or one row per sequence when batching); the buffers are scratch.
+    func apply(_ x: inout [Float], normed: inout [Float], branch: inout [Float], count: Int, eps: Float,
+               observer: RoutingObserver?,
+               attend: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let n = x.count
+        x.withUnsafeMutableBufferPointer { xb in
+            normed.withUnsafeMutableBufferPointer { nb in
+                branch.withUnsafeMutableBufferPointer { bb in
+                    let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
+                    Ops.rmsNorm(xp, weight: inputNorm, eps: eps, count: count, into: np)
+                    attend(np, bp)
+                    for i in 0..<n { xp[i] += bp[i] }
+                    Ops.rmsNorm(xp, weight: postAttentionNorm, eps: eps, count: count, into: np)
+                    switch mlp {
+                    case .dense(let feedForward): feedForward(np, count: count, into: bp)
+                    case .moe(let moe): moe(np, count: count, into: bp, observer: observer)
+                    }
+                    for i in 0..<n { xp[i] += bp[i] }
+                }
+            }
+        }
+    }
+
     enum MLP: Sendable {
         case dense(FeedForward)
         case moe(MoEBlock)
