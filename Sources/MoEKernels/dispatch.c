@@ -101,6 +101,31 @@ static void quantize_x(const float *x, int64_t n, int8_t *q, float *d, float *s)
     }
 }
 
+/*
+ * The int16 form for int8 weights: blocks of 64, q16 = round(x / d16) with
+ * d16 = max|x| / 32767. NaN/Inf gives d16 = NaN as above.
+ */
+static void quantize_x16(const float *x, int64_t n, int16_t *q, float *d) {
+    for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK16, b++) {
+        int64_t len = n - c0 < MOE_QBLOCK16 ? n - c0 : MOE_QBLOCK16;
+        float amax = 0;
+        int finite = 1;
+        for (int64_t i = 0; i < len; i++) {
+            finite &= isfinite(x[c0 + i]) ? 1 : 0;
+            amax = fmaxf(amax, fabsf(x[c0 + i]));
+        }
+        int16_t *qb = q + c0;
+        memset(qb, 0, MOE_QBLOCK16 * sizeof(int16_t));
+        if (!finite) { d[b] = NAN; continue; }
+        float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+        for (int64_t i = 0; i < len; i++) {
+            float v = nearbyintf(x[c0 + i] * inv);
+            qb[i] = (int16_t)(v > 32767.0f ? 32767.0f : (v < -32767.0f ? -32767.0f : v));
+        }
+        d[b] = amax / 32767.0f;
+    }
+}
+
 /* Per-thread scratch for quantized activations, grown on demand and kept. */
 static _Thread_local void *scratch;
 static _Thread_local size_t scratch_cap;
@@ -122,18 +147,21 @@ static void *scratch_get(size_t bytes) {
 
 typedef struct {
     const moe_kernels *k;
-    int fmt, group, asym;
+    int fmt, group, asym, tiled;
     const uint8_t *w;
-    int64_t rb, rows, cols, T, nb;
+    int64_t rb, rows, cols, T;
     const float *x;
-    const int8_t *xq;
-    const float *xd, *xs;
+    const moe_xq *xq;   /* T quantized activation rows (integer formats) */
     float *y;
 } job;
 
 static void job_rows(void *ctx, int part, int nparts) {
     const job *j = ctx;
     int64_t r0 = j->rows * part / nparts, r1 = j->rows * (part + 1) / nparts;
+    if (j->tiled) {
+        j->k->tile_i4(j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->group, j->asym, j->y + r0, j->rows);
+        return;
+    }
     int pairs = j->k->dot2_i4 != NULL && j->group > 0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = j->w + r * j->rb;
@@ -143,17 +171,15 @@ static void job_rows(void *ctx, int part, int nparts) {
                 v = j->k->dot_f32((const float *)row, j->x + t * j->cols, j->cols);
             } else if (j->fmt == MOE_FMT_BF16) {
                 v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
+            } else if (j->fmt == MOE_FMT_INT8) {
+                v = j->k->dot_i8(row, &j->xq[t], j->cols);
+            } else if (pairs && r + 1 < r1) {
+                float two[2];
+                j->k->dot2_i4(row, row + j->rb, &j->xq[t], j->cols, j->group, j->asym, two);
+                j->y[t * j->rows + r + 1] = two[1];
+                v = two[0];
             } else {
-                moe_xq xq = {j->xq + t * j->nb * MOE_QBLOCK, j->xd + t * j->nb, j->xs + t * j->nb};
-                if (pairs && r + 1 < r1) {
-                    float two[2];
-                    j->k->dot2_i4(row, row + j->rb, &xq, j->cols, j->group, j->asym, two);
-                    j->y[t * j->rows + r + 1] = two[1];
-                    v = two[0];
-                } else {
-                    v = j->fmt == MOE_FMT_INT8 ? j->k->dot_i8(row, &xq, j->cols)
-                                               : j->k->dot_i4(row, &xq, j->cols, j->group, j->asym);
-                }
+                v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym);
             }
             j->y[t * j->rows + r] = v;
         }
@@ -171,6 +197,60 @@ static int row_chunks(int64_t rows, int64_t work) {
     return n < 1 ? 1 : (int)n;
 }
 
+/* Hands out 64-byte aligned pieces of one scratch buffer. */
+typedef struct { uint8_t *base; size_t used; } bump;
+static void *bump_take(bump *b, size_t bytes) {
+    void *p = b->base ? b->base + b->used : NULL;
+    b->used += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+/*
+ * Quantizes the T activation rows into the form the weight format needs.
+ * Called twice: with b->base NULL to size the scratch, then to fill it.
+ */
+static moe_xq *prepare_x(bump *b, const job *j, int paired) {
+    const int64_t T = j->T, cols = j->cols;
+    moe_xq *xs = bump_take(b, (size_t)T * sizeof(moe_xq));
+    for (int64_t t = 0; t < T; t++) {
+        const float *x = j->x + t * cols;
+        moe_xq xq = {0};
+        if (j->fmt == MOE_FMT_INT8) {
+            int64_t nb = (cols + MOE_QBLOCK16 - 1) / MOE_QBLOCK16;
+            int16_t *q = bump_take(b, (size_t)nb * MOE_QBLOCK16 * sizeof(int16_t));
+            float *d = bump_take(b, (size_t)nb * sizeof(float));
+            if (b->base) {
+                if (j->k->quant_i16 && cols % MOE_QBLOCK16 == 0) j->k->quant_i16(x, cols, q, d);
+                else quantize_x16(x, cols, q, d);
+            }
+            xq.q16 = q;
+            xq.d16 = d;
+        } else {
+            int64_t nb = (cols + MOE_QBLOCK - 1) / MOE_QBLOCK;
+            int8_t *q = bump_take(b, (size_t)nb * MOE_QBLOCK);
+            float *d = bump_take(b, (size_t)nb * sizeof(float)), *s = bump_take(b, (size_t)nb * sizeof(float));
+            if (b->base) {
+                if (j->k->quant_i8 && cols % MOE_QBLOCK == 0) j->k->quant_i8(x, cols, q, d, s);
+                else quantize_x(x, cols, q, d, s);
+            }
+            xq.q = q;
+            xq.d = d;
+            xq.s = s;
+            if (paired) {
+                int64_t n64 = cols / 64;
+                int8_t *qp = bump_take(b, (size_t)n64 * 64);
+                float *dv = bump_take(b, (size_t)n64 * 8 * sizeof(float)), *s8 = bump_take(b, (size_t)n64 * sizeof(float));
+                if (b->base) j->k->pair_i4(&xq, cols, qp, dv, s8);
+                xq.qp = qp;
+                xq.dv = dv;
+                xq.s8 = s8;
+            }
+        }
+        if (b->base) xs[t] = xq;
+    }
+    return xs;
+}
+
 int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
                   int64_t cols, const float *x, int64_t T, float *y) {
     int64_t rb = moe_row_bytes(fmt, cols);
@@ -178,20 +258,17 @@ int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
     if (rows < 0 || T < 0) return MOE_ERR_SHAPE;
     if (!moe_path_available(path)) return MOE_ERR_PATH;
     if (rows == 0 || T == 0) return MOE_OK;
-    job j = {kernels_for(path), fmt, moe_format_group(fmt), moe_format_is_asymmetric(fmt),
-             w, rb, rows, cols, T, (cols + MOE_QBLOCK - 1) / MOE_QBLOCK, x, NULL, NULL, NULL, y};
+    job j = {kernels_for(path), fmt, moe_format_group(fmt), moe_format_is_asymmetric(fmt), 0,
+             w, rb, rows, cols, T, x, NULL, y};
     if (fmt != MOE_FMT_F32 && fmt != MOE_FMT_BF16) {
-        int64_t nbt;
-        if (__builtin_mul_overflow(j.nb, T, &nbt) || nbt > (INT64_MAX / 64)) return MOE_ERR_SIZE;
-        uint8_t *buf = scratch_get((size_t)nbt * (MOE_QBLOCK + 8));
-        if (!buf) return MOE_ERR_SIZE;
-        int8_t *q = (int8_t *)buf;
-        float *d = (float *)(buf + nbt * MOE_QBLOCK), *s = d + nbt;
-        for (int64_t t = 0; t < T; t++)
-            quantize_x(x + t * cols, cols, q + t * j.nb * MOE_QBLOCK, d + t * j.nb, s + t * j.nb);
-        j.xq = q;
-        j.xd = d;
-        j.xs = s;
+        j.tiled = j.k->tile_i4 != NULL && (j.group == 64 || j.group == 128);
+        if (T > (INT64_MAX / 64) / (cols + 64)) return MOE_ERR_SIZE;
+        bump b = {NULL, 0};
+        prepare_x(&b, &j, j.tiled);
+        b.base = scratch_get(b.used);
+        if (!b.base) return MOE_ERR_SIZE;
+        b.used = 0;
+        j.xq = prepare_x(&b, &j, j.tiled);
     }
     int64_t work = rows * (cols > 0 ? cols : 1) * T;
     if (threaded) moe_pool_run(job_rows, &j, row_chunks(rows, work));

@@ -2,6 +2,7 @@
 #include "internal.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -50,27 +51,38 @@ AVX2 static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return r;
 }
 
-/* 32 signed int8 x 32 signed int8 -> 8 int32 partial sums. maddubs needs an
- * unsigned operand: |w| times x with w's sign moved onto x (w, x in -127..127,
- * so pairs stay far from int16 saturation). */
-AVX2 static inline __m256i dot_s8s8(__m256i w, __m256i x) {
-    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+/* 64 int8 weights times 64 int16 activations -> 8 int32 partial sums
+ * (each at most 8 * 127 * 32767 in magnitude). */
+AVX2 static inline __m256i dot_i8_i16_64(const int8_t *w, const int16_t *x) {
+    __m256i s0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)),
+                                   _mm256_loadu_si256((const __m256i *)x));
+    __m256i s1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16))),
+                                   _mm256_loadu_si256((const __m256i *)(x + 16)));
+    __m256i s2 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 32))),
+                                   _mm256_loadu_si256((const __m256i *)(x + 32)));
+    __m256i s3 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 48))),
+                                   _mm256_loadu_si256((const __m256i *)(x + 48)));
+    return _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
 }
 
 AVX2 static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
     const int8_t *w = (const int8_t *)(row + 4);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t full = n & ~(int64_t)(2 * MOE_QBLOCK - 1), i = 0;
-    for (; i < full; i += 2 * MOE_QBLOCK) {
-        __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)(w + i)),
-                              _mm256_loadu_si256((const __m256i *)(x->q + i)));
-        __m256i p1 = dot_s8s8(_mm256_loadu_si256((const __m256i *)(w + i + 32)),
-                              _mm256_loadu_si256((const __m256i *)(x->q + i + 32)));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(x->d[i / MOE_QBLOCK]), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(x->d[i / MOE_QBLOCK + 1]), a1);
+    int64_t full = n & ~(int64_t)(2 * MOE_QBLOCK16 - 1), i = 0;
+    for (; i < full; i += 2 * MOE_QBLOCK16) {
+        _mm_prefetch((const char *)(w + i + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + i + MOE_PREFETCH_BYTES + 64), _MM_HINT_T0);
+        __m256i p0 = dot_i8_i16_64(w + i, x->q16 + i);
+        __m256i p1 = dot_i8_i16_64(w + i + MOE_QBLOCK16, x->q16 + i + MOE_QBLOCK16);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16 + 1), a1);
     }
-    float r = hsum(_mm256_add_ps(a0, a1)) + moe_dot_i8_tail(w, x, full, n);
+    if (i + MOE_QBLOCK16 <= n) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i8_i16_64(w + i, x->q16 + i)),
+                             _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16), a0);
+        i += MOE_QBLOCK16;
+    }
+    float r = hsum(_mm256_add_ps(a0, a1)) + moe_dot_i8_tail(w, x, i, n);
     return moe_load_f32(row) * r;
 }
 
@@ -100,6 +112,7 @@ dot_i4_g32(const uint8_t *row, const moe_xq *x, int64_t n, int asym) {
     float o0 = 0, o1 = 0;
     int64_t g = 0;
     for (; g + 2 <= ng; g += 2, row += 2 * gb) {
+        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
         I4_HEADER(row, asym, s0, c0);
         I4_HEADER(row + gb, asym, s1, c1);
         a0 = _mm256_fmadd_ps(i4_block(row + gb - 16, x->q + 32 * g), _mm256_set1_ps(s0 * x->d[g]), a0);
@@ -122,6 +135,7 @@ dot_i4_gbig(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym)
     __m256 acc = _mm256_setzero_ps();
     float off = 0;
     for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
         I4_HEADER(row, asym, s, c);
         const uint8_t *data = row + hdr;
         const int64_t b0 = g0 / MOE_QBLOCK;
@@ -159,6 +173,8 @@ dot2_i4_gbig(const uint8_t *r0, const uint8_t *r1, const moe_xq *x, int64_t n, i
     __m256 accA = _mm256_setzero_ps(), accB = accA;
     float offA = 0, offB = 0;
     for (int64_t g0 = 0; g0 < n; g0 += group, r0 += gb, r1 += gb) {
+        _mm_prefetch((const char *)(r0 + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char *)(r1 + MOE_PREFETCH_BYTES), _MM_HINT_T0);
         I4_HEADER(r0, asym, sA, cA);
         I4_HEADER(r1, asym, sB, cB);
         const int64_t b0 = g0 / MOE_QBLOCK;
@@ -204,6 +220,175 @@ AVX2 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int gro
     }
 }
 
+/*
+ * Activation quantizers, the same arithmetic as quantize_x/quantize_x16 in
+ * dispatch.c (max, one multiply by the same reciprocal, round half to even),
+ * so they give the same codes. n must be a multiple of the block here; the
+ * driver falls back to the scalar quantizer otherwise.
+ */
+AVX2 static inline int block_amax(const float *x, int len, float *amax) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i expo = _mm256_set1_epi32(0x7F800000);
+    __m256 m = _mm256_setzero_ps();
+    __m256i bad = _mm256_setzero_si256();
+    for (int i = 0; i < len; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256i e = _mm256_and_si256(_mm256_castps_si256(v), expo);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(e, expo));
+        m = _mm256_max_ps(m, _mm256_and_ps(v, absmask));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    *amax = _mm_cvtss_f32(h);
+    return _mm256_testz_si256(bad, bad);
+}
+
+AVX2 static void quant_i8(const float *x, int64_t n, int8_t *q, float *d, float *s) {
+    for (int64_t c0 = 0, b = 0; c0 < n; c0 += 32, b++) {
+        float amax;
+        if (!block_amax(x + c0, 32, &amax)) {
+            memset(q + c0, 0, 32);
+            d[b] = s[b] = NAN;
+            continue;
+        }
+        __m256 inv = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0), inv));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + 8), inv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + 16), inv));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + 24), inv));
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        /* packs interleave 128-bit lanes; the permute restores element order */
+        __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + c0), w);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        d[b] = amax / 127.0f;
+        s[b] = d[b] * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
+    for (int64_t c0 = 0, b = 0; c0 < n; c0 += 64, b++) {
+        float amax;
+        if (!block_amax(x + c0, 64, &amax)) {
+            memset(q + c0, 0, 64 * sizeof(int16_t));
+            d[b] = NAN;
+            continue;
+        }
+        __m256 inv = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
+        for (int i = 0; i < 64; i += 16) {
+            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i), inv));
+            __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i + 8), inv));
+            __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, c), 0xD8);
+            _mm256_storeu_si256((__m256i *)(q + c0 + i), w);
+        }
+        d[b] = amax / 32767.0f;
+    }
+}
+
+/*
+ * int4 g64/g128 tiles. A 32-byte load of a group's nibbles holds 64 weights:
+ * the low nibbles are weights 0..15 and 32..47, the high nibbles 16..31 and
+ * 48..63. pair_i4 reorders each 64 activation codes to match
+ * ([0..15, 32..47 | 16..31, 48..63]), spreads the two block scales over the
+ * lanes their products land in, and keeps (s_b0 + s_b1) / 8 for the offset,
+ * so the inner loop is two maddubs, one add, one madd and two FMAs per 64
+ * weights, and a tile of R rows x T tokens reuses every load R or T times.
+ * Same sums as dot_i4 (pairs of maddubs stay below 4 * 15 * 127 < 2^15);
+ * only the f32 accumulation order differs.
+ */
+AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *s8) {
+    for (int64_t j = 0; j < n / 64; j++) {
+        const int8_t *q = x->q + 64 * j;
+        int8_t *o = qp + 64 * j;
+        memcpy(o, q, 16);
+        memcpy(o + 16, q + 32, 16);
+        memcpy(o + 32, q + 16, 16);
+        memcpy(o + 48, q + 48, 16);
+        _mm256_storeu_ps(dv + 8 * j, _mm256_set_m128(_mm_set1_ps(x->d[2 * j + 1]), _mm_set1_ps(x->d[2 * j])));
+        s8[j] = (x->s[2 * j] + x->s[2 * j + 1]) * 0.125f;
+    }
+}
+
+__attribute__((always_inline)) AVX2 static inline void
+i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ystride,
+        const int R, const int T, const int group, const int asym) {
+    const int hdr = asym ? 4 : 2, nsub = group / 64;
+    const int64_t gb = hdr + group / 2;
+    const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (const uint8_t *g = row, *end = row + (n / group) * gb; g < end; g += gb) {
+        __m256 sv[4], cv[4];
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = g + r * rb;
+            _mm_prefetch((const char *)(p + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+            float sc = _cvtsh_ss(moe_load_u16(p));
+            sv[r] = _mm256_set1_ps(sc);
+            cv[r] = _mm256_set1_ps(asym ? _cvtsh_ss(moe_load_u16(p + 2)) : -8.0f * sc);
+        }
+        for (int k = 0; k < nsub; k++, j++) {
+            __m256i lo[4], hi[4];
+            for (int r = 0; r < R; r++) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(g + r * rb + hdr + 32 * k));
+                lo[r] = _mm256_and_si256(raw, mask);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            }
+            for (int t = 0; t < T; t++) {
+                __m256i xa = _mm256_loadu_si256((const __m256i *)(x[t].qp + 64 * j));
+                __m256i xb = _mm256_loadu_si256((const __m256i *)(x[t].qp + 64 * j + 32));
+                __m256 dv = _mm256_loadu_ps(x[t].dv + 8 * j), s8 = _mm256_broadcast_ss(x[t].s8 + j);
+                for (int r = 0; r < R; r++) {
+                    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xa), _mm256_maddubs_epi16(hi[r], xb));
+                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                    acc[r][t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dv, sv[r]), acc[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(cv[r], s8, acc[r][t]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ystride + r] = hsum(acc[r][t]);
+}
+
+#define I4_TILE(R, T, G, A)                                                                     \
+    AVX2 __attribute__((noinline)) static void tile_##R##x##T##_g##G##_##A(                    \
+        const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys) {     \
+        i4_tile(row, rb, x, n, y, ys, R, T, G, A);                                              \
+    }
+#define I4_TILES(G, A) I4_TILE(4, 1, G, A) I4_TILE(1, 1, G, A) I4_TILE(2, 4, G, A) I4_TILE(1, 4, G, A)
+I4_TILES(64, 0)
+I4_TILES(64, 1)
+I4_TILES(128, 0)
+I4_TILES(128, 1)
+
+typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, float *, int64_t);
+#define I4_SET(G, A) {tile_4x1_g##G##_##A, tile_1x1_g##G##_##A, tile_2x4_g##G##_##A, tile_1x4_g##G##_##A}
+
+/* Rows r0.. of y[t * ystride + r] for nrows rows and ntok tokens: 4-row tiles
+ * for a single token (decode), 2-row x 4-token tiles for several. */
+AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
+                         int64_t n, int group, int asym, float *y, int64_t ystride) {
+    static const i4_tile_fn sets[2][2][4] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
+    const i4_tile_fn *f = sets[group == 128][asym != 0];
+    int64_t t = 0;
+    for (; t + 4 <= ntok; t += 4) {
+        int64_t r = 0;
+        for (; r + 2 <= nrows; r += 2) f[2](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+        for (; r < nrows; r++) f[3](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+    }
+    for (; t < ntok; t++) {
+        int64_t r = 0;
+        for (; r + 4 <= nrows; r += 4) f[0](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+        for (; r < nrows; r++) f[1](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+    }
+}
+
 AVX2 static float sum_f32(const float *a, int64_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
@@ -218,5 +403,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16};
 #endif

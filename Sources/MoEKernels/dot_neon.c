@@ -47,13 +47,30 @@ static inline int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *xq) {
     return vpadalq_s16(vpaddlq_s16(p0), p1);
 }
 
+/* 64 int8 weights times 64 int16 activations, widened and summed into 4 int32
+ * lanes (each at most 16 * 127 * 32767 in magnitude). */
+static inline int32x4_t dot_i8_i16_64(const int8_t *w, const int16_t *x) {
+    int32x4_t s = vdupq_n_s32(0);
+    for (int k = 0; k < 64; k += 16) {
+        int8x16_t wv = vld1q_s8(w + k);
+        int16x8_t wl = vmovl_s8(vget_low_s8(wv)), wh = vmovl_s8(vget_high_s8(wv));
+        int16x8_t xl = vld1q_s16(x + k), xh = vld1q_s16(x + k + 8);
+        s = vmlal_s16(s, vget_low_s16(wl), vget_low_s16(xl));
+        s = vmlal_high_s16(s, wl, xl);
+        s = vmlal_s16(s, vget_low_s16(wh), vget_low_s16(xh));
+        s = vmlal_high_s16(s, wh, xh);
+    }
+    return s;
+}
+
 static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
     const int8_t *w = (const int8_t *)(row + 4);
     float32x4_t acc = vdupq_n_f32(0);
-    int64_t full = n & ~(int64_t)(MOE_QBLOCK - 1), i = 0;
-    for (; i < full; i += MOE_QBLOCK) {
-        int32x4_t s = dot32(vld1q_s8(w + i), vld1q_s8(w + i + 16), x->q + i);
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), x->d[i / MOE_QBLOCK]);
+    int64_t full = n & ~(int64_t)(MOE_QBLOCK16 - 1), i = 0;
+    for (; i < full; i += MOE_QBLOCK16) {
+        __builtin_prefetch(w + i + MOE_PREFETCH_BYTES);
+        int32x4_t s = dot_i8_i16_64(w + i, x->q16 + i);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), x->d16[i / MOE_QBLOCK16]);
     }
     float r = vaddvq_f32(acc) + moe_dot_i8_tail(w, x, full, n);
     return moe_load_f32(row) * r;
@@ -96,5 +113,5 @@ static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_neon = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL};
+const moe_kernels moe_kernels_neon = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL};
 #endif

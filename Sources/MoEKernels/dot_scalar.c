@@ -21,14 +21,15 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return acc;
 }
 
-/* Sum over activation blocks b >= from/32 of d[b] * (int dot of block b). */
+/* Sum over int16 activation blocks b >= from/64 of d16[b] * (int dot of block b).
+ * A block sum is at most 64 * 127 * 32767 < 2^31. */
 float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n) {
     float acc = 0;
-    for (int64_t c0 = from; c0 < n; c0 += MOE_QBLOCK) {
-        int64_t end = c0 + MOE_QBLOCK < n ? c0 + MOE_QBLOCK : n;
+    for (int64_t c0 = from; c0 < n; c0 += MOE_QBLOCK16) {
+        int64_t end = c0 + MOE_QBLOCK16 < n ? c0 + MOE_QBLOCK16 : n;
         int32_t isum = 0;
-        for (int64_t i = c0; i < end; i++) isum += (int32_t)w[i] * (int32_t)x->q[i];
-        acc += x->d[c0 / MOE_QBLOCK] * (float)isum;
+        for (int64_t i = c0; i < end; i++) isum += (int32_t)w[i] * (int32_t)x->q16[i];
+        acc += x->d16[c0 / MOE_QBLOCK16] * (float)isum;
     }
     return acc;
 }
@@ -75,4 +76,4 @@ static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_scalar = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL};
+const moe_kernels moe_kernels_scalar = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL};

@@ -4,20 +4,31 @@
 #include "MoEKernels.h"
 #include <string.h>
 
-/* Activations are quantized to int8 in blocks of this many values. */
+/* Activations meet int4 weights as int8 in blocks of MOE_QBLOCK values, and
+ * int8 weights as int16 in blocks of MOE_QBLOCK16 (int8 x int8 would cost int8
+ * weights measurable accuracy; see docs/quantization.md). */
 #define MOE_QBLOCK 32
+#define MOE_QBLOCK16 64
 
 static inline float moe_load_f32(const void *p) { float f; memcpy(&f, p, 4); return f; }
 static inline uint16_t moe_load_u16(const void *p) { uint16_t h; memcpy(&h, p, 2); return h; }
 
 /*
- * One activation row quantized for the integer kernels: nb blocks of 32
- * int8 values (the last block zero-padded), each with scale d and s = d * sum(q).
+ * One activation row quantized for the integer kernels. For int4 weights:
+ * blocks of 32 int8 values q (the last block zero-padded), each with scale d
+ * and s = d * sum(q). For int8 weights: blocks of 64 int16 values q16 with
+ * scale d16. Only the form the weight format needs is filled in.
  */
 typedef struct {
     const int8_t *q;
     const float *d;
     const float *s;
+    const int16_t *q16;
+    const float *d16;
+    /* Optional reordered form of q/d/s for int4 g64/g128 tiles (see pair_i4). */
+    const int8_t *qp;
+    const float *dv;
+    const float *s8;
 } moe_xq;
 
 /*
@@ -33,6 +44,16 @@ typedef struct {
     /* Optional: two adjacent int4 rows at once, bit-identical to two dot_i4 calls. */
     void (*dot2_i4)(const uint8_t *row0, const uint8_t *row1, const moe_xq *x, int64_t n,
                     int group, int asym, float *out);
+    /* Optional, together: int4 g64/g128 products over the reordered activations
+     * pair_i4 makes. tile_i4 writes y[t * ystride + r] for nrows rows (stride
+     * rb) and ntok tokens (x[0..<ntok]). */
+    void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *s8);
+    void (*tile_i4)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
+                    int64_t n, int group, int asym, float *y, int64_t ystride);
+    /* Optional activation quantizers for n a multiple of the block (32 / 64),
+     * giving the same codes as the portable ones in dispatch.c. */
+    void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
+    void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -43,8 +64,14 @@ extern const moe_kernels moe_kernels_avx2;
 extern const moe_kernels moe_kernels_neon;
 #endif
 
-/* Scalar pieces reused by the SIMD paths for row tails. */
+/* Scalar pieces reused by the SIMD paths for row tails: the int16 blocks
+ * from `from` (a multiple of MOE_QBLOCK16) to n. */
 float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n);
+
+/* Cache lines of the weight stream are requested this many bytes ahead of
+ * the kernels' loads, so a matvec keeps enough reads in flight to run at
+ * memory bandwidth rather than at memory latency. */
+#define MOE_PREFETCH_BYTES 1536
 
 /* Worker pool: run fn(ctx, chunk, nchunks) once for every chunk in
  * 0..<nchunks, spread over the caller and the workers (any order, any thread). */

@@ -30,7 +30,8 @@ final class QuantKernelTests: XCTestCase {
     }
 
     /// Error allowed for y[t, r] against the exact product with decoded weights:
-    /// the int8 activation rounding (|x - xq d| <= d/2 per element, d = block max / 127)
+    /// the activation rounding (|x - xq d| <= d/2 per element, d = block max / 127 for
+    /// int4 weights, block max / 32767 for int8 weights)
     /// times |w|, plus f32 accumulation error.
     func bound(_ c: Case, t: Int, r: Int, steps: [Float]) -> Float {
         let cols = c.q.cols
@@ -47,7 +48,7 @@ final class QuantKernelTests: XCTestCase {
         for (n, f) in WeightFormat.allCases.enumerated() {
             let c = try makeCase(f, rows: 19, cols: QuantTest.oddCols(for: f), tokens: 3, seed: UInt64(10 + n))
             let ref = c.q.referenceMatmul(c.x, tokens: c.tokens)
-            let steps = QuantTest.activationSteps(c.x, cols: c.q.cols)
+            let steps = QuantTest.activationSteps(c.x, cols: c.q.cols, format: f)
             for path in Self.paths {
                 let y = try run(c, path: path, threaded: false)
                 for t in 0..<c.tokens {
@@ -114,13 +115,18 @@ final class QuantKernelTests: XCTestCase {
     }
 
     func testNonFiniteActivationsGiveNaN() throws {
+        // Odd widths take the portable activation quantizer, 1024 the SIMD one.
         for f in WeightFormat.allCases {
-            let c = try makeCase(f, rows: 3, cols: QuantTest.oddCols(for: f), tokens: 1, seed: 5)
-            var x = c.x
-            x[7] = .nan
-            for path in Self.paths {
-                let y = try run(Case(q: c.q, x: x, tokens: 1, deq: c.deq), path: path, threaded: false)
-                XCTAssertTrue(y.allSatisfy(\.isNaN), "\(f) \(path.name)")
+            for cols in [QuantTest.oddCols(for: f), 1024] {
+                let c = try makeCase(f, rows: 3, cols: cols, tokens: 1, seed: 5)
+                for bad in [Float.nan, .infinity] {
+                    var x = c.x
+                    x[cols - 7] = bad
+                    for path in Self.paths {
+                        let y = try run(Case(q: c.q, x: x, tokens: 1, deq: c.deq), path: path, threaded: false)
+                        XCTAssertTrue(y.allSatisfy(\.isNaN), "\(f) \(path.name) cols \(cols) \(bad)")
+                    }
+                }
             }
         }
     }

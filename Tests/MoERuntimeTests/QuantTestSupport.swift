@@ -54,15 +54,18 @@ enum QuantTest {
         return out
     }
 
-    /// Scales of the int8 activation blocks (max |x| / 127 per 32 values), per element.
-    static func activationSteps(_ x: [Float], cols: Int) -> [Float] {
+    /// Steps of the activation quantization, per element: int4 weights meet
+    /// int8 activations (max |x| / 127 per 32 values), int8 weights int16
+    /// activations (max |x| / 32767 per 64 values).
+    static func activationSteps(_ x: [Float], cols: Int, format: WeightFormat) -> [Float] {
+        let (block, levels): (Int, Float) = format == .int8 ? (64, 32767) : (32, 127)
         var out = [Float](repeating: 0, count: x.count)
         for t in 0..<(x.count / cols) {
             var c0 = 0
             while c0 < cols {
-                let end = min(c0 + 32, cols)
+                let end = min(c0 + block, cols)
                 let amax = x[(t * cols + c0)..<(t * cols + end)].reduce(0) { max($0, abs($1)) }
-                for c in c0..<end { out[t * cols + c] = amax / 127 }
+                for c in c0..<end { out[t * cols + c] = amax / levels }
                 c0 = end
             }
         }

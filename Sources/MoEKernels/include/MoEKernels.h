@@ -9,9 +9,9 @@
  * Kernels:
  *   moe_matvec   y[rows]    = W x
  *   moe_matmul   Y[T, rows] = X[T, cols] W^T
- * For the integer formats the activations are quantized to int8 in blocks of
- * 32 (one f32 scale per block) once per call, and the inner loop is an integer
- * dot product. Rows are split over a persistent worker pool (moe_set_threads).
+ * For the integer formats the activations are quantized once per call (int8
+ * in blocks of 32 for int4 weights, int16 in blocks of 64 for int8 weights,
+ * one f32 scale per block), and the inner loop is an integer dot product. Rows are split over a persistent worker pool (moe_set_threads).
  *
  * Paths: a portable scalar path is always built; AVX2+FMA+F16C on x86-64 and
  * NEON on aarch64 are chosen at start-up from the CPU features. The
