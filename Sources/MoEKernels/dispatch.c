@@ -158,6 +158,10 @@ typedef struct {
 static void job_rows(void *ctx, int part, int nparts) {
     const job *j = ctx;
     int64_t r0 = j->rows * part / nparts, r1 = j->rows * (part + 1) / nparts;
+    if (j->tiled && j->fmt == MOE_FMT_INT8) {
+        j->k->tile_i8(j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->y + r0, j->rows);
+        return;
+    }
     if (j->tiled) {
         j->k->tile_i4(j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->group, j->asym, j->y + r0, j->rows);
         return;
@@ -185,16 +189,6 @@ static void job_rows(void *ctx, int part, int nparts) {
         }
         if (pairs && r + 1 < r1) r++;
     }
-}
-
-/* Chunks of rows for the pool: below ~32K multiply-adds the hand-off costs
- * more than it saves; otherwise about 8 chunks per thread of at least 8 rows,
- * so a thread that starts late still finds work or leaves it to the others. */
-static int row_chunks(int64_t rows, int64_t work) {
-    if (work < (1 << 15)) return 1;
-    int64_t want = 8 * (int64_t)moe_get_threads(), most = rows / 8;
-    int64_t n = want < most ? want : most;
-    return n < 1 ? 1 : (int)n;
 }
 
 /* Hands out 64-byte aligned pieces of one scratch buffer. */
@@ -251,29 +245,102 @@ static moe_xq *prepare_x(bump *b, const job *j, int paired) {
     return xs;
 }
 
+/* One product's job plus the chunk table of a moe_matmul_many call. */
+typedef struct {
+    job *jobs;
+    int *item;          /* chunk -> product */
+    int *part, *parts;  /* chunk -> row part of that product */
+} many_job;
+
+static void many_rows(void *ctx, int chunk, int nchunks) {
+    (void)nchunks;
+    const many_job *m = ctx;
+    job_rows(&m->jobs[m->item[chunk]], m->part[chunk], m->parts[chunk]);
+}
+
+static int check_product(const moe_product *p, int path, int64_t *rb) {
+    *rb = moe_row_bytes(p->fmt, p->cols);
+    if (*rb < 0) return (int)*rb;
+    if (p->rows < 0 || p->T < 0) return MOE_ERR_SHAPE;
+    if (!moe_path_available(path)) return MOE_ERR_PATH;
+    if (p->T > (INT64_MAX / 64) / (p->cols + 64)) return MOE_ERR_SIZE;
+    return MOE_OK;
+}
+
+/*
+ * Runs n products as one pool job: every product's activations are quantized
+ * first, then the rows of all products are cut into chunks (in proportion to
+ * their work) that the threads take from one counter. Small products that
+ * would each be a single-threaded call share the threads this way, and the
+ * pool is woken once instead of n times.
+ */
+static int matmul_many_on(int path, int threaded, const moe_product *items, int n) {
+    if (n < 0) return MOE_ERR_SIZE;
+    const moe_kernels *k = kernels_for(path);
+    int64_t total_work = 0;
+    bump b = {NULL, 0};
+    job *jobs = bump_take(&b, (size_t)n * sizeof(job));
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            const moe_product *p = &items[i];
+            int64_t rb;
+            int err = check_product(p, path, &rb);
+            if (err) return err;
+            job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
+                     p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y};
+            if (p->fmt == MOE_FMT_INT8) {
+                j.tiled = k->tile_i8 != NULL && p->cols % MOE_QBLOCK16 == 0;
+                j.xq = prepare_x(&b, &j, 0);
+            } else if (p->fmt != MOE_FMT_F32 && p->fmt != MOE_FMT_BF16) {
+                j.tiled = k->tile_i4 != NULL && (j.group == 64 || j.group == 128);
+                j.xq = prepare_x(&b, &j, j.tiled);
+            }
+            if (pass == 1) jobs[i] = j;
+            else total_work += p->rows * (p->cols > 0 ? p->cols : 1) * p->T;
+        }
+        if (pass == 0) {
+            size_t need = b.used + 3 * sizeof(int) * (size_t)(n + 8 * MOE_MAX_POOL) + 256;
+            b.base = scratch_get(need);
+            if (!b.base) return MOE_ERR_SIZE;
+            b.used = 0;
+            jobs = bump_take(&b, (size_t)n * sizeof(job));
+        }
+    }
+    int want = threaded && total_work >= (1 << 15) ? 8 * moe_get_threads() : 1;
+    int cap = n + want;
+    int *item = bump_take(&b, (size_t)cap * sizeof(int));
+    int *part = bump_take(&b, (size_t)cap * sizeof(int));
+    int *parts = bump_take(&b, (size_t)cap * sizeof(int));
+    int nchunks = 0;
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].rows == 0 || jobs[i].T == 0) continue;
+        int64_t work = jobs[i].rows * (jobs[i].cols > 0 ? jobs[i].cols : 1) * jobs[i].T;
+        int64_t c = total_work > 0 ? (work * want + total_work - 1) / total_work : 1;
+        int64_t most = jobs[i].rows / 8 > 0 ? jobs[i].rows / 8 : 1;
+        if (c > most) c = most;
+        if (c < 1) c = 1;
+        if (nchunks + c > cap) c = cap - nchunks > 0 ? cap - nchunks : 1;
+        for (int q = 0; q < c; q++, nchunks++) {
+            item[nchunks] = i;
+            part[nchunks] = q;
+            parts[nchunks] = (int)c;
+        }
+    }
+    if (nchunks == 0) return MOE_OK;
+    many_job m = {jobs, item, part, parts};
+    if (threaded) moe_pool_run(many_rows, &m, nchunks);
+    else for (int c = 0; c < nchunks; c++) many_rows(&m, c, nchunks);
+    return MOE_OK;
+}
+
+int moe_matmul_many(const moe_product *items, int n) {
+    return matmul_many_on(moe_default_path(), 1, items, n);
+}
+
 int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
                   int64_t cols, const float *x, int64_t T, float *y) {
-    int64_t rb = moe_row_bytes(fmt, cols);
-    if (rb < 0) return (int)rb;
-    if (rows < 0 || T < 0) return MOE_ERR_SHAPE;
-    if (!moe_path_available(path)) return MOE_ERR_PATH;
-    if (rows == 0 || T == 0) return MOE_OK;
-    job j = {kernels_for(path), fmt, moe_format_group(fmt), moe_format_is_asymmetric(fmt), 0,
-             w, rb, rows, cols, T, x, NULL, y};
-    if (fmt != MOE_FMT_F32 && fmt != MOE_FMT_BF16) {
-        j.tiled = j.k->tile_i4 != NULL && (j.group == 64 || j.group == 128);
-        if (T > (INT64_MAX / 64) / (cols + 64)) return MOE_ERR_SIZE;
-        bump b = {NULL, 0};
-        prepare_x(&b, &j, j.tiled);
-        b.base = scratch_get(b.used);
-        if (!b.base) return MOE_ERR_SIZE;
-        b.used = 0;
-        j.xq = prepare_x(&b, &j, j.tiled);
-    }
-    int64_t work = rows * (cols > 0 ? cols : 1) * T;
-    if (threaded) moe_pool_run(job_rows, &j, row_chunks(rows, work));
-    else job_rows(&j, 0, 1);
-    return MOE_OK;
+    moe_product p = {fmt, w, rows, cols, x, T, y};
+    return matmul_many_on(path, threaded, &p, 1);
 }
 
 int moe_matmul(int fmt, const void *w, int64_t rows, int64_t cols,
@@ -283,6 +350,10 @@ int moe_matmul(int fmt, const void *w, int64_t rows, int64_t cols,
 
 int moe_matvec(int fmt, const void *w, int64_t rows, int64_t cols, const float *x, float *y) {
     return moe_matmul_on(moe_default_path(), 1, fmt, w, rows, cols, x, 1, y);
+}
+
+void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx) {
+    if (nchunks > 0) moe_pool_run(fn, ctx, nchunks);
 }
 
 /* ---- read bandwidth probe ---- */

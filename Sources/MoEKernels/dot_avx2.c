@@ -290,6 +290,64 @@ AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
 }
 
 /*
+ * int8 tiles: R rows x T tokens over int16 activations, n a multiple of 64.
+ * Each 16 weights are widened once and multiplied with T activation rows; the
+ * int32 sums of a 64-block are scaled by its d16 and accumulated in f32.
+ */
+__attribute__((always_inline)) AVX2 static inline void
+i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int R, const int T) {
+    __m256 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
+        __m256i sum[4][4];
+        for (int r = 0; r < R; r++) {
+            const int8_t *w = (const int8_t *)(row + r * rb + 4 + c);
+            _mm_prefetch((const char *)(w + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+            for (int t = 0; t < T; t++) sum[r][t] = _mm256_setzero_si256();
+        }
+        for (int k = 0; k < MOE_QBLOCK16; k += 16) {
+            __m256i wv[4];
+            for (int r = 0; r < R; r++)
+                wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + r * rb + 4 + c + k)));
+            for (int t = 0; t < T; t++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q16 + c + k));
+                for (int r = 0; r < R; r++) sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_madd_epi16(wv[r], xv));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            __m256 d = _mm256_broadcast_ss(x[t].d16 + c / MOE_QBLOCK16);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][t]), d, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ys + r] = moe_load_f32(row + r * rb) * hsum(acc[r][t]);
+}
+
+#define I8_TILE(R, T)                                                                                 \
+    AVX2 __attribute__((noinline)) static void tile8_##R##x##T(const uint8_t *row, int64_t rb,       \
+                                                              const moe_xq *x, int64_t n, float *y, \
+                                                              int64_t ys) {                         \
+        i8_tile(row, rb, x, n, y, ys, R, T);                                                          \
+    }
+I8_TILE(4, 1)
+I8_TILE(1, 1)
+I8_TILE(1, 4)
+
+/* Same tiling as tile_i4: 4-row tiles for one token, 1-row x 4-token tiles for several. */
+AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
+                         int64_t n, float *y, int64_t ystride) {
+    int64_t t = 0;
+    for (; t + 4 <= ntok; t += 4)
+        for (int64_t r = 0; r < nrows; r++) tile8_1x4(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+    for (; t < ntok; t++) {
+        int64_t r = 0;
+        for (; r + 4 <= nrows; r += 4) tile8_4x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+        for (; r < nrows; r++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+    }
+}
+
+/*
  * int4 g64/g128 tiles. A 32-byte load of a group's nibbles holds 64 weights:
  * the low nibbles are weights 0..15 and 32..47, the high nibbles 16..31 and
  * 48..63. pair_i4 reorders each 64 activation codes to match
@@ -403,5 +461,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8};
 #endif

@@ -54,6 +54,9 @@ typedef struct {
      * giving the same codes as the portable ones in dispatch.c. */
     void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
     void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);
+    /* Optional: int8 products for n a multiple of 64, same arguments as tile_i4. */
+    void (*tile_i8)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
+                    int64_t n, float *y, int64_t ystride);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -75,6 +78,7 @@ float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n)
 
 /* Worker pool: run fn(ctx, chunk, nchunks) once for every chunk in
  * 0..<nchunks, spread over the caller and the workers (any order, any thread). */
+#define MOE_MAX_POOL 64
 typedef void (*moe_task_fn)(void *ctx, int chunk, int nchunks);
 void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks);
 

@@ -1,7 +1,9 @@
 /*
  * Persistent worker pool. Workers are created once (moe_set_threads) and wait
- * for a generation counter to change: a short spin first (the matrix products
- * of one token follow each other within microseconds), then a condition
+ * for a generation counter to change: they spin for up to SPIN_NS after their
+ * last job (the matrix products of one token follow each other within
+ * microseconds, with single-threaded attention and routing in between; waking a
+ * sleeping thread costs tens of microseconds), then sleep on a condition
  * variable so idle workers do not burn a core.
  *
  * Work is handed out in chunks from an atomic counter, and the caller takes
@@ -15,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -24,8 +27,15 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define MOE_MAX_THREADS 64
+#define MOE_MAX_THREADS MOE_MAX_POOL
 #define WORKER_SPINS 4000
+#define SPIN_NS 3000000LL
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static struct {
     pthread_mutex_t call_lock;   /* one job (or resize) at a time */
@@ -58,10 +68,10 @@ static void *worker(void *arg) {
     unsigned seen = P.start_gen;
     for (;;) {
         unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen && spins < WORKER_SPINS) {
+        int64_t until = now_ns() + SPIN_NS;
+        for (int spins = 1; (g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen; spins++) {
             CPU_RELAX();
-            spins++;
+            if (spins % 256 == 0 && now_ns() > until) break;
         }
         if (g == seen) {
             pthread_mutex_lock(&P.m);

@@ -42,7 +42,10 @@ struct Calibrate: ParsableCommand {
         }
     }
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() throws {
+        threading.apply()
         var progress: ProgressLine?
         let stats = try Calibration.run(
             modelPath: model, data: URL(fileURLWithPath: data),

@@ -22,7 +22,10 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() throws {
+        threading.apply()
         let languageModel = try LanguageModel.load(at: model)
         let text = try readTextFile(data)
         let tokens = try languageModel.tokenizer.encode(text, addBOS: false, parseSpecialTokens: false)

@@ -16,7 +16,10 @@ struct Logits: ParsableCommand {
     @Option(help: "Output .npy path.")
     var output: String
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() throws {
+        threading.apply()
         let ids = try parseTokenList(tokens)
         let model = try ModelLoader.model(at: model)
         let logits = try model.logits(ids)

@@ -36,7 +36,10 @@ struct PruneEval: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a Markdown table.")
     var json = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() throws {
+        threading.apply()
         let ratioValues = try ratios.split(separator: ",").map { part -> Double in
             guard let r = Double(part.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--ratios: '\(part)' is not a number") }
             return r

@@ -28,7 +28,10 @@ struct Quickstart: ParsableCommand {
     @Option(help: "Prompt for the generated sample.")
     var prompt = "It is a truth universally acknowledged, that"
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() throws {
+        threading.apply()
         guard let source = model.map({ URL(fileURLWithPath: $0) }) ?? BuiltinModel.directory else {
             throw ValidationError("the built-in model is missing from this checkout (Sources/moepack/Resources/tiny-moe)")
         }

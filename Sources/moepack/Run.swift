@@ -42,7 +42,10 @@ struct Run: AsyncParsableCommand {
         if maxTokens < 0 { throw ValidationError("--max-tokens must be >= 0") }
     }
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() async throws {
+        threading.apply()
         let languageModel = try LanguageModel.load(at: model)
         let seed = self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var options = GenerationOptions(

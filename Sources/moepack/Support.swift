@@ -1,4 +1,6 @@
+import ArgumentParser
 import Foundation
+import MoERuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -43,4 +45,17 @@ final class ProgressLine {
         guard enabled else { return }
         FileHandle.standardError.write(Data("\n".utf8))
     }
+}
+
+/// `--threads` for every command that runs a model: the kernels' worker pool splits the
+/// matrix work of each token (and attention heads, and sgemm slices) over this many threads.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Threads for the model's matrix work (default: all cores).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func apply() { KernelConfig.setThreads(threads) }
 }

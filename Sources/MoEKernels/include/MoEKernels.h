@@ -90,6 +90,19 @@ int moe_matvec(int fmt, const void *w, int64_t rows, int64_t cols,
 /* y[T * rows] = x[T * cols] W^T on the default path with the worker pool. */
 int moe_matmul(int fmt, const void *w, int64_t rows, int64_t cols,
                const float *x, int64_t T, float *y);
+/* One product of a moe_matmul_many call: y[T * rows] = x[T * cols] W^T. */
+typedef struct {
+    int fmt;
+    const void *w;
+    int64_t rows, cols;
+    const float *x;
+    int64_t T;
+    float *y;
+} moe_product;
+/* Runs n independent products as one job on the worker pool (the rows of all
+ * of them share the threads). Outputs must not overlap inputs. Returns the
+ * first product's error, before anything is computed, if any is invalid. */
+int moe_matmul_many(const moe_product *items, int n);
 /* Same as moe_matmul on an explicit path; threaded = 0 runs on the calling
  * thread only. Returns MOE_ERR_PATH if the path is not available here. */
 int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
@@ -110,6 +123,10 @@ const char *moe_path_name(int path);
  * Created once; resizing joins the old workers. Calls are serialized. */
 int moe_set_threads(int n);
 int moe_get_threads(void);
+/* Runs fn(ctx, chunk, nchunks) for every chunk in 0..<nchunks on the pool
+ * (any order, any thread; returns when all are done). fn must not call back
+ * into the kernels' threaded entry points: the pool runs one job at a time. */
+void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx);
 
 /* f16 helpers (IEEE binary16, round to nearest even). */
 uint16_t moe_f32_to_f16(float f);

@@ -39,12 +39,16 @@ public struct ModelBenchmark {
     public init(options: Options = Options()) { self.options = options }
 
     public func run(modelPath: String, threads: Int, log: (String) -> Void = { _ in }) throws -> Report {
-        openblas_set_num_threads(Int32(threads))
-        KernelConfig.setThreads(threads)
+        KernelConfig.setThreads(1)
         let loadStart = Date()
         let model = try ModelLoader.model(at: modelPath)
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let c = model.config
+        // The sgemm reference runs on OpenBLAS's own threads, before the kernel pool (which
+        // sets OpenBLAS back to one thread) starts, so the two never compete for the cores.
+        openblas_set_num_threads(Int32(threads))
+        let sgemm = Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize)
+        KernelConfig.setThreads(threads)
         let vocab = Int32(c.vocabSize)
         var rng = SystemRandomNumberGenerator()
         let prompt = (0..<options.promptTokens).map { _ in Int32.random(in: 1..<vocab, using: &rng) }
@@ -80,7 +84,7 @@ public struct ModelBenchmark {
             loadSeconds: loadSeconds, promptTokens: options.promptTokens, generatedTokens: options.generatedTokens,
             prefillTokensPerSecond: prefill, prefillTokensPerSecondRuns: prefillRates,
             prefillGFLOPS: prefill * flopsPerToken / 1e9,
-            sgemmGFLOPS: Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize),
+            sgemmGFLOPS: sgemm,
             decodeTokensPerSecond: decode, decodeTokensPerSecondRuns: decodeRates, decodeAtContext: atContext,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
             memoryBandwidthGBps: bandwidth / 1e9,

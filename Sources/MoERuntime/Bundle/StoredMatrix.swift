@@ -1,10 +1,8 @@
-import CBLAS
 import MoEFormat
 import MoEKernels
 
 /// A weight matrix computed on directly from its stored bytes: a bundle's memory map, or the
-/// decompressed copy of a zstd payload. f32 goes through OpenBLAS, every other format through
-/// the MoEKernels kernels. Nothing is expanded to f32.
+/// decompressed copy of a zstd payload. Nothing is expanded to f32.
 public final class StoredMatrix: MatrixOperator, @unchecked Sendable {
     public let rows: Int
     public let cols: Int
@@ -31,17 +29,15 @@ public final class StoredMatrix: MatrixOperator, @unchecked Sendable {
     public func multiply(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
         guard rows > 0, count > 0, let base = bytes.buffer.baseAddress else { return }
         if format == .f32 {
-            let w = base.assumingMemoryBound(to: Float.self)
-            if count == 1 {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(cols), 1, w, Int32(cols), x, 1, 0, y, 1)
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(cols), 1,
-                            x, Int32(cols), w, Int32(cols), 0, y, Int32(rows))
-            }
+            F32Product.multiply(base.assumingMemoryBound(to: Float.self), rows: rows, cols: cols, x, count: count, into: y)
             return
         }
         // The shape was checked against the kernels' own size rule in init, so this cannot fail.
         _ = moe_matmul(format.id, base, Int64(rows), Int64(cols), x, Int64(count), y)
+    }
+
+    public var kernelWeights: KernelWeights? {
+        bytes.buffer.baseAddress.map { KernelWeights(format: format.id, base: $0, rows: rows, cols: cols) }
     }
 
     public func copyRow(_ row: Int, into destination: UnsafeMutablePointer<Float>) {

@@ -52,49 +52,65 @@ struct Attention: Sendable {
     func callAsFunction(_ x: UnsafePointer<Float>, count: Int, layer: Int, cache: KVCache, into y: UnsafeMutablePointer<Float>) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let start = cache.count
-        var qs = [Float](repeating: 0, count: count * qDim)
-        var ks = [Float](repeating: 0, count: count * kvDim)
-        var vs = [Float](repeating: 0, count: count * kvDim)
-        qs.withUnsafeMutableBufferPointer { q(x, count: count, into: $0.baseAddress!) }
-        ks.withUnsafeMutableBufferPointer { k(x, count: count, into: $0.baseAddress!) }
-        vs.withUnsafeMutableBufferPointer { v(x, count: count, into: $0.baseAddress!) }
-        qs.withUnsafeMutableBufferPointer { applyRotary($0.baseAddress!, count: count, headsIn: heads, start: start) }
-        ks.withUnsafeMutableBufferPointer { applyRotary($0.baseAddress!, count: count, headsIn: kvHeads, start: start) }
-        ks.withUnsafeBufferPointer { kb in vs.withUnsafeBufferPointer { vb in cache.append(layer: layer, keys: kb, values: vb) } }
-
-        var context = [Float](repeating: 0, count: count * qDim)
-        var scores = [Float](repeating: 0, count: start + count)
-        cache.keys[layer].withUnsafeBufferPointer { kc in
-            cache.values[layer].withUnsafeBufferPointer { vc in
-                qs.withUnsafeBufferPointer { qb in
-                    context.withUnsafeMutableBufferPointer { out in
-                        scores.withUnsafeMutableBufferPointer { sc in
-                            for t in 0..<count {
-                                attend(qb.baseAddress! + t * qDim, keys: kc.baseAddress!, values: vc.baseAddress!,
-                                       visible: start + t + 1, scores: sc.baseAddress!, into: out.baseAddress! + t * qDim)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        context.withUnsafeBufferPointer { o($0.baseAddress!, count: count, into: y) }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count * (2 * qDim + 2 * kvDim))
+        defer { buffer.deallocate() }
+        let qs = buffer, ks = qs + count * qDim, vs = ks + count * kvDim, context = vs + count * kvDim
+        project(x, count: count, q: qs, k: ks, v: vs)
+        applyRotary(qs, count: count, headsIn: heads, start: start)
+        applyRotary(ks, count: count, headsIn: kvHeads, start: start)
+        cache.append(layer: layer, keys: UnsafeBufferPointer(start: ks, count: count * kvDim),
+                     values: UnsafeBufferPointer(start: vs, count: count * kvDim))
+        let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
+        attend((0..<count).map { t in
+            AttentionRow(query: qs + t * qDim, keys: keys, values: values, visible: start + t + 1, out: context + t * qDim)
+        })
+        o(context, count: count, into: y)
     }
 
-    /// One query row (all heads) against the first `visible` cached positions:
-    /// out[head] = softmax(K·q / √d) · V, with each head reading its key/value group.
-    func attend(_ query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                visible: Int, scores: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+    /// q, k and v of x [T, hidden] as one kernel call.
+    func project(_ x: UnsafePointer<Float>, count: Int, q qs: UnsafeMutablePointer<Float>,
+                 k ks: UnsafeMutablePointer<Float>, v vs: UnsafeMutablePointer<Float>) {
+        var batch = LinearBatch()
+        batch.add(q, x, count: count, into: qs)
+        batch.add(k, x, count: count, into: ks)
+        batch.add(v, x, count: count, into: vs)
+        batch.run()
+    }
+
+    /// One query row (all heads) against the first `visible` positions of a cache.
+    struct AttentionRow {
+        let query: UnsafePointer<Float>
+        let keys: UnsafePointer<Float>
+        let values: UnsafePointer<Float>
+        let visible: Int
+        let out: UnsafeMutablePointer<Float>
+    }
+
+    /// out[head] = softmax(K·q / √d) · V for every row and head, each head reading its key/value
+    /// group. (row, head) pairs are spread over the kernel pool once there is enough work.
+    func attend(_ rows: [AttentionRow]) {
+        let pairs = rows.count * heads
+        guard pairs > 0 else { return }
+        let longest = rows.reduce(0) { max($0, $1.visible) }
+        let work = rows.reduce(0) { $0 + $1.visible } * heads * headDim
+        let chunks = work >= 1 << 16 ? min(pairs, 4 * KernelConfig.threads) : 1
+        KernelPool.parallelFor(chunks) { chunk in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)
+            defer { scores.deallocate() }
+            for pair in (pairs * chunk / chunks)..<(pairs * (chunk + 1) / chunks) {
+                attendHead(rows[pair / heads], head: pair % heads, scores: scores)
+            }
+        }
+    }
+
+    private func attendHead(_ row: AttentionRow, head: Int, scores: UnsafeMutablePointer<Float>) {
         let kvDim = kvHeads * headDim
         let scale = 1 / Float(headDim).squareRoot()
-        let group = heads / kvHeads
-        for head in 0..<heads {
-            let g = head / group
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(headDim), scale,
-                        keys + g * headDim, Int32(kvDim), query + head * headDim, 1, 0, scores, 1)
-            Ops.softmax(scores, count: visible)
-            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1,
-                        values + g * headDim, Int32(kvDim), scores, 1, 0, out + head * headDim, 1)
-        }
+        let g = head / (heads / kvHeads)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(row.visible), Int32(headDim), scale,
+                    row.keys + g * headDim, Int32(kvDim), row.query + head * headDim, 1, 0, scores, 1)
+        Ops.softmax(scores, count: row.visible)
+        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(row.visible), Int32(headDim), 1,
+                    row.values + g * headDim, Int32(kvDim), scores, 1, 0, row.out + head * headDim, 1)
     }
 }

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// One decoding step for many independent sequences at once (continuous batching).
@@ -58,45 +57,21 @@ extension Attention {
     func decodeBatch(_ x: UnsafePointer<Float>, caches: [KVCache], layer: Int, into y: UnsafeMutablePointer<Float>) {
         let count = caches.count
         let qDim = heads * headDim, kvDim = kvHeads * headDim
-        var qs = [Float](repeating: 0, count: count * qDim)
-        var ks = [Float](repeating: 0, count: count * kvDim)
-        var vs = [Float](repeating: 0, count: count * kvDim)
-        qs.withUnsafeMutableBufferPointer { q(x, count: count, into: $0.baseAddress!) }
-        ks.withUnsafeMutableBufferPointer { k(x, count: count, into: $0.baseAddress!) }
-        vs.withUnsafeMutableBufferPointer { v(x, count: count, into: $0.baseAddress!) }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count * (2 * qDim + 2 * kvDim))
+        defer { buffer.deallocate() }
+        let qs = buffer, ks = qs + count * qDim, vs = ks + count * kvDim, context = vs + count * kvDim
+        project(x, count: count, q: qs, k: ks, v: vs)
         for (b, cache) in caches.enumerated() {
-            qs.withUnsafeMutableBufferPointer {
-                applyRotary($0.baseAddress! + b * qDim, count: 1, headsIn: heads, start: cache.count)
-            }
-            ks.withUnsafeMutableBufferPointer {
-                applyRotary($0.baseAddress! + b * kvDim, count: 1, headsIn: kvHeads, start: cache.count)
-            }
-            ks.withUnsafeBufferPointer { kb in
-                vs.withUnsafeBufferPointer { vb in
-                    cache.append(layer: layer,
-                                 keys: UnsafeBufferPointer(rebasing: kb[(b * kvDim)..<((b + 1) * kvDim)]),
-                                 values: UnsafeBufferPointer(rebasing: vb[(b * kvDim)..<((b + 1) * kvDim)]))
-                }
-            }
+            applyRotary(qs + b * qDim, count: 1, headsIn: heads, start: cache.count)
+            applyRotary(ks + b * kvDim, count: 1, headsIn: kvHeads, start: cache.count)
+            cache.append(layer: layer, keys: UnsafeBufferPointer(start: ks + b * kvDim, count: kvDim),
+                         values: UnsafeBufferPointer(start: vs + b * kvDim, count: kvDim))
         }
-
-        var context = [Float](repeating: 0, count: count * qDim)
-        var scores = [Float](repeating: 0, count: (caches.map(\.count).max() ?? 0) + 1)
-        for (b, cache) in caches.enumerated() {
-            // The new position was appended above but is not committed yet.
-            cache.keys[layer].withUnsafeBufferPointer { kc in
-                cache.values[layer].withUnsafeBufferPointer { vc in
-                    qs.withUnsafeBufferPointer { qb in
-                        context.withUnsafeMutableBufferPointer { out in
-                            scores.withUnsafeMutableBufferPointer { sc in
-                                attend(qb.baseAddress! + b * qDim, keys: kc.baseAddress!, values: vc.baseAddress!,
-                                       visible: cache.count + 1, scores: sc.baseAddress!, into: out.baseAddress! + b * qDim)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        context.withUnsafeBufferPointer { o($0.baseAddress!, count: count, into: y) }
+        // The new position was appended above but is not committed yet.
+        attend(caches.enumerated().map { b, cache in
+            AttentionRow(query: qs + b * qDim, keys: cache.keys(layer: layer), values: cache.values(layer: layer),
+                         visible: cache.count + 1, out: context + b * qDim)
+        })
+        o(context, count: count, into: y)
     }
 }

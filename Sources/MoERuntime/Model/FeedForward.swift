@@ -21,15 +21,24 @@ struct FeedForward: Sendable {
     /// x [T, hidden] → y [T, hidden].
     func callAsFunction(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
         let n = count * width
-        var g = [Float](repeating: 0, count: n)
-        var u = [Float](repeating: 0, count: n)
-        g.withUnsafeMutableBufferPointer { gb in
-            u.withUnsafeMutableBufferPointer { ub in
-                gate(x, count: count, into: gb.baseAddress!)
-                up(x, count: count, into: ub.baseAddress!)
-                Ops.swiglu(gb.baseAddress!, ub.baseAddress!, count: n)
-                down(gb.baseAddress!, count: count, into: y)
-            }
-        }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n)
+        defer { scratch.deallocate() }
+        var first = LinearBatch()
+        addGateUp(to: &first, x, count: count, scratch: scratch)
+        first.run()
+        activate(count: count, scratch: scratch)
+        down(scratch, count: count, into: y)
+    }
+
+    /// Queues gate(x) and up(x) into `scratch` [2, T, width].
+    func addGateUp(to batch: inout LinearBatch, _ x: UnsafePointer<Float>, count: Int,
+                   scratch: UnsafeMutablePointer<Float>) {
+        batch.add(gate, x, count: count, into: scratch)
+        batch.add(up, x, count: count, into: scratch + count * width)
+    }
+
+    /// silu(gate) · up, left in the first half of `scratch`: the input of `down`.
+    func activate(count: Int, scratch: UnsafeMutablePointer<Float>) {
+        Ops.swiglu(scratch, scratch + count * width, count: count * width)
     }
 }

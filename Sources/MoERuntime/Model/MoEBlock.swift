@@ -81,7 +81,8 @@ struct MoEBlock: Sendable {
     }
 
     /// x [T, hidden] → y [T, hidden]. Tokens are grouped by expert so each expert's weights are
-    /// read once per call and multiplied as a matrix.
+    /// read once per call and multiplied as a matrix; the gate/up products of all busy experts
+    /// and the shared experts run as one kernel call, their down products as a second.
     func callAsFunction(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
                         observer: RoutingObserver? = nil) {
         let decisions = route(x, count: count)
@@ -89,32 +90,73 @@ struct MoEBlock: Sendable {
         for (t, d) in decisions.enumerated() {
             for (slot, expert) in d.experts.enumerated() { assignments[expert].append((t, slot)) }
         }
+        // Work list: (feed-forward, input rows, first token row in `gathered`, row count).
+        var work: [(ffn: FeedForward, input: UnsafePointer<Float>?, offset: Int, rows: Int)] = []
+        var gatheredRows = 0, scratchFloats = 0, outputRows = 0
+        for (expert, items) in assignments.enumerated() where !items.isEmpty {
+            work.append((experts[expert], nil, gatheredRows, items.count))
+            gatheredRows += items.count
+            scratchFloats += 2 * items.count * experts[expert].width
+        }
+        outputRows = gatheredRows
+        if let shared {
+            work.append((shared, x, 0, count))
+            scratchFloats += 2 * count * shared.width
+            outputRows += count
+        }
+        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: max(gatheredRows * hidden, 1))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchFloats, 1))
+        let outputs = UnsafeMutablePointer<Float>.allocate(capacity: max(outputRows * hidden, 1))
+        defer {
+            gathered.deallocate()
+            scratch.deallocate()
+            outputs.deallocate()
+        }
+        var row = 0
+        for items in assignments {
+            for item in items {
+                (gathered + row * hidden).update(from: x + item.token * hidden, count: hidden)
+                row += 1
+            }
+        }
+        // gate/up of everything, activation, then every down product.
+        var gateUp = LinearBatch(), downs = LinearBatch()
+        var scratchAt = 0, outputAt = 0
+        for w in work {
+            let input = w.input ?? UnsafePointer(gathered + w.offset * hidden)
+            let s = scratch + scratchAt
+            w.ffn.addGateUp(to: &gateUp, input, count: w.rows, scratch: s)
+            downs.add(w.ffn.down, s, count: w.rows, into: outputs + outputAt * hidden)
+            scratchAt += 2 * w.rows * w.ffn.width
+            outputAt += w.rows
+        }
+        gateUp.run()
+        scratchAt = 0
+        for w in work {
+            w.ffn.activate(count: w.rows, scratch: scratch + scratchAt)
+            scratchAt += 2 * w.rows * w.ffn.width
+        }
+        downs.run()
+
         y.initialize(repeating: 0, count: count * hidden)
         var norms = observer == nil ? [] : [[Float]](repeating: [Float](repeating: 0, count: topK), count: count)
-        var gathered = [Float](), output = [Float]()
-        for (expert, items) in assignments.enumerated() where !items.isEmpty {
-            let n = items.count
-            gathered.removeAll(keepingCapacity: true)
-            for item in items { gathered.append(contentsOf: UnsafeBufferPointer(start: x + item.token * hidden, count: hidden)) }
-            output = [Float](repeating: 0, count: n * hidden)
-            gathered.withUnsafeBufferPointer { g in
-                output.withUnsafeMutableBufferPointer { experts[expert](g.baseAddress!, count: n, into: $0.baseAddress!) }
-            }
-            for (i, item) in items.enumerated() {
+        row = 0
+        for items in assignments {
+            for item in items {
                 let w = decisions[item.token].weights[item.slot]
-                let row = y + item.token * hidden
+                let out = outputs + row * hidden, target = y + item.token * hidden
                 var sumSquares: Float = 0
                 for j in 0..<hidden {
-                    let v = w * output[i * hidden + j]
-                    row[j] += v
+                    let v = w * out[j]
+                    target[j] += v
                     sumSquares += v * v
                 }
                 if observer != nil { norms[item.token][item.slot] = sumSquares.squareRoot() }
+                row += 1
             }
         }
-        if let shared {
-            var s = [Float](repeating: 0, count: count * hidden)
-            s.withUnsafeMutableBufferPointer { shared(x, count: count, into: $0.baseAddress!) }
+        if shared != nil {
+            let s = outputs + gatheredRows * hidden
             for i in 0..<(count * hidden) { y[i] += s[i] }
         }
         observer?.observe(layer: layer, decisions: decisions, weightedOutputNorms: norms)

@@ -1,5 +1,6 @@
 // Process-wide kernel settings: which SIMD path runs and how many threads
 // split the rows of each matrix product. Both live in the C library.
+import CBLAS
 import MoEKernels
 
 public enum KernelPath: Int32, Sendable, CaseIterable {
@@ -25,6 +26,33 @@ public enum KernelConfig {
     /// The worker threads are created here once and reused by every call.
     public static var threads: Int { Int(moe_get_threads()) }
 
+    /// Sizes the pool. OpenBLAS is set to one thread: every parallel section of the runtime
+    /// (its sgemm calls included) runs on this pool, so two thread pools never spin against
+    /// each other for the same cores.
     @discardableResult
-    public static func setThreads(_ n: Int) -> Int { Int(moe_set_threads(Int32(clamping: n))) }
+    public static func setThreads(_ n: Int) -> Int {
+        openblas_set_num_threads(1)
+        return Int(moe_set_threads(Int32(clamping: n)))
+    }
+}
+
+/// Parallel sections on the kernels' worker pool.
+public enum KernelPool {
+    /// Runs `body(i)` for every i in 0..<count, spread over the pool's threads (any order).
+    /// `body` must not start kernel products itself: the pool runs one job at a time.
+    public static func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        guard count > 0 else { return }
+        if count == 1 || KernelConfig.threads == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            var task = escapable
+            withUnsafeMutablePointer(to: &task) { pointer in
+                moe_parallel_for(Int32(clamping: count), { context, chunk, _ in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(chunk))
+                }, pointer)
+            }
+        }
+    }
 }

@@ -10,6 +10,10 @@ extension QuantizedMatrix: MatrixOperator {
                y: UnsafeMutableBufferPointer(start: y, count: count * rows))
     }
 
+    public var kernelWeights: KernelWeights? {
+        bytes.baseAddress.map { KernelWeights(format: format.id, base: $0, rows: rows, cols: cols) }
+    }
+
     public func copyRow(_ row: Int, into destination: UnsafeMutablePointer<Float>) {
         guard row >= 0, row < rows, let base = bytes.baseAddress, let rowBytes = format.rowBytes(cols: cols) else { return }
         _ = moe_dequantize(format.id, base + row * rowBytes, 1, Int64(cols), destination)
