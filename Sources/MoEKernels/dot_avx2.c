@@ -302,8 +302,10 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
     for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
         __m256i sum[4][4];
         for (int r = 0; r < R; r++) {
-            const int8_t *w = (const int8_t *)(row + r * rb + 4 + c);
-            _mm_prefetch((const char *)(w + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+            /* the same columns of the next tile's rows: the stream this tile walks next */
+            /* the same columns two tiles ahead: the stream this tile walks next */
+            _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + c), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + c + 63), _MM_HINT_T0);
             for (int t = 0; t < T; t++) sum[r][t] = _mm256_setzero_si256();
         }
         for (int k = 0; k < MOE_QBLOCK16; k += 16) {
@@ -330,21 +332,20 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
                                                               int64_t ys) {                         \
         i8_tile(row, rb, x, n, y, ys, R, T);                                                          \
     }
-I8_TILE(4, 1)
 I8_TILE(1, 1)
 I8_TILE(1, 4)
 
-/* Same tiling as tile_i4: 4-row tiles for one token, 1-row x 4-token tiles for several. */
+/* 1-row x 4-token tiles for several tokens; one row at a time for a single token.
+ * (Several rows at once save activation loads but read several rows' streams
+ * at once, and from memory that measured slower: 11 against 16 GB/s on one
+ * Zen 3 core, moepack-kernel-bench "cold".) */
 AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, float *y, int64_t ystride) {
     int64_t t = 0;
     for (; t + 4 <= ntok; t += 4)
         for (int64_t r = 0; r < nrows; r++) tile8_1x4(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
-    for (; t < ntok; t++) {
-        int64_t r = 0;
-        for (; r + 4 <= nrows; r += 4) tile8_4x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
-        for (; r < nrows; r++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
-    }
+    for (; t < ntok; t++)
+        for (int64_t r = 0; r < nrows; r++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
 }
 
 /*
@@ -385,7 +386,9 @@ i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
         __m256 sv[4], cv[4];
         for (int r = 0; r < R; r++) {
             const uint8_t *p = g + r * rb;
-            _mm_prefetch((const char *)(p + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+            /* the same group four tiles ahead: the stream this tile walks next */
+            _mm_prefetch((const char *)(p + 4 * R * rb), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 4 * R * rb + gb - 1), _MM_HINT_T0);
             float sc = _cvtsh_ss(moe_load_u16(p));
             sv[r] = _mm256_set1_ps(sc);
             cv[r] = _mm256_set1_ps(asym ? _cvtsh_ss(moe_load_u16(p + 2)) : -8.0f * sc);

@@ -39,16 +39,11 @@ public struct ModelBenchmark {
     public init(options: Options = Options()) { self.options = options }
 
     public func run(modelPath: String, threads: Int, log: (String) -> Void = { _ in }) throws -> Report {
-        KernelConfig.setThreads(1)
+        KernelConfig.setThreads(threads)
         let loadStart = Date()
         let model = try ModelLoader.model(at: modelPath)
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let c = model.config
-        // The sgemm reference runs on OpenBLAS's own threads, before the kernel pool (which
-        // sets OpenBLAS back to one thread) starts, so the two never compete for the cores.
-        openblas_set_num_threads(Int32(threads))
-        let sgemm = Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize)
-        KernelConfig.setThreads(threads)
         let vocab = Int32(c.vocabSize)
         var rng = SystemRandomNumberGenerator()
         let prompt = (0..<options.promptTokens).map { _ in Int32.random(in: 1..<vocab, using: &rng) }
@@ -75,6 +70,13 @@ public struct ModelBenchmark {
 
         log("memory bandwidth")
         let bandwidth = MemoryBandwidth.measureRead()
+        // The sgemm reference runs last on OpenBLAS's own threads, once the kernel pool's workers
+        // have gone idle, so the two pools never compete for the cores during a measurement.
+        log("OpenBLAS sgemm reference")
+        KernelConfig.setThreads(1)
+        openblas_set_num_threads(Int32(threads))
+        let sgemm = Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize)
+        openblas_set_num_threads(1)
         let active = model.activeWeightBytesPerToken
         let decode = median(decodeRates)
         let prefill = median(prefillRates)
