@@ -422,26 +422,35 @@ i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
         const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys) {     \
         i4_tile(row, rb, x, n, y, ys, R, T, G, A);                                              \
     }
-#define I4_TILES(G, A) I4_TILE(4, 1, G, A) I4_TILE(1, 1, G, A) I4_TILE(2, 4, G, A) I4_TILE(1, 4, G, A)
+#define I4_TILES(G, A) I4_TILE(4, 1, G, A) I4_TILE(1, 1, G, A) I4_TILE(2, 4, G, A) I4_TILE(1, 4, G, A) \
+    I4_TILE(2, 2, G, A) I4_TILE(1, 2, G, A)
 I4_TILES(64, 0)
 I4_TILES(64, 1)
 I4_TILES(128, 0)
 I4_TILES(128, 1)
 
 typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, float *, int64_t);
-#define I4_SET(G, A) {tile_4x1_g##G##_##A, tile_1x1_g##G##_##A, tile_2x4_g##G##_##A, tile_1x4_g##G##_##A}
+#define I4_SET(G, A) {tile_4x1_g##G##_##A, tile_1x1_g##G##_##A, tile_2x4_g##G##_##A, tile_1x4_g##G##_##A, \
+                     tile_2x2_g##G##_##A, tile_1x2_g##G##_##A}
 
-/* Rows r0.. of y[t * ystride + r] for nrows rows and ntok tokens: 4-row tiles
- * for a single token (decode), 2-row x 4-token tiles for several. */
+/* Rows r0.. of y[t * ystride + r] for nrows rows and ntok tokens: 2-row x
+ * 4-token tiles while 4 tokens are left, then 2 x 2, then 4-row tiles for a
+ * single token (decode). An expert in a batched decode step often gets 2 or 3
+ * tokens, which the 2 x 2 tiles cover without unpacking the weights twice. */
 AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, int group, int asym, float *y, int64_t ystride) {
-    static const i4_tile_fn sets[2][2][4] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
+    static const i4_tile_fn sets[2][2][6] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
     const i4_tile_fn *f = sets[group == 128][asym != 0];
     int64_t t = 0;
     for (; t + 4 <= ntok; t += 4) {
         int64_t r = 0;
         for (; r + 2 <= nrows; r += 2) f[2](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
         for (; r < nrows; r++) f[3](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+    }
+    for (; t + 2 <= ntok; t += 2) {
+        int64_t r = 0;
+        for (; r + 2 <= nrows; r += 2) f[4](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+        for (; r < nrows; r++) f[5](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
     }
     for (; t < ntok; t++) {
         int64_t r = 0;

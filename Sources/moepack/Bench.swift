@@ -28,20 +28,25 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "Sequences decoded together for the batched-decode measurement (1: skip).")
+    var batch = 8
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
     func validate() throws {
-        guard promptTokens >= 1, genTokens >= 1, runs >= 1, threads >= 1 else {
-            throw ValidationError("--prompt-tokens, --gen-tokens, --runs and --threads must be at least 1")
+        guard promptTokens >= 1, genTokens >= 1, runs >= 1, threads >= 1, batch >= 1 else {
+            throw ValidationError("--prompt-tokens, --gen-tokens, --runs, --threads and --batch must be at least 1")
         }
     }
 
     func run() throws {
+        KernelConfig.keepHeapMemory()
         var options = ModelBenchmark.Options()
         options.promptTokens = promptTokens
         options.generatedTokens = genTokens
         options.runs = runs
+        options.batch = batch
         let report = try ModelBenchmark(options: options).run(modelPath: model, threads: threads) { message in
             FileHandle.standardError.write(Data("bench: \(message)\n".utf8))
         }
@@ -57,6 +62,7 @@ struct Bench: ParsableCommand {
         load           \(f(report.loadSeconds, 3)) s, weights \(CheckpointSummary.bytes(report.weightBytes)), peak RSS \(CheckpointSummary.bytes(report.peakRSSBytes))
         prefill        \(f(report.prefillTokensPerSecond)) tokens/s (\(report.promptTokens) tokens), \(f(report.prefillGFLOPS)) GFLOP/s vs sgemm \(f(report.sgemmGFLOPS)) GFLOP/s
         decode         \(f(report.decodeTokensPerSecond)) tokens/s (median of \(spread.count), range \(f(spread.min() ?? 0))–\(f(spread.max() ?? 0)))
+        batched        \(report.batchDecodeTokensPerSecond.map { "\(report.batchStreams) sequences: \(f($0)) tokens/s together, \(f(report.batchSpeedup ?? 0, 2))x one sequence" } ?? "skipped")
         decode @ctx    \(report.decodeAtContext.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.key): \(f($0.value)) tok/s" }.joined(separator: ", "))
         per token      \(CheckpointSummary.bytes(report.activeWeightBytesPerToken)) of active weights
         bandwidth      \(f(report.memoryBandwidthGBps)) GB/s measured; decode reaches \(f(100 * report.decodeBandwidthFraction))% of the limit

@@ -57,5 +57,9 @@ struct ThreadOptions: ParsableArguments {
         if threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    func apply() { KernelConfig.setThreads(threads) }
+    func apply() {
+        KernelConfig.setThreads(threads)
+        // Activation buffers (a batch's logits, expert inputs) are allocated and freed every step.
+        KernelConfig.keepHeapMemory()
+    }
 }

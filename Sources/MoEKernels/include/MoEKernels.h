@@ -128,6 +128,11 @@ int moe_get_threads(void);
  * into the kernels' threaded entry points: the pool runs one job at a time. */
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx);
 
+/* Keeps freed memory of large allocations in the heap (glibc: raises the
+ * mmap and trim thresholds) so per-step buffers do not fault in fresh pages
+ * on every step. For executables that run models; a no-op elsewhere. */
+void moe_keep_heap_memory(void);
+
 /* f16 helpers (IEEE binary16, round to nearest even). */
 uint16_t moe_f32_to_f16(float f);
 float moe_f16_to_f32(uint16_t h);

@@ -11,6 +11,8 @@ public struct ModelBenchmark {
         public var runs = 5
         /// Extra contexts at which to measure decode speed (attention grows with context).
         public var decodeContexts = [128, 2048]
+        /// Concurrent sequences for the batched-decode measurement (0 or 1: skipped).
+        public var batch = 8
         public init() {}
     }
 
@@ -28,6 +30,11 @@ public struct ModelBenchmark {
         public var decodeTokensPerSecond: Double
         public var decodeTokensPerSecondRuns: [Double]
         public var decodeAtContext: [String: Double]
+        /// Batched decode (one `decodeBatch` step for `batchStreams` sequences at a time, as the
+        /// server runs them): aggregate tokens/s and its ratio to single-sequence decode.
+        public var batchStreams: Int
+        public var batchDecodeTokensPerSecond: Double?
+        public var batchSpeedup: Double?
         public var activeWeightBytesPerToken: Int
         public var weightBytes: Int
         public var memoryBandwidthGBps: Double
@@ -68,6 +75,15 @@ public struct ModelBenchmark {
             atContext[String(context)] = try decodeRate(model, context: context, tokens: 16)
         }
 
+        var batchRates: [Double] = []
+        if options.batch > 1 {
+            log("batched decode: \(options.batch) sequences × \(options.runs) runs")
+            for _ in 0..<options.runs {
+                batchRates.append(try batchedDecodeRate(model, streams: options.batch, context: options.promptTokens,
+                                                        tokens: options.generatedTokens))
+            }
+        }
+
         log("memory bandwidth")
         let bandwidth = MemoryBandwidth.measureRead()
         // The sgemm reference runs last on OpenBLAS's own threads, once the kernel pool's workers
@@ -88,6 +104,9 @@ public struct ModelBenchmark {
             prefillGFLOPS: prefill * flopsPerToken / 1e9,
             sgemmGFLOPS: sgemm,
             decodeTokensPerSecond: decode, decodeTokensPerSecondRuns: decodeRates, decodeAtContext: atContext,
+            batchStreams: options.batch,
+            batchDecodeTokensPerSecond: batchRates.isEmpty ? nil : median(batchRates),
+            batchSpeedup: batchRates.isEmpty ? nil : median(batchRates) / decode,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
             memoryBandwidthGBps: bandwidth / 1e9,
             decodeBandwidthFraction: decode * Double(active) / bandwidth,
@@ -107,6 +126,32 @@ public struct ModelBenchmark {
             token = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 1)
         }
         return Double(tokens) / Date().timeIntervalSince(t)
+    }
+
+    /// Aggregate tokens per second of `streams` sequences decoding together, each after its own
+    /// `context`-token prefill, `tokens` steps of `decodeBatch` (the server's decode loop).
+    public func batchedDecodeRate(_ model: ErnieModel, streams: Int, context: Int, tokens: Int) throws -> Double {
+        let vocab = Int32(model.config.vocabSize)
+        var rng = SystemRandomNumberGenerator()
+        var caches: [KVCache] = []
+        var next: [Int32] = []
+        for _ in 0..<streams {
+            let cache = model.makeCache(capacity: context + tokens)
+            let logits = try model.forward((0..<context).map { _ in Int32.random(in: 1..<vocab, using: &rng) },
+                                           cache: cache, lastOnly: true)
+            caches.append(cache)
+            next.append(Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 1))
+        }
+        let v = model.config.vocabSize
+        let t = Date()
+        for _ in 0..<tokens {
+            let logits = try model.decodeBatch(tokens: next, caches: caches)
+            next = (0..<streams).map { b in
+                let row = logits[(b * v)..<((b + 1) * v)]
+                return Int32((row.indices.max { row[$0] < row[$1] } ?? b * v) - b * v)
+            }
+        }
+        return Double(streams * tokens) / Date().timeIntervalSince(t)
     }
 
     /// OpenBLAS sgemm speed on an [m, k] × [k, n] product, best of a few runs.

@@ -86,31 +86,30 @@ struct Attention: Sendable {
         let out: UnsafeMutablePointer<Float>
     }
 
-    /// out[head] = softmax(K·q / √d) · V for every row and head, each head reading its key/value
-    /// group. (row, head) pairs are spread over the kernel pool once there is enough work.
+    /// out[head] = softmax(K·q / √d) · V for every row and head. The heads that share a
+    /// key/value head run together (each cached position is read once per group), and
+    /// (row, group) pairs are spread over the kernel pool once there is enough work.
     func attend(_ rows: [AttentionRow]) {
-        let pairs = rows.count * heads
+        let group = heads / kvHeads
+        let pairs = rows.count * kvHeads
         guard pairs > 0 else { return }
         let longest = rows.reduce(0) { max($0, $1.visible) }
         let work = rows.reduce(0) { $0 + $1.visible } * heads * headDim
         let chunks = work >= 1 << 16 ? min(pairs, 4 * KernelConfig.threads) : 1
+        let kvDim = kvHeads * headDim, scale = 1 / Float(headDim).squareRoot()
         KernelPool.parallelFor(chunks) { chunk in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * longest)
             defer { scores.deallocate() }
             for pair in (pairs * chunk / chunks)..<(pairs * (chunk + 1) / chunks) {
-                attendHead(rows[pair / heads], head: pair % heads, scores: scores)
+                let row = rows[pair / kvHeads], g = pair % kvHeads
+                let q = row.query + g * group * headDim, out = row.out + g * group * headDim
+                // scores [group, visible] = scale · Q Kᵀ; out [group, headDim] = softmax(scores) V.
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(group), Int32(row.visible), Int32(headDim),
+                            scale, q, Int32(headDim), row.keys + g * headDim, Int32(kvDim), 0, scores, Int32(row.visible))
+                for h in 0..<group { Ops.softmax(scores + h * row.visible, count: row.visible) }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(group), Int32(headDim), Int32(row.visible),
+                            1, scores, Int32(row.visible), row.values + g * headDim, Int32(kvDim), 0, out, Int32(headDim))
             }
         }
-    }
-
-    private func attendHead(_ row: AttentionRow, head: Int, scores: UnsafeMutablePointer<Float>) {
-        let kvDim = kvHeads * headDim
-        let scale = 1 / Float(headDim).squareRoot()
-        let g = head / (heads / kvHeads)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(row.visible), Int32(headDim), scale,
-                    row.keys + g * headDim, Int32(kvDim), row.query + head * headDim, 1, 0, scores, 1)
-        Ops.softmax(scores, count: row.visible)
-        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(row.visible), Int32(headDim), 1,
-                    row.values + g * headDim, Int32(kvDim), scores, 1, 0, row.out + head * headDim, 1)
     }
 }

@@ -36,6 +36,12 @@ public enum KernelConfig {
     }
 }
 
+extension KernelConfig {
+    /// For executables that run models: keeps freed memory of large allocations in the heap, so
+    /// buffers allocated every decode step (a batch's logits) do not fault in fresh pages each time.
+    public static func keepHeapMemory() { moe_keep_heap_memory() }
+}
+
 /// Parallel sections on the kernels' worker pool.
 public enum KernelPool {
     /// Runs `body(i)` for every i in 0..<count, spread over the pool's threads (any order).
