@@ -59,7 +59,7 @@ struct Bench: ParsableCommand {
         print("""
         model          \(report.model)
         threads        \(report.threads) (OpenBLAS core: \(report.blasCore))
-        load           \(f(report.loadSeconds, 3)) s, weights \(CheckpointSummary.bytes(report.weightBytes)), peak RSS \(CheckpointSummary.bytes(report.peakRSSBytes))
+        load           \(f(report.loadSeconds, 3)) s\(report.zstdGBpsPerCore.map { " (zstd \(f($0, 2)) GB/s per core)" } ?? ""), weights \(CheckpointSummary.bytes(report.weightBytes)), peak RSS \(CheckpointSummary.bytes(report.peakRSSBytes))
         prefill        \(f(report.prefillTokensPerSecond)) tokens/s (\(report.promptTokens) tokens), \(f(report.prefillGFLOPS)) GFLOP/s vs sgemm \(f(report.sgemmGFLOPS)) GFLOP/s
         decode         \(f(report.decodeTokensPerSecond)) tokens/s (median of \(spread.count), range \(f(spread.min() ?? 0))–\(f(spread.max() ?? 0)))
         batched        \(report.batchDecodeTokensPerSecond.map { "\(report.batchStreams) sequences: \(f($0)) tokens/s together, \(f(report.batchSpeedup ?? 0, 2))x one sequence" } ?? "skipped")

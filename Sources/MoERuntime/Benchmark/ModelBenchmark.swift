@@ -35,6 +35,9 @@ public struct ModelBenchmark {
         public var batchStreams: Int
         public var batchDecodeTokensPerSecond: Double?
         public var batchSpeedup: Double?
+        /// zstd decompression speed of the bundle's own payloads on one core (decompressed bytes
+        /// per second), when it has zstd payloads.
+        public var zstdGBpsPerCore: Double?
         public var activeWeightBytesPerToken: Int
         public var weightBytes: Int
         public var memoryBandwidthGBps: Double
@@ -86,6 +89,7 @@ public struct ModelBenchmark {
 
         log("memory bandwidth")
         let bandwidth = MemoryBandwidth.measureRead()
+        let zstd = try Self.zstdDecompressionGBps(path: modelPath)
         // The sgemm reference runs last on OpenBLAS's own threads, once the kernel pool's workers
         // have gone idle, so the two pools never compete for the cores during a measurement.
         log("OpenBLAS sgemm reference")
@@ -107,6 +111,7 @@ public struct ModelBenchmark {
             batchStreams: options.batch,
             batchDecodeTokensPerSecond: batchRates.isEmpty ? nil : median(batchRates),
             batchSpeedup: batchRates.isEmpty ? nil : median(batchRates) / decode,
+            zstdGBpsPerCore: zstd,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
             memoryBandwidthGBps: bandwidth / 1e9,
             decodeBandwidthFraction: decode * Double(active) / bandwidth,
@@ -152,6 +157,28 @@ public struct ModelBenchmark {
             }
         }
         return Double(streams * tokens) / Date().timeIntervalSince(t)
+    }
+
+    /// Decompressed GB/s of zstd on one thread, over the largest zstd payloads of a bundle (up to
+    /// 256 MiB of output, best of 3); nil for a checkpoint or a bundle without zstd payloads.
+    public static func zstdDecompressionGBps(path: String) throws -> Double? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
+        let bundle = try BundleFile(path: path)
+        var chosen: [BundleTensor] = [], total = 0
+        for t in bundle.manifest.tensors.filter({ $0.payload.compression == .zstd })
+            .sorted(by: { $0.payload.rawLength > $1.payload.rawLength }) where total < 256 << 20 {
+            chosen.append(t)
+            total += t.payload.rawLength
+        }
+        guard total > 0 else { return nil }
+        var best = 0.0
+        for _ in 0..<3 {
+            let start = Date()
+            for t in chosen { _ = try bundle.payload(t.payload, what: t.name, verify: false) }
+            best = max(best, Double(total) / Date().timeIntervalSince(start) / 1e9)
+        }
+        return best
     }
 
     /// OpenBLAS sgemm speed on an [m, k] × [k, n] product, best of a few runs.

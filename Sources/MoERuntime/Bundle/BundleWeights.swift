@@ -7,6 +7,7 @@ import MoEFormat
 public struct BundleWeights: WeightSource {
     public let bundle: BundleFile
     public let verifyPayloads: Bool
+    private let loaded = LoadedPayloads()
     public var config: ModelConfig { bundle.config }
 
     public init(bundle: BundleFile, verifyPayloads: Bool = true) throws {
@@ -38,6 +39,34 @@ public struct BundleWeights: WeightSource {
         try self.init(bundle: BundleFile(path: path), verifyPayloads: verifyPayloads)
     }
 
+    /// Verifies and decompresses every zstd tensor payload now, the tensors spread over the
+    /// kernel pool's threads, instead of one after another as the model asks for them. The model
+    /// then takes the prepared bytes. (Uncompressed payloads stay in the memory map, checked as
+    /// the model asks for them: checking them on several threads measured slower, the page
+    /// faults of the map being the cost.)
+    public func preload() throws {
+        let tensors = bundle.manifest.tensors.filter { $0.payload.compression == .zstd }
+        let lock = NSLock()
+        var results: [String: PayloadBytes] = [:]
+        var failure: Error?
+        KernelPool.parallelFor(tensors.count) { i in
+            let t = tensors[i]
+            do {
+                let bytes = try bundle.payload(t.payload, what: "tensor \(t.name)", verify: verifyPayloads)
+                lock.withLock { results[t.name] = bytes }
+            } catch {
+                lock.withLock { failure = failure ?? error }
+            }
+        }
+        if let failure { throw failure }
+        loaded.set(results)
+    }
+
+    private func payload(_ t: BundleTensor) throws -> PayloadBytes {
+        if let ready = loaded.take(t.name) { return ready }
+        return try bundle.payload(t.payload, what: "tensor \(t.name)", verify: verifyPayloads)
+    }
+
     private func entry(_ name: String) throws -> BundleTensor {
         guard let t = bundle.tensor(name) else { throw FormatError("\(bundle.name): tensor \(name) is not in the bundle") }
         return t
@@ -48,7 +77,7 @@ public struct BundleWeights: WeightSource {
         guard t.shape == [rows, cols] else {
             throw FormatError("\(bundle.name): tensor \(name) has shape \(t.shape), expected [\(rows), \(cols)]")
         }
-        let bytes = try bundle.payload(t.payload, what: "tensor \(name)", verify: verifyPayloads)
+        let bytes = try payload(t)
         return try StoredMatrix(format: t.format, rows: rows, cols: cols, bytes: bytes)
     }
 
@@ -57,11 +86,20 @@ public struct BundleWeights: WeightSource {
         guard t.format == .f32, t.elementCount == count else {
             throw FormatError("\(bundle.name): tensor \(name) is \(t.shape) \(t.format.rawValue), expected \(count) f32 values")
         }
-        let bytes = try bundle.payload(t.payload, what: "tensor \(name)", verify: verifyPayloads)
+        let bytes = try payload(t)
         return (0..<count).map { Float(bitPattern: UInt32(littleEndian: bytes.buffer.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
     }
 
     public func keptExperts(layer: Int) -> [Int] {
         bundle.keptExperts(layer: layer) ?? Array(0..<config.moeNumExperts)
     }
+}
+
+/// Payloads `BundleWeights.preload` prepared, each handed out once.
+private final class LoadedPayloads: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: [String: PayloadBytes] = [:]
+
+    func set(_ ready: [String: PayloadBytes]) { lock.withLock { bytes = ready } }
+    func take(_ name: String) -> PayloadBytes? { lock.withLock { bytes.removeValue(forKey: name) } }
 }

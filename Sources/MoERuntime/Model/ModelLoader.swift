@@ -46,7 +46,11 @@ public enum ModelLoader {
         return try BundleFile(path: path).fileData(named: name)
     }
 
+    /// The model at `path`; a bundle's payloads are verified and decompressed on all of the
+    /// kernel pool's threads first.
     public static func model(at path: String) throws -> ErnieModel {
-        try ErnieModel(weights: weights(at: path))
+        let source = try weights(at: path)
+        if let bundle = source as? BundleWeights { try bundle.preload() }
+        return try ErnieModel(weights: source)
     }
 }
