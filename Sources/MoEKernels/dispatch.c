@@ -71,6 +71,18 @@ int moe_set_default_path(int path) {
 
 /* ---- activation quantization ---- */
 
+/* Largest |x| of a block, and whether every value is finite. */
+static int block_amax(const float *x, int64_t len, float *amax) {
+    int finite = 1;
+    float m = 0;
+    for (int64_t i = 0; i < len; i++) {
+        finite &= isfinite(x[i]) ? 1 : 0;
+        m = fmaxf(m, fabsf(x[i]));
+    }
+    *amax = m;
+    return finite;
+}
+
 /*
  * Block b of x (32 values) becomes q = round(x / d) with d = max|x| / 127, and
  * s = d * sum(q). A block holding NaN/Inf gets d = s = NaN so the output is NaN
@@ -79,12 +91,8 @@ int moe_set_default_path(int path) {
 static void quantize_x(const float *x, int64_t n, int8_t *q, float *d, float *s) {
     for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK, b++) {
         int64_t len = n - c0 < MOE_QBLOCK ? n - c0 : MOE_QBLOCK;
-        float amax = 0;
-        int finite = 1;
-        for (int64_t i = 0; i < len; i++) {
-            finite &= isfinite(x[c0 + i]) ? 1 : 0;
-            amax = fmaxf(amax, fabsf(x[c0 + i]));
-        }
+        float amax;
+        int finite = block_amax(x + c0, len, &amax);
         int8_t *qb = q + c0;
         memset(qb, 0, MOE_QBLOCK);
         if (!finite) { d[b] = NAN; s[b] = NAN; continue; }
@@ -108,12 +116,8 @@ static void quantize_x(const float *x, int64_t n, int8_t *q, float *d, float *s)
 static void quantize_x16(const float *x, int64_t n, int16_t *q, float *d) {
     for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK16, b++) {
         int64_t len = n - c0 < MOE_QBLOCK16 ? n - c0 : MOE_QBLOCK16;
-        float amax = 0;
-        int finite = 1;
-        for (int64_t i = 0; i < len; i++) {
-            finite &= isfinite(x[c0 + i]) ? 1 : 0;
-            amax = fmaxf(amax, fabsf(x[c0 + i]));
-        }
+        float amax;
+        int finite = block_amax(x + c0, len, &amax);
         int16_t *qb = q + c0;
         memset(qb, 0, MOE_QBLOCK16 * sizeof(int16_t));
         if (!finite) { d[b] = NAN; continue; }
