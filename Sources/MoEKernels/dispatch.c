@@ -356,6 +356,12 @@ int moe_matvec(int fmt, const void *w, int64_t rows, int64_t cols, const float *
     return moe_matmul_on(moe_default_path(), 1, fmt, w, rows, cols, x, 1, y);
 }
 
+void moe_attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                      int head_dim, int group, float scale, float *scores, float *out) {
+    if (visible <= 0 || head_dim <= 0 || group <= 0 || group > 64) return;
+    kernels_for(moe_default_path())->attend_group(q, k, v, visible, stride, head_dim, group, scale, scores, out);
+}
+
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx) {
     if (nchunks > 0) moe_pool_run(fn, ctx, nchunks);
 }

@@ -459,6 +459,128 @@ AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
     }
 }
 
+/* ---- attention ---- */
+
+/* Sums of 8 vectors, as one vector: lane i = sum of a[i]'s lanes. */
+AVX2 static inline __m256 hsum8(const __m256 *a) {
+    __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
+}
+
+/* e^x for x <= 0 (softmax arguments): 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2,
+ * p a degree-6 polynomial (relative error ~2e-7); below -87 the result is 0. */
+AVX2 static inline __m256 exp_neg(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/*
+ * moe_attend_group_scalar with 8 keys scored at a time per head (one K block
+ * serves every head of the group from L1), a vectorised softmax, and the
+ * weighted values summed in registers over blocks of 64 positions per head.
+ * Needs hd a multiple of 8; otherwise the portable version runs.
+ */
+AVX2 static void attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                              int hd, int G, float scale, float *scores, float *out) {
+    if (hd % 8 != 0) {
+        moe_attend_group_scalar(q, k, v, visible, stride, hd, G, scale, scores, out);
+        return;
+    }
+    const __m256 vscale = _mm256_set1_ps(scale);
+    int64_t j = 0;
+    for (; j + 8 <= visible; j += 8) {
+        const float *kb = k + j * stride;
+        _mm_prefetch((const char *)(kb + 16 * stride), _MM_HINT_T0);
+        for (int h = 0; h < G; h++) {
+            const float *qh = q + h * hd;
+            __m256 a[8];
+            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+            for (int d = 0; d < hd; d += 8) {
+                __m256 qv = _mm256_loadu_ps(qh + d);
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(kb + i * stride + d), qv, a[i]);
+            }
+            _mm256_storeu_ps(scores + h * visible + j, _mm256_mul_ps(hsum8(a), vscale));
+        }
+    }
+    for (; j < visible; j++)
+        for (int h = 0; h < G; h++) {
+            __m256 a = _mm256_setzero_ps();
+            for (int d = 0; d < hd; d += 8)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(k + j * stride + d), _mm256_loadu_ps(q + h * hd + d), a);
+            scores[h * visible + j] = scale * hsum(a);
+        }
+    float inv[64];
+    for (int h = 0; h < G; h++) {
+        float *s = scores + h * visible, max = -INFINITY;
+        int64_t i = 0;
+        __m256 m = _mm256_set1_ps(-INFINITY);
+        for (; i + 8 <= visible; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + i));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        max = _mm_cvtss_f32(m4);
+        for (int64_t t = i; t < visible; t++) max = s[t] > max ? s[t] : max;
+        __m256 vmax = _mm256_set1_ps(max), sum = _mm256_setzero_ps();
+        for (i = 0; i + 8 <= visible; i += 8) {
+            __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmax));
+            _mm256_storeu_ps(s + i, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        float total = hsum(sum);
+        for (; i < visible; i++) {
+            s[i] = expf(s[i] - max);
+            total += s[i];
+        }
+        inv[h] = 1 / total;
+    }
+    memset(out, 0, sizeof(float) * (size_t)G * (size_t)hd);
+    for (int64_t j0 = 0; j0 < visible; j0 += 64) {
+        int64_t j1 = j0 + 64 < visible ? j0 + 64 : visible;
+        for (int h = 0; h < G; h++) {
+            const float *p = scores + h * visible;
+            for (int d0 = 0; d0 < hd; d0 += 64) {
+                int nd = (hd - d0) / 8 < 8 ? (hd - d0) / 8 : 8;
+                float *o = out + h * hd + d0;
+                __m256 acc[8];
+                for (int i = 0; i < nd; i++) acc[i] = _mm256_loadu_ps(o + 8 * i);
+                if (nd == 8) {
+                    for (int64_t t = j0; t < j1; t++) {
+                        __m256 w = _mm256_broadcast_ss(p + t);
+                        const float *vt = v + t * stride + d0;
+                        for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vt + 8 * i), acc[i]);
+                    }
+                } else {
+                    for (int64_t t = j0; t < j1; t++) {
+                        __m256 w = _mm256_broadcast_ss(p + t);
+                        const float *vt = v + t * stride + d0;
+                        for (int i = 0; i < nd; i++) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vt + 8 * i), acc[i]);
+                    }
+                }
+                for (int i = 0; i < nd; i++) _mm256_storeu_ps(o + 8 * i, acc[i]);
+            }
+        }
+    }
+    for (int h = 0; h < G; h++) {
+        __m256 f = _mm256_set1_ps(inv[h]);
+        for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(out + h * hd + d, _mm256_mul_ps(_mm256_loadu_ps(out + h * hd + d), f));
+    }
+}
+
 AVX2 static float sum_f32(const float *a, int64_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
@@ -473,5 +595,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8, attend_group};
 #endif

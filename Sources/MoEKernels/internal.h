@@ -57,6 +57,9 @@ typedef struct {
     /* Optional: int8 products for n a multiple of 64, same arguments as tile_i4. */
     void (*tile_i8)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, float *y, int64_t ystride);
+    /* Attention of G query heads sharing one key/value head (moe_attend_group). */
+    void (*attend_group)(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                         int hd, int G, float scale, float *scores, float *out);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -66,6 +69,9 @@ extern const moe_kernels moe_kernels_avx2;
 #if defined(__aarch64__)
 extern const moe_kernels moe_kernels_neon;
 #endif
+
+void moe_attend_group_scalar(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                             int hd, int G, float scale, float *scores, float *out);
 
 /* Scalar pieces reused by the SIMD paths for row tails: the int16 blocks
  * from `from` (a multiple of MOE_QBLOCK16) to n. */

@@ -128,6 +128,16 @@ int moe_get_threads(void);
  * into the kernels' threaded entry points: the pool runs one job at a time. */
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx);
 
+/*
+ * Grouped-query attention of `group` (1..64) query heads q [group, head_dim]
+ * that share one key/value head, against `visible` cached positions whose
+ * rows start at k + j * stride and v + j * stride: for each head h,
+ * out[h] = softmax(scale * K q[h]) V. scores is scratch of group * visible
+ * floats. Runs on the calling thread, on the default path.
+ */
+void moe_attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                      int head_dim, int group, float scale, float *scores, float *out);
+
 /* Keeps freed memory of large allocations in the heap (glibc: raises the
  * mmap and trim thresholds) so per-step buffers do not fault in fresh pages
  * on every step. For executables that run models; a no-op elsewhere. */

@@ -1,6 +1,7 @@
 import CBLAS
 import Foundation
 import MoEFormat
+import MoEKernels
 
 /// Measures a model the way `moepack bench` reports it: prefill and decode speed, the bytes a
 /// decoded token must read, and how close decode comes to the memory-bandwidth limit.
@@ -128,9 +129,14 @@ public struct ModelBenchmark {
         let t = Date()
         for _ in 0..<tokens {
             let logits = try model.forward([token], cache: cache, lastOnly: true)
-            token = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 1)
+            token = Self.argmax(logits[...])
         }
         return Double(tokens) / Date().timeIntervalSince(t)
+    }
+
+    /// Greedy choice (index of the largest logit), in C so the measurement is the model's time.
+    static func argmax(_ logits: ArraySlice<Float>) -> Int32 {
+        logits.withUnsafeBufferPointer { Int32(moe_argmax($0.baseAddress!, $0.count)) }
     }
 
     /// Aggregate tokens per second of `streams` sequences decoding together, each after its own
@@ -145,16 +151,13 @@ public struct ModelBenchmark {
             let logits = try model.forward((0..<context).map { _ in Int32.random(in: 1..<vocab, using: &rng) },
                                            cache: cache, lastOnly: true)
             caches.append(cache)
-            next.append(Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 1))
+            next.append(Self.argmax(logits[...]))
         }
         let v = model.config.vocabSize
         let t = Date()
         for _ in 0..<tokens {
             let logits = try model.decodeBatch(tokens: next, caches: caches)
-            next = (0..<streams).map { b in
-                let row = logits[(b * v)..<((b + 1) * v)]
-                return Int32((row.indices.max { row[$0] < row[$1] } ?? b * v) - b * v)
-            }
+            next = (0..<streams).map { b in Self.argmax(logits[(b * v)..<((b + 1) * v)]) }
         }
         return Double(streams * tokens) / Date().timeIntervalSince(t)
     }

@@ -1,4 +1,4 @@
-import CBLAS
+import MoEKernels
 import Foundation
 import MoEFormat
 
@@ -102,13 +102,9 @@ struct Attention: Sendable {
             defer { scores.deallocate() }
             for pair in (pairs * chunk / chunks)..<(pairs * (chunk + 1) / chunks) {
                 let row = rows[pair / kvHeads], g = pair % kvHeads
-                let q = row.query + g * group * headDim, out = row.out + g * group * headDim
-                // scores [group, visible] = scale · Q Kᵀ; out [group, headDim] = softmax(scores) V.
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(group), Int32(row.visible), Int32(headDim),
-                            scale, q, Int32(headDim), row.keys + g * headDim, Int32(kvDim), 0, scores, Int32(row.visible))
-                for h in 0..<group { Ops.softmax(scores + h * row.visible, count: row.visible) }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(group), Int32(headDim), Int32(row.visible),
-                            1, scores, Int32(row.visible), row.values + g * headDim, Int32(kvDim), 0, out, Int32(headDim))
+                moe_attend_group(row.query + g * group * headDim, row.keys + g * headDim, row.values + g * headDim,
+                                 Int64(row.visible), Int64(kvDim), Int32(headDim), Int32(group), scale, scores,
+                                 row.out + g * group * headDim)
             }
         }
     }

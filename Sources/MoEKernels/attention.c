@@ -1,0 +1,30 @@
+/* Attention of the query heads that share one key/value head (grouped-query attention). */
+#include "internal.h"
+#include <math.h>
+#include <pthread.h>
+
+/*
+ * The portable definition: scores[h * visible + j] = scale * K_j . q_h,
+ * softmax over j (max subtracted), out_h = sum_j p_hj V_j.
+ */
+void moe_attend_group_scalar(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                             int hd, int G, float scale, float *scores, float *out) {
+    for (int h = 0; h < G; h++) {
+        float *s = scores + h * visible, max = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < visible; j++) {
+            float acc = 0;
+            for (int d = 0; d < hd; d++) acc += k[j * stride + d] * q[h * hd + d];
+            s[j] = scale * acc;
+            max = s[j] > max ? s[j] : max;
+        }
+        for (int64_t j = 0; j < visible; j++) {
+            s[j] = expf(s[j] - max);
+            sum += s[j];
+        }
+        float inv = 1 / sum, *o = out + h * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0;
+        for (int64_t j = 0; j < visible; j++)
+            for (int d = 0; d < hd; d++) o[d] += s[j] * v[j * stride + d];
+        for (int d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
