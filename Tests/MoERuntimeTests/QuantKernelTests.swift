@@ -156,3 +156,46 @@ final class QuantKernelTests: XCTestCase {
         }
     }
 }
+
+/// moe_matmul_many runs several products as one pool job; each output must be exactly what the
+/// product gives on its own (same kernel per row, whatever the chunking).
+final class MatmulManyTests: XCTestCase {
+    func testManyEqualsEachProductAlone() throws {
+        let before = KernelConfig.threads
+        defer { KernelConfig.setThreads(before) }
+        KernelConfig.setThreads(2)
+        var rng = TestRandom(seed: 77)
+        // Mixed formats, shapes and token counts, as one MoE step hands them over.
+        let shapes: [(WeightFormat, Int, Int, Int)] = [(.int4g64, 64, 256, 1), (.int4g64, 64, 256, 3), (.int8, 40, 256, 8),
+                                                       (.f32, 24, 96, 1), (.bf16, 16, 64, 2), (.int4g32a, 33, 96, 5),
+                                                       (.int8, 300, 1024, 1), (.int4g128, 8, 128, 0)]
+        let matrices = try shapes.map { f, rows, cols, _ in
+            try QuantizedMatrix(quantizing: rng.weights(rows * cols), rows: rows, cols: cols, format: f)
+        }
+        let inputs = shapes.map { _, _, cols, tokens in rng.weights(tokens * cols, scale: 2) }
+        let alone = zip(matrices, zip(inputs, shapes)).map { q, pair in q.matmul(pair.0, tokens: pair.1.3) }
+        // Raw buffers: every product's input and output must be live at once.
+        let xs = inputs.map { x -> UnsafeMutableBufferPointer<Float> in
+            let p = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(x.count, 1))
+            _ = p.initialize(from: x)
+            return p
+        }
+        let ys = shapes.map { _, rows, _, tokens in
+            UnsafeMutableBufferPointer<Float>.allocate(capacity: max(rows * tokens, 1))
+        }
+        defer { (xs + ys).forEach { $0.deallocate() } }
+        let products = matrices.indices.map { i in
+            moe_product(fmt: matrices[i].format.id, w: matrices[i].bytes.baseAddress, rows: Int64(matrices[i].rows),
+                        cols: Int64(matrices[i].cols), x: xs[i].baseAddress, T: Int64(shapes[i].3), y: ys[i].baseAddress)
+        }
+        XCTAssertEqual(moe_matmul_many(products, Int32(products.count)), Int32(MOE_OK))
+        for i in 0..<matrices.count {
+            XCTAssertEqual(Array(ys[i].prefix(alone[i].count)), alone[i], "product \(i): \(shapes[i].0)")
+        }
+
+        // An invalid product is reported before anything runs.
+        var y = [Float](repeating: 0, count: 4)
+        let bad = moe_product(fmt: 99, w: nil, rows: 1, cols: 4, x: nil, T: 1, y: &y)
+        XCTAssertEqual(moe_matmul_many([bad], 1), Int32(MOE_ERR_FORMAT))
+    }
+}
