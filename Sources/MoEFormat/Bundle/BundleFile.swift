@@ -67,14 +67,28 @@ public final class BundleFile: Sendable {
             return PayloadBytes(borrowing: stored, owner: self)
         case .zstd:
             let owned = PayloadBytes(allocating: location.rawLength)
-            let written = ZSTD_decompress(owned.mutableBase, location.rawLength, stored.baseAddress, stored.count)
-            if ZSTD_isError(written) != 0 {
-                throw FormatError("\(name): cannot decompress \(what): \(String(cString: ZSTD_getErrorName(written)))")
-            }
-            guard written == location.rawLength else {
-                throw FormatError("\(name): \(what) decompressed to \(written) bytes, the manifest says \(location.rawLength)")
-            }
+            try decompress(location, into: UnsafeMutableRawBufferPointer(start: owned.mutableBase, count: location.rawLength),
+                           what: what)
             return owned
+        }
+    }
+
+    /// Decompresses a zstd payload (checksum not checked) into `destination`, which must hold
+    /// exactly its `rawLength` bytes.
+    public func decompress(_ location: PayloadLocation, into destination: UnsafeMutableRawBufferPointer,
+                           what: String) throws {
+        guard location.compression == .zstd, destination.count == location.rawLength else {
+            throw FormatError("\(name): \(what) is not a zstd payload of \(destination.count) bytes")
+        }
+        let stored = storedBytes(location)
+        let context = DecompressionContexts.shared.take()
+        defer { DecompressionContexts.shared.give(context) }
+        let written = ZSTD_decompressDCtx(context, destination.baseAddress, location.rawLength, stored.baseAddress, stored.count)
+        if ZSTD_isError(written) != 0 {
+            throw FormatError("\(name): cannot decompress \(what): \(String(cString: ZSTD_getErrorName(written)))")
+        }
+        guard written == location.rawLength else {
+            throw FormatError("\(name): \(what) decompressed to \(written) bytes, the manifest says \(location.rawLength)")
         }
     }
 
@@ -127,4 +141,21 @@ public final class PayloadBytes: @unchecked Sendable {
     public var isMapped: Bool { allocation == nil }
 
     deinit { allocation?.deallocate() }
+}
+
+/// zstd decompression contexts kept for reuse (one per concurrent caller), so loading a bundle
+/// of a thousand payloads does not set up a context per payload.
+final class DecompressionContexts: @unchecked Sendable {
+    static let shared = DecompressionContexts()
+    private let lock = NSLock()
+    private var idle: [OpaquePointer] = []
+
+    func take() -> OpaquePointer? {
+        lock.withLock { idle.popLast() } ?? ZSTD_createDCtx()
+    }
+
+    func give(_ context: OpaquePointer?) {
+        guard let context else { return }
+        lock.withLock { idle.append(context) }
+    }
 }
