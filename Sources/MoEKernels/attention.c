@@ -3,6 +3,11 @@
 #include <math.h>
 #include <pthread.h>
 
+/* gate <- silu(gate) * up = gate / (1 + e^-gate) * up, the activation of a SwiGLU MLP. */
+void moe_swiglu_scalar(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
+}
+
 /*
  * The portable definition: scores[h * visible + j] = scale * K_j . q_h,
  * softmax over j (max subtracted), out_h = sum_j p_hj V_j.

@@ -362,6 +362,10 @@ void moe_attend_group(const float *q, const float *k, const float *v, int64_t vi
     kernels_for(moe_default_path())->attend_group(q, k, v, visible, stride, head_dim, group, scale, scores, out);
 }
 
+void moe_swiglu(float *gate, const float *up, int64_t n) {
+    if (n > 0) kernels_for(moe_default_path())->swiglu(gate, up, n);
+}
+
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx) {
     if (nchunks > 0) moe_pool_run(fn, ctx, nchunks);
 }

@@ -468,9 +468,9 @@ AVX2 static inline __m256 hsum8(const __m256 *a) {
     return _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
 }
 
-/* e^x for x <= 0 (softmax arguments): 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2,
- * p a degree-6 polynomial (relative error ~2e-7); below -87 the result is 0. */
-AVX2 static inline __m256 exp_neg(__m256 x) {
+/* e^x for x <= 88: 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2, p a degree-6
+ * polynomial (relative error ~2e-7); below -87 the result is 0. */
+AVX2 static inline __m256 exp_ps(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.0f);
     __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     x = _mm256_max_ps(x, lo);
@@ -487,6 +487,20 @@ AVX2 static inline __m256 exp_neg(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* silu(g) * u over n values: g / (1 + e^-g) * u, e^-g clamped to [e^-87, e^88]
+ * (beyond that the result is 0 or g * u to f32 precision). */
+AVX2 static void swiglu(float *gate, const float *up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), hi = _mm256_set1_ps(88.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp_ps(_mm256_min_ps(_mm256_sub_ps(_mm256_setzero_ps(), g), hi));
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
 }
 
 /*
@@ -537,7 +551,7 @@ AVX2 static void attend_group(const float *q, const float *k, const float *v, in
         for (int64_t t = i; t < visible; t++) max = s[t] > max ? s[t] : max;
         __m256 vmax = _mm256_set1_ps(max), sum = _mm256_setzero_ps();
         for (i = 0; i + 8 <= visible; i += 8) {
-            __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmax));
+            __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmax));
             _mm256_storeu_ps(s + i, e);
             sum = _mm256_add_ps(sum, e);
         }
@@ -595,5 +609,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8, attend_group};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8, attend_group, swiglu};
 #endif

@@ -60,6 +60,8 @@ typedef struct {
     /* Attention of G query heads sharing one key/value head (moe_attend_group). */
     void (*attend_group)(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                          int hd, int G, float scale, float *scores, float *out);
+    /* gate <- silu(gate) * up (moe_swiglu). */
+    void (*swiglu)(float *gate, const float *up, int64_t n);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -70,6 +72,7 @@ extern const moe_kernels moe_kernels_avx2;
 extern const moe_kernels moe_kernels_neon;
 #endif
 
+void moe_swiglu_scalar(float *gate, const float *up, int64_t n);
 void moe_attend_group_scalar(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                              int hd, int G, float scale, float *scores, float *out);
 

@@ -138,6 +138,10 @@ void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks)
 void moe_attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                       int head_dim, int group, float scale, float *scores, float *out);
 
+/* gate[i] <- silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i], the
+ * activation of a SwiGLU MLP, on the calling thread. */
+void moe_swiglu(float *gate, const float *up, int64_t n);
+
 /* Keeps freed memory of large allocations in the heap (glibc: raises the
  * mmap and trim thresholds) so per-step buffers do not fault in fresh pages
  * on every step. For executables that run models; a no-op elsewhere. */

@@ -1,4 +1,5 @@
 import Foundation
+import MoEKernels
 
 /// Small numeric building blocks shared by the layers.
 enum Ops {
@@ -16,12 +17,9 @@ enum Ops {
         }
     }
 
-    /// gate ← silu(gate) · up, elementwise.
+    /// gate ← silu(gate) · up, elementwise (SIMD exp on the AVX2 path).
     static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
+        moe_swiglu(gate, up, Int64(count))
     }
 
     /// In-place softmax of n values.
