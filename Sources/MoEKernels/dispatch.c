@@ -170,28 +170,16 @@ static void job_rows(void *ctx, int part, int nparts) {
         j->k->tile_i4(j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->group, j->asym, j->y + r0, j->rows);
         return;
     }
-    int pairs = j->k->dot2_i4 != NULL && j->group > 0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = j->w + r * j->rb;
         for (int64_t t = 0; t < j->T; t++) {
             float v;
-            if (j->fmt == MOE_FMT_F32) {
-                v = j->k->dot_f32((const float *)row, j->x + t * j->cols, j->cols);
-            } else if (j->fmt == MOE_FMT_BF16) {
-                v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
-            } else if (j->fmt == MOE_FMT_INT8) {
-                v = j->k->dot_i8(row, &j->xq[t], j->cols);
-            } else if (pairs && r + 1 < r1) {
-                float two[2];
-                j->k->dot2_i4(row, row + j->rb, &j->xq[t], j->cols, j->group, j->asym, two);
-                j->y[t * j->rows + r + 1] = two[1];
-                v = two[0];
-            } else {
-                v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym);
-            }
+            if (j->fmt == MOE_FMT_F32) v = j->k->dot_f32((const float *)row, j->x + t * j->cols, j->cols);
+            else if (j->fmt == MOE_FMT_BF16) v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
+            else if (j->fmt == MOE_FMT_INT8) v = j->k->dot_i8(row, &j->xq[t], j->cols);
+            else v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym);
             j->y[t * j->rows + r] = v;
         }
-        if (pairs && r + 1 < r1) r++;
     }
 }
 

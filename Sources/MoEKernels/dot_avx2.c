@@ -102,8 +102,8 @@ AVX2 static inline __m256 i4_block(const uint8_t *data, const int8_t *xq) {
 /*
  * Same decomposition as the scalar dot_i4: nibbles are the unsigned maddubs
  * operand and the offset (-8 s or min) is applied per activation block through
- * s_b = d_b * sum(xq). Two independent accumulators hide the FMA latency:
- * G = 32 pairs consecutive groups, larger groups pair sub-blocks in a group.
+ * s_b = d_b * sum(xq). Two independent accumulators (consecutive groups) hide
+ * the FMA latency.
  */
 __attribute__((always_inline)) AVX2 static inline float
 dot_i4_g32(const uint8_t *row, const moe_xq *x, int64_t n, int asym) {
@@ -128,96 +128,11 @@ dot_i4_g32(const uint8_t *row, const moe_xq *x, int64_t n, int asym) {
     return hsum(_mm256_add_ps(a0, a1)) + (o0 + o1);
 }
 
-__attribute__((always_inline)) AVX2 static inline float
-dot_i4_gbig(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {
-    const int hdr = asym ? 4 : 2, nsub = group / MOE_QBLOCK;
-    const int64_t gb = hdr + group / 2;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
-        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        I4_HEADER(row, asym, s, c);
-        const uint8_t *data = row + hdr;
-        const int64_t b0 = g0 / MOE_QBLOCK;
-        const int8_t *xq = x->q + g0;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        float sx0 = 0, sx1 = 0;
-        for (int k = 0; k < nsub; k += 2) {
-            a0 = _mm256_fmadd_ps(i4_block(data + 16 * k, xq + 32 * k), _mm256_broadcast_ss(x->d + b0 + k), a0);
-            a1 = _mm256_fmadd_ps(i4_block(data + 16 * k + 16, xq + 32 * k + 32), _mm256_broadcast_ss(x->d + b0 + k + 1), a1);
-            sx0 += x->s[b0 + k];
-            sx1 += x->s[b0 + k + 1];
-        }
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(s), acc);
-        off += c * (sx0 + sx1);
-    }
-    return hsum(acc) + off;
-}
-
-/* Two rows at once (adjacent in memory): shares the activation loads and
- * scale broadcasts. Each row goes through exactly the same floating-point
- * operations as in dot_i4_g32/dot_i4_gbig, so results are bit-identical. */
-__attribute__((always_inline)) AVX2 static inline __m256i i4_codes(const uint8_t *data) {
-    __m128i raw = _mm_loadu_si128((const __m128i *)data);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
-}
-
-__attribute__((always_inline)) AVX2 static inline __m256 i4_dot(__m256i q, __m256i xv) {
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), _mm256_set1_epi16(1)));
-}
-
-__attribute__((always_inline)) AVX2 static inline void
-dot2_i4_gbig(const uint8_t *r0, const uint8_t *r1, const moe_xq *x, int64_t n, int group, int asym, float *out) {
-    const int hdr = asym ? 4 : 2, nsub = group / MOE_QBLOCK;
-    const int64_t gb = hdr + group / 2;
-    __m256 accA = _mm256_setzero_ps(), accB = accA;
-    float offA = 0, offB = 0;
-    for (int64_t g0 = 0; g0 < n; g0 += group, r0 += gb, r1 += gb) {
-        _mm_prefetch((const char *)(r0 + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        _mm_prefetch((const char *)(r1 + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        I4_HEADER(r0, asym, sA, cA);
-        I4_HEADER(r1, asym, sB, cB);
-        const int64_t b0 = g0 / MOE_QBLOCK;
-        const int8_t *xq = x->q + g0;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0v = a0, b1v = a0;
-        float sx0 = 0, sx1 = 0;
-        for (int k = 0; k < nsub; k += 2) {
-            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + 32 * k));
-            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + 32 * k + 32));
-            __m256 d0 = _mm256_broadcast_ss(x->d + b0 + k), d1 = _mm256_broadcast_ss(x->d + b0 + k + 1);
-            a0 = _mm256_fmadd_ps(i4_dot(i4_codes(r0 + hdr + 16 * k), x0), d0, a0);
-            a1 = _mm256_fmadd_ps(i4_dot(i4_codes(r0 + hdr + 16 * k + 16), x1), d1, a1);
-            b0v = _mm256_fmadd_ps(i4_dot(i4_codes(r1 + hdr + 16 * k), x0), d0, b0v);
-            b1v = _mm256_fmadd_ps(i4_dot(i4_codes(r1 + hdr + 16 * k + 16), x1), d1, b1v);
-            sx0 += x->s[b0 + k];
-            sx1 += x->s[b0 + k + 1];
-        }
-        accA = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(sA), accA);
-        accB = _mm256_fmadd_ps(_mm256_add_ps(b0v, b1v), _mm256_set1_ps(sB), accB);
-        offA += cA * (sx0 + sx1);
-        offB += cB * (sx0 + sx1);
-    }
-    out[0] = hsum(accA) + offA;
-    out[1] = hsum(accB) + offB;
-}
-
-AVX2 static void dot2_i4(const uint8_t *r0, const uint8_t *r1, const moe_xq *x, int64_t n, int group, int asym,
-                         float *out) {
-    switch (group) {
-    case 64: if (asym) dot2_i4_gbig(r0, r1, x, n, 64, 1, out); else dot2_i4_gbig(r0, r1, x, n, 64, 0, out); return;
-    case 128: if (asym) dot2_i4_gbig(r0, r1, x, n, 128, 1, out); else dot2_i4_gbig(r0, r1, x, n, 128, 0, out); return;
-    default:
-        out[0] = asym ? dot_i4_g32(r0, x, n, 1) : dot_i4_g32(r0, x, n, 0);
-        out[1] = asym ? dot_i4_g32(r1, x, n, 1) : dot_i4_g32(r1, x, n, 0);
-    }
-}
-
+/* g64/g128 run as tiles on this path (tile_i4); only g32 needs a per-row kernel, and
+ * the portable one serves any other caller. */
 AVX2 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {
-    switch (group) {
-    case 32: return asym ? dot_i4_g32(row, x, n, 1) : dot_i4_g32(row, x, n, 0);
-    case 64: return asym ? dot_i4_gbig(row, x, n, 64, 1) : dot_i4_gbig(row, x, n, 64, 0);
-    default: return asym ? dot_i4_gbig(row, x, n, 128, 1) : dot_i4_gbig(row, x, n, 128, 0);
-    }
+    if (group != 32) return moe_kernels_scalar.dot_i4(row, x, n, group, asym);
+    return asym ? dot_i4_g32(row, x, n, 1) : dot_i4_g32(row, x, n, 0);
 }
 
 /*
@@ -609,5 +524,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, dot2_i4, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8, attend_group, swiglu};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8, attend_group, swiglu};
 #endif

@@ -41,9 +41,6 @@ typedef struct {
     float (*dot_i8)(const uint8_t *row, const moe_xq *x, int64_t n);
     float (*dot_i4)(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym);
     float (*sum_f32)(const float *a, int64_t n);   /* read-bandwidth probe */
-    /* Optional: two adjacent int4 rows at once, bit-identical to two dot_i4 calls. */
-    void (*dot2_i4)(const uint8_t *row0, const uint8_t *row1, const moe_xq *x, int64_t n,
-                    int group, int asym, float *out);
     /* Optional, together: int4 g64/g128 products over the reordered activations
      * pair_i4 makes. tile_i4 writes y[t * ystride + r] for nrows rows (stride
      * rb) and ntok tokens (x[0..<ntok]). */
