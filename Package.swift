@@ -33,7 +33,7 @@ let package = Package(
 
         // File formats: safetensors, config.json, .npy, the .mpk bundle. No compute.
         .target(name: "MoEFormat",
-                dependencies: ["CZstd"]),
+                dependencies: ["CZstd", "MoEKernels"]),
 
         // SentencePiece tokenizer and chat template.
         .target(name: "MoETokenizer",

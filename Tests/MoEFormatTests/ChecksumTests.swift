@@ -1,5 +1,5 @@
 import Foundation
-import MoEFormat
+@testable import MoEFormat
 import XCTest
 
 final class ChecksumTests: XCTestCase {
@@ -18,6 +18,21 @@ final class ChecksumTests: XCTestCase {
             bytes[start..<min(start + 37, bytes.count)].withUnsafeBytes { crc.update($0) }
         }
         XCTAssertEqual(crc.value, CRC32C.checksum(bytes))
+    }
+
+    /// The table-driven path (CPUs without a crc32 instruction) against the standard values and
+    /// against the default path on every length up to 300 bytes, from odd offsets.
+    func testSoftwareCRC32CMatchesDefaultPath() {
+        var software = CRC32C()
+        Data("123456789".utf8).withUnsafeBytes { software.updateInSoftware($0) }
+        XCTAssertEqual(software.value, 0xE306_9283)
+        let bytes = Data((0..<301).map { UInt8(($0 * 131 + 7) % 256) })
+        for length in 0..<300 {
+            let slice = bytes[1..<(1 + length)]
+            var soft = CRC32C()
+            slice.withUnsafeBytes { soft.updateInSoftware($0) }
+            XCTAssertEqual(soft.value, CRC32C.checksum(slice), "length \(length)")
+        }
     }
 
     func testSHA256KnownDigests() throws {

@@ -142,6 +142,11 @@ void moe_attend_group(const float *q, const float *k, const float *v, int64_t vi
  * activation of a SwiGLU MLP, on the calling thread. */
 void moe_swiglu(float *gate, const float *up, int64_t n);
 
+/* CRC-32C update with the CPU's crc32 instruction (x86-64 SSE4.2): the state
+ * is the running register (start 0xFFFFFFFF, final value its complement).
+ * Returns 0, leaving the state alone, where there is no such instruction. */
+int moe_crc32c_update(uint32_t *state, const void *data, size_t n);
+
 /* Keeps freed memory of large allocations in the heap (glibc: raises the
  * mmap and trim thresholds) so per-step buffers do not fault in fresh pages
  * on every step. For executables that run models; a no-op elsewhere. */
