@@ -1,7 +1,7 @@
-/* Attention of the query heads that share one key/value head (grouped-query attention). */
+/* Portable definitions of the model's non-matrix kernels: the SwiGLU activation and
+ * the attention of the query heads that share one key/value head. */
 #include "internal.h"
 #include <math.h>
-#include <pthread.h>
 
 /* gate <- silu(gate) * up = gate / (1 + e^-gate) * up, the activation of a SwiGLU MLP. */
 void moe_swiglu_scalar(float *gate, const float *up, int64_t n) {

@@ -183,6 +183,9 @@ static void job_rows(void *ctx, int part, int nparts) {
     }
 }
 
+/* Multiply-adds of a product (at least one per row and token), for splitting work. */
+static int64_t product_work(int64_t rows, int64_t cols, int64_t T) { return rows * (cols > 0 ? cols : 1) * T; }
+
 /* Hands out 64-byte aligned pieces of one scratch buffer. */
 typedef struct { uint8_t *base; size_t used; } bump;
 static void *bump_take(bump *b, size_t bytes) {
@@ -288,7 +291,7 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
                 j.xq = prepare_x(&b, &j, j.tiled);
             }
             if (pass == 1) jobs[i] = j;
-            else total_work += p->rows * (p->cols > 0 ? p->cols : 1) * p->T;
+            else total_work += product_work(p->rows, p->cols, p->T);
         }
         if (pass == 0) {
             size_t need = b.used + 3 * sizeof(int) * (size_t)(n + 8 * MOE_MAX_POOL) + 256;
@@ -306,12 +309,12 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
     int nchunks = 0;
     for (int i = 0; i < n; i++) {
         if (jobs[i].rows == 0 || jobs[i].T == 0) continue;
-        int64_t work = jobs[i].rows * (jobs[i].cols > 0 ? jobs[i].cols : 1) * jobs[i].T;
-        int64_t c = total_work > 0 ? (work * want + total_work - 1) / total_work : 1;
+        /* ceil(work * want / total) per product: the counts sum to at most want + n = cap */
+        int64_t work = product_work(jobs[i].rows, jobs[i].cols, jobs[i].T);
+        int64_t c = (work * want + total_work - 1) / total_work;
         int64_t most = jobs[i].rows / 8 > 0 ? jobs[i].rows / 8 : 1;
         if (c > most) c = most;
         if (c < 1) c = 1;
-        if (nchunks + c > cap) c = cap - nchunks > 0 ? cap - nchunks : 1;
         for (int q = 0; q < c; q++, nchunks++) {
             item[nchunks] = i;
             part[nchunks] = q;
@@ -346,7 +349,7 @@ int moe_matvec(int fmt, const void *w, int64_t rows, int64_t cols, const float *
 
 void moe_attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                       int head_dim, int group, float scale, float *scores, float *out) {
-    if (visible <= 0 || head_dim <= 0 || group <= 0 || group > 64) return;
+    if (visible <= 0 || head_dim <= 0 || group <= 0) return;
     kernels_for(moe_default_path())->attend_group(q, k, v, visible, stride, head_dim, group, scale, scores, out);
 }
 

@@ -422,11 +422,12 @@ AVX2 static void swiglu(float *gate, const float *up, int64_t n) {
  * moe_attend_group_scalar with 8 keys scored at a time per head (one K block
  * serves every head of the group from L1), a vectorised softmax, and the
  * weighted values summed in registers over blocks of 64 positions per head.
- * Needs hd a multiple of 8; otherwise the portable version runs.
+ * Needs hd a multiple of 8 and at most 64 heads per group (the normalisers
+ * live on the stack); otherwise the portable version runs.
  */
 AVX2 static void attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                               int hd, int G, float scale, float *scores, float *out) {
-    if (hd % 8 != 0) {
+    if (hd % 8 != 0 || G > 64) {
         moe_attend_group_scalar(q, k, v, visible, stride, hd, G, scale, scores, out);
         return;
     }

@@ -129,7 +129,7 @@ int moe_get_threads(void);
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx);
 
 /*
- * Grouped-query attention of `group` (1..64) query heads q [group, head_dim]
+ * Grouped-query attention of `group` query heads q [group, head_dim]
  * that share one key/value head, against `visible` cached positions whose
  * rows start at k + j * stride and v + j * stride: for each head h,
  * out[h] = softmax(scale * K q[h]) V. scores is scratch of group * visible
