@@ -58,11 +58,9 @@ struct Attention: Sendable {
         project(x, count: count, q: qs, k: ks, v: vs)
         applyRotary(qs, count: count, headsIn: heads, start: start)
         applyRotary(ks, count: count, headsIn: kvHeads, start: start)
-        cache.append(layer: layer, keys: UnsafeBufferPointer(start: ks, count: count * kvDim),
-                     values: UnsafeBufferPointer(start: vs, count: count * kvDim))
-        let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
+        cache.append(layer: layer, rows: count, keys: ks, values: vs)
         attend((0..<count).map { t in
-            AttentionRow(query: qs + t * qDim, keys: keys, values: values, visible: start + t + 1, out: context + t * qDim)
+            AttentionRow(query: qs + t * qDim, cache: cache, layer: layer, visible: start + t + 1, out: context + t * qDim)
         })
         o(context, count: count, into: y)
     }
@@ -77,11 +75,11 @@ struct Attention: Sendable {
         batch.run()
     }
 
-    /// One query row (all heads) against the first `visible` positions of a cache.
+    /// One query row (all heads) against the first `visible` positions of a cache's layer.
     struct AttentionRow {
         let query: UnsafePointer<Float>
-        let keys: UnsafePointer<Float>
-        let values: UnsafePointer<Float>
+        let cache: KVCache
+        let layer: Int
         let visible: Int
         let out: UnsafeMutablePointer<Float>
     }
@@ -96,14 +94,15 @@ struct Attention: Sendable {
         let longest = rows.reduce(0) { max($0, $1.visible) }
         let work = rows.reduce(0) { $0 + $1.visible } * heads * headDim
         let chunks = work >= 1 << 16 ? min(pairs, 4 * KernelConfig.threads) : 1
-        let kvDim = kvHeads * headDim, scale = 1 / Float(headDim).squareRoot()
+        let scale = 1 / Float(headDim).squareRoot()
         KernelPool.parallelFor(chunks) { chunk in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * longest)
             defer { scores.deallocate() }
             for pair in (pairs * chunk / chunks)..<(pairs * (chunk + 1) / chunks) {
                 let row = rows[pair / kvHeads], g = pair % kvHeads
-                moe_attend_group(row.query + g * group * headDim, row.keys + g * headDim, row.values + g * headDim,
-                                 Int64(row.visible), Int64(kvDim), Int32(headDim), Int32(group), scale, scores,
+                moe_attend_group(row.query + g * group * headDim, row.cache.keys(layer: row.layer, head: g),
+                                 row.cache.values(layer: row.layer, head: g),
+                                 Int64(row.visible), Int64(headDim), Int32(headDim), Int32(group), scale, scores,
                                  row.out + g * group * headDim)
             }
         }

@@ -64,13 +64,11 @@ extension Attention {
         for (b, cache) in caches.enumerated() {
             applyRotary(qs + b * qDim, count: 1, headsIn: heads, start: cache.count)
             applyRotary(ks + b * kvDim, count: 1, headsIn: kvHeads, start: cache.count)
-            cache.append(layer: layer, keys: UnsafeBufferPointer(start: ks + b * kvDim, count: kvDim),
-                         values: UnsafeBufferPointer(start: vs + b * kvDim, count: kvDim))
+            cache.append(layer: layer, rows: 1, keys: ks + b * kvDim, values: vs + b * kvDim)
         }
         // The new position was appended above but is not committed yet.
         attend(caches.enumerated().map { b, cache in
-            AttentionRow(query: qs + b * qDim, keys: cache.keys(layer: layer), values: cache.values(layer: layer),
-                         visible: cache.count + 1, out: context + b * qDim)
+            AttentionRow(query: qs + b * qDim, cache: cache, layer: layer, visible: cache.count + 1, out: context + b * qDim)
         })
         o(context, count: count, into: y)
     }

@@ -5,19 +5,25 @@ import MoEFormat
 public final class KVCache: @unchecked Sendable {
     public let layerCount: Int
     public let kvDim: Int
+    let kvHeads: Int
+    let headDim: Int
     /// Maximum number of positions this cache accepts.
     public let capacity: Int
     public private(set) var count = 0
-    /// Per layer: [positions, kvDim] row-major, grown as positions are appended.
+    /// Per layer and key/value head (index layer * kvHeads + head): [positions, headDim]
+    /// row-major, grown as positions are appended. One head's keys are contiguous, so
+    /// attention reads each head's cache as a single sequential stream.
     private let keyRows: [FloatRows]
     private let valueRows: [FloatRows]
 
     public init(config: ModelConfig, capacity: Int? = nil) {
         layerCount = config.numHiddenLayers
-        kvDim = config.numKeyValueHeads * config.headDim
+        kvHeads = config.numKeyValueHeads
+        headDim = config.headDim
+        kvDim = kvHeads * headDim
         self.capacity = min(capacity ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings)
-        keyRows = (0..<layerCount).map { _ in FloatRows() }
-        valueRows = (0..<layerCount).map { _ in FloatRows() }
+        keyRows = (0..<(layerCount * kvHeads)).map { _ in FloatRows() }
+        valueRows = (0..<(layerCount * kvHeads)).map { _ in FloatRows() }
     }
 
     /// Drops every cached position.
@@ -27,20 +33,24 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to length: Int) {
         guard length < count else { return }
         count = max(length, 0)
-        for l in 0..<layerCount {
-            keyRows[l].count = count * kvDim
-            valueRows[l].count = count * kvDim
+        for i in keyRows.indices {
+            keyRows[i].count = count * headDim
+            valueRows[i].count = count * headDim
         }
     }
 
-    func append(layer: Int, keys k: UnsafeBufferPointer<Float>, values v: UnsafeBufferPointer<Float>) {
-        keyRows[layer].append(k)
-        valueRows[layer].append(v)
+    /// Appends `rows` positions of keys and values, each given as [rows, kvDim] row-major.
+    func append(layer: Int, rows: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+        for head in 0..<kvHeads {
+            keyRows[layer * kvHeads + head].append(k + head * headDim, rows: rows, stride: kvDim, width: headDim)
+            valueRows[layer * kvHeads + head].append(v + head * headDim, rows: rows, stride: kvDim, width: headDim)
+        }
     }
 
-    /// Keys of `layer`, every appended position (committed or not); valid until the next append.
-    func keys(layer: Int) -> UnsafePointer<Float> { UnsafePointer(keyRows[layer].pointer) }
-    func values(layer: Int) -> UnsafePointer<Float> { UnsafePointer(valueRows[layer].pointer) }
+    /// Keys of one head of `layer`, [positions, headDim] for every appended position (committed
+    /// or not); valid until the next append.
+    func keys(layer: Int, head: Int) -> UnsafePointer<Float> { UnsafePointer(keyRows[layer * kvHeads + head].pointer) }
+    func values(layer: Int, head: Int) -> UnsafePointer<Float> { UnsafePointer(valueRows[layer * kvHeads + head].pointer) }
 
     /// Called once all layers have appended `tokens` new positions.
     func commit(_ tokens: Int) { count += tokens }
@@ -52,8 +62,9 @@ private final class FloatRows {
     private var allocated = 1
     var count = 0
 
-    func append(_ values: UnsafeBufferPointer<Float>) {
-        let needed = count + values.count
+    /// Appends `rows` rows of `width` values, row r read from base + r * stride.
+    func append(_ base: UnsafePointer<Float>, rows: Int, stride: Int, width: Int) {
+        let needed = count + rows * width
         if needed > allocated {
             let grown = max(needed, allocated * 2)
             let bigger = UnsafeMutablePointer<Float>.allocate(capacity: grown)
@@ -62,7 +73,7 @@ private final class FloatRows {
             pointer = bigger
             allocated = grown
         }
-        if let base = values.baseAddress { (pointer + count).update(from: base, count: values.count) }
+        for r in 0..<rows { (pointer + count + r * width).update(from: base + r * stride, count: width) }
         count = needed
     }
 
