@@ -269,6 +269,15 @@ static int check_product(const moe_product *p, int path, int64_t *rb) {
  * would each be a single-threaded call share the threads this way, and the
  * pool is woken once instead of n times.
  */
+/* How a product needs its activations quantized: 0 not at all (f32, bf16), 1 int16 blocks
+ * (int8 weights), 2 int8 blocks paired for the int4 tiles, 3 int8 blocks. */
+static int activation_kind(const moe_kernels *k, const moe_product *p) {
+    if (p->fmt == MOE_FMT_F32 || p->fmt == MOE_FMT_BF16) return 0;
+    if (p->fmt == MOE_FMT_INT8) return 1;
+    int group = moe_format_group(p->fmt);
+    return k->tile_i4 != NULL && (group == 64 || group == 128) ? 2 : 3;
+}
+
 static int matmul_many_on(int path, int threaded, const moe_product *items, int n) {
     if (n < 0) return MOE_ERR_SIZE;
     const moe_kernels *k = kernels_for(path);
@@ -283,13 +292,16 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             if (err) return err;
             job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
                      p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y};
-            if (p->fmt == MOE_FMT_INT8) {
-                j.tiled = k->tile_i8 != NULL && p->cols % MOE_QBLOCK16 == 0;
-                j.xq = prepare_x(&b, &j, 0);
-            } else if (p->fmt != MOE_FMT_F32 && p->fmt != MOE_FMT_BF16) {
-                j.tiled = k->tile_i4 != NULL && (j.group == 64 || j.group == 128);
-                j.xq = prepare_x(&b, &j, j.tiled);
-            }
+            int kind = activation_kind(k, p);
+            if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % MOE_QBLOCK16 == 0;
+            else if (kind) j.tiled = kind == 2;
+            /* products of the same input (q, k and v; gate and up) share its quantized rows */
+            int shared = -1;
+            for (int e = 0; kind && e < i && shared < 0; e++)
+                if (items[e].x == p->x && items[e].T == p->T && items[e].cols == p->cols && activation_kind(k, &items[e]) == kind)
+                    shared = e;
+            if (shared >= 0) j.xq = pass == 1 ? jobs[shared].xq : NULL;
+            else if (kind) j.xq = prepare_x(&b, &j, kind == 2);
             if (pass == 1) jobs[i] = j;
             else total_work += product_work(p->rows, p->cols, p->T);
         }

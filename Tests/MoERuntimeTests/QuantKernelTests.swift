@@ -160,6 +160,35 @@ final class QuantKernelTests: XCTestCase {
 /// moe_matmul_many runs several products as one pool job; each output must be exactly what the
 /// product gives on its own (same kernel per row, whatever the chunking).
 final class MatmulManyTests: XCTestCase {
+    /// Products that read the same input (q, k and v; gate and up) share its quantized rows;
+    /// formats that quantize it differently must still get their own.
+    func testProductsSharingAnInputEqualEachAlone() throws {
+        let before = KernelConfig.threads
+        defer { KernelConfig.setThreads(before) }
+        KernelConfig.setThreads(2)
+        var rng = TestRandom(seed: 78)
+        let cols = 256, tokens = 3
+        let formats: [WeightFormat] = [.int8, .int4g64, .int8, .int4g32a, .int4g64, .f32, .int4g128a]
+        let rowCounts = [40, 64, 24, 33, 48, 16, 8]
+        let matrices = try zip(formats, rowCounts).map { f, rows in
+            try QuantizedMatrix(quantizing: rng.weights(rows * cols), rows: rows, cols: cols, format: f)
+        }
+        let input = rng.weights(tokens * cols, scale: 2)
+        let alone = matrices.map { $0.matmul(input, tokens: tokens) }
+        let x = UnsafeMutableBufferPointer<Float>.allocate(capacity: input.count)
+        _ = x.initialize(from: input)
+        let ys = rowCounts.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0 * tokens) }
+        defer { ([x] + ys).forEach { $0.deallocate() } }
+        let products = matrices.indices.map { i in
+            moe_product(fmt: matrices[i].format.id, w: matrices[i].bytes.baseAddress, rows: Int64(matrices[i].rows),
+                        cols: Int64(cols), x: UnsafePointer(x.baseAddress), T: Int64(tokens), y: ys[i].baseAddress)
+        }
+        XCTAssertEqual(moe_matmul_many(products, Int32(products.count)), Int32(MOE_OK))
+        for i in matrices.indices {
+            XCTAssertEqual(Array(ys[i]), alone[i], "product \(i): \(formats[i])")
+        }
+    }
+
     func testManyEqualsEachProductAlone() throws {
         let before = KernelConfig.threads
         defer { KernelConfig.setThreads(before) }

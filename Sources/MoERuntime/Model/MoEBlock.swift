@@ -145,13 +145,13 @@ struct MoEBlock: Sendable {
             for item in items {
                 let w = decisions[item.token].weights[item.slot]
                 let out = outputs + row * hidden, target = y + item.token * hidden
-                var sumSquares: Float = 0
-                for j in 0..<hidden {
-                    let v = w * out[j]
-                    target[j] += v
-                    sumSquares += v * v
+                for j in 0..<hidden { target[j] += w * out[j] }
+                if observer != nil {
+                    // Only calibration needs the norm; the serial sum would keep the add above from vectorising.
+                    var sumSquares: Float = 0
+                    for j in 0..<hidden { sumSquares += (w * out[j]) * (w * out[j]) }
+                    norms[item.token][item.slot] = sumSquares.squareRoot()
                 }
-                if observer != nil { norms[item.token][item.slot] = sumSquares.squareRoot() }
                 row += 1
             }
         }
