@@ -15,7 +15,7 @@ enum Ops {
                 let raw = UnsafeRawPointer(row)
                 while i + 8 <= n {
                     let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    partial.addProduct(v, v)
+                    partial += v * v
                     i += 8
                 }
                 var sum = partial.sum()
