@@ -6,6 +6,11 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/* Brings the first `bytes` of a weight stream towards L1 before its kernel starts. */
+static inline void prefetch_rows(const uint8_t *p, int64_t bytes) {
+    for (const uint8_t *end = p + bytes; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
+
 AVX2 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -381,6 +386,9 @@ AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
         for (; r + 2 <= nrows; r += 2) f[3](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
         for (; r < nrows; r++) f[4](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
     }
+    /* The 1 x 1 kernel prefetches eight rows ahead; start the first eight now, or a chunk
+     * of an expert-sized matrix begins with demand misses (12 against 14 GB/s on one core). */
+    if (t < ntok) prefetch_rows(w, (nrows < 8 ? nrows : 8) * rb);
     for (; t < ntok; t++)
         for (int64_t r = 0; r < nrows; r++) f[0](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
 }
