@@ -228,11 +228,11 @@ static moe_xq *prepare_x(bump *b, const job *j, int paired) {
             if (paired) {
                 int64_t n64 = cols / 64;
                 int8_t *qp = bump_take(b, (size_t)n64 * 64);
-                float *dv = bump_take(b, (size_t)n64 * 8 * sizeof(float)), *s8 = bump_take(b, (size_t)n64 * sizeof(float));
-                if (b->base) j->k->pair_i4(&xq, cols, qp, dv, s8);
+                float *dv = bump_take(b, (size_t)n64 * 8 * sizeof(float)), *m8 = bump_take(b, (size_t)n64 * sizeof(float));
+                if (b->base) j->k->pair_i4(&xq, cols, qp, dv, m8);
                 xq.qp = qp;
                 xq.dv = dv;
-                xq.s8 = s8;
+                xq.m8 = m8;
             }
         }
         if (b->base) xs[t] = xq;

@@ -278,13 +278,14 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
  * the low nibbles are weights 0..15 and 32..47, the high nibbles 16..31 and
  * 48..63. pair_i4 reorders each 64 activation codes to match
  * ([0..15, 32..47 | 16..31, 48..63]), spreads the two block scales over the
- * lanes their products land in, and keeps (s_b0 + s_b1) / 8 for the offset,
+ * lanes their products land in, and keeps m8 = -(s_b0 + s_b1) for the offset
+ * (added once per lane, so 8 times: -8 s per weight times the activation sum),
  * so the inner loop is two maddubs, one add, one madd and two FMAs per 64
  * weights, and a tile of R rows x T tokens reuses every load R or T times.
  * Same sums as dot_i4 (pairs of maddubs stay below 4 * 15 * 127 < 2^15);
  * only the f32 accumulation order differs.
  */
-AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *s8) {
+AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8) {
     for (int64_t j = 0; j < n / 64; j++) {
         const int8_t *q = x->q + 64 * j;
         int8_t *o = qp + 64 * j;
@@ -293,7 +294,7 @@ AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, floa
         memcpy(o + 32, q + 16, 16);
         memcpy(o + 48, q + 48, 16);
         _mm256_storeu_ps(dv + 8 * j, _mm256_set_m128(_mm_set1_ps(x->d[2 * j + 1]), _mm_set1_ps(x->d[2 * j])));
-        s8[j] = (x->s[2 * j] + x->s[2 * j + 1]) * 0.125f;
+        m8[j] = -(x->s[2 * j] + x->s[2 * j + 1]);
     }
 }
 
@@ -327,9 +328,9 @@ i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
             for (int t = 0; t < T; t++) {
                 __m256i xa = _mm256_loadu_si256((const __m256i *)(x[t].qp + 64 * j));
                 __m256i xb = _mm256_loadu_si256((const __m256i *)(x[t].qp + 64 * j + 32));
-                __m256 dv = _mm256_loadu_ps(x[t].dv + 8 * j), s8 = _mm256_broadcast_ss(x[t].s8 + j);
-                /* symmetric: the offset -8 s factors out, acc += s (f dv - 8 s8) */
-                __m256 ns = asym ? s8 : _mm256_mul_ps(s8, _mm256_set1_ps(-8.0f));
+                __m256 dv = _mm256_loadu_ps(x[t].dv + 8 * j), m8 = _mm256_broadcast_ss(x[t].m8 + j);
+                /* asymmetric: min times the activation sum, spread over the 8 lanes (exact scaling) */
+                __m256 s8 = asym ? _mm256_mul_ps(m8, _mm256_set1_ps(-0.125f)) : m8;
                 for (int r = 0; r < R; r++) {
                     __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xa), _mm256_maddubs_epi16(hi[r], xb));
                     __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
@@ -337,7 +338,8 @@ i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
                         acc[r][t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dv, sv[r]), acc[r][t]);
                         acc[r][t] = _mm256_fmadd_ps(cv[r], s8, acc[r][t]);
                     } else {
-                        acc[r][t] = _mm256_fmadd_ps(sv[r], _mm256_fmadd_ps(f, dv, ns), acc[r][t]);
+                        /* symmetric: the -8 s offset factors out, acc += s (f dv - sum) */
+                        acc[r][t] = _mm256_fmadd_ps(sv[r], _mm256_fmadd_ps(f, dv, m8), acc[r][t]);
                     }
                 }
             }

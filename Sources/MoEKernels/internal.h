@@ -28,7 +28,7 @@ typedef struct {
     /* Optional reordered form of q/d/s for int4 g64/g128 tiles (see pair_i4). */
     const int8_t *qp;
     const float *dv;
-    const float *s8;
+    const float *m8;    /* per 64 values: -(sum of both blocks' d * sum(q)) */
 } moe_xq;
 
 /*
@@ -44,7 +44,7 @@ typedef struct {
     /* Optional, together: int4 g64/g128 products over the reordered activations
      * pair_i4 makes. tile_i4 writes y[t * ystride + r] for nrows rows (stride
      * rb) and ntok tokens (x[0..<ntok]). */
-    void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *s8);
+    void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8);
     void (*tile_i4)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, int group, int asym, float *y, int64_t ystride);
     /* Optional activation quantizers for n a multiple of the block (32 / 64),
