@@ -35,6 +35,13 @@ final class ProfileTests: XCTestCase {
         var asym = w4
         asym.formats[.routedExperts] = .int4g128a
         XCTAssertEqual(asym.format(for: .routedExperts, cols: 192, is2D: true), .int4g64a)
+        let all4 = try Profile.load("wint4-all")
+        for linear in [TensorClass.attention, .denseMLP, .sharedExperts, .routedExperts] {
+            XCTAssertEqual(all4.formats[linear], .int4g64, "\(linear)")
+        }
+        XCTAssertEqual(all4.formats[.embeddings], .int8)
+        XCTAssertEqual(all4.formats[.lmHead], .int8)
+        XCTAssertEqual(all4.format(for: .router, cols: 64, is2D: true), .f32)
         let pruned = try Profile.load("wint4-prune25")
         XCTAssertEqual(pruned.prune, PruneSettings(ratio: 0.25, criterion: .reap, budget: .perLayer))
         XCTAssertEqual(pruned.stages, [.prune, .quantize, .pack])
