@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoEConvert
 import MoEFormat
+import MoERuntime
 
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,7 +35,7 @@ struct Synth: ParsableCommand {
     @Option(help: "Copy tokenizer files from this model directory (default: the built-in tiny model).")
     var tokenizerFrom: String?
 
-    @Flag(help: "Print the parameter counts and sizes without writing anything.")
+    @Flag(help: "Print the parameter counts, sizes, and each shipped profile's bundle size and bytes read per token, without writing anything.")
     var dryRun = false
 
     func run() throws {
@@ -102,6 +103,42 @@ struct SizePlan {
             guard let tensors = byClass[cls] else { continue }
             lines.append("  \(cls.rawValue.padding(toLength: 15, withPad: " ", startingAt: 0)) \(tensors.reduce(0) { $0 + $1.elementCount })")
         }
+        lines.append("profile           bundle (before zstd)   read per token")
+        for name in ShippedProfiles.all.keys.sorted() {
+            guard let profile = try? Profile.load(name), let size = try? Self.bytes(layout, profile) else { continue }
+            lines.append("  \(name.padding(toLength: 16, withPad: " ", startingAt: 0))"
+                + "\(CheckpointSummary.bytes(size.total).padding(toLength: 23, withPad: " ", startingAt: 0))"
+                + CheckpointSummary.bytes(size.perToken))
+        }
         return lines.joined(separator: "\n")
+    }
+
+    /// Weight bytes a bundle of `layout` under `profile` stores, and the bytes one decoded token
+    /// reads: every non-expert weight, moe_k routed experts per MoE layer, the lm_head (the
+    /// embedding matrix when tied) and one embedding row. Pruning keeps (1 - ratio) of the
+    /// routed experts, as the per-layer budget does.
+    static func bytes(_ layout: ModelLayout, _ profile: Profile) throws -> (total: Int, perToken: Int) {
+        let c = layout.config
+        let experts = max(c.moeNumExperts, 1)
+        let kept = profile.prune.map { experts - Int(($0.ratio * Double(experts)).rounded()) } ?? experts
+        var total = 0, perToken = 0
+        for t in layout.tensors {
+            let is2D = t.shape.count == 2
+            let format = profile.format(for: t.tensorClass, cols: is2D ? t.shape[1] : t.elementCount, is2D: is2D)
+            let n = is2D ? try format.byteCount(rows: t.shape[0], cols: t.shape[1]) : 4 * t.elementCount
+            switch t.tensorClass {
+            case .routedExperts:
+                // Each layer's experts: kept of them stored, moe_k read per token.
+                total += n * kept / experts
+                perToken += n * c.moeK / experts
+            case .embeddings:
+                total += n
+                perToken += c.tieWordEmbeddings ? n : n / max(c.vocabSize, 1)
+            default:
+                total += n
+                perToken += n
+            }
+        }
+        return (total, perToken)
     }
 }

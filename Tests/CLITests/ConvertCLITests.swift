@@ -60,6 +60,41 @@ final class ConvertCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("o.mpk").path))
     }
 
+    /// `synth --dry-run` plans each shipped profile's bundle size from the shapes alone; the
+    /// bundles `convert` then writes hold that many payload bytes (before zstd).
+    func testDryRunPlansTheBundleSizesConvertWrites() throws {
+        let config: [String: Any] = [
+            "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64,
+            "intermediate_size": 256, "moe_intermediate_size": 64, "moe_num_experts": 8, "moe_k": 2,
+            "moe_num_shared_experts": 1, "moe_layer_start_index": 1, "moe_layer_end_index": 1, "vocab_size": 512,
+            "tie_word_embeddings": true, "use_bias": false, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+        ]
+        let configURL = dir.appendingPathComponent("config.json")
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let plan = try runMoepack(["synth", "--config", configURL.path, "--dry-run"])
+        XCTAssertEqual(plan.status, 0, plan.stderr)
+        let checkpoint = dir.appendingPathComponent("ckpt")
+        XCTAssertEqual(try runMoepack(["synth", "--config", configURL.path, "--output", checkpoint.path]).status, 0)
+        for profile in ["wint8", "wint4", "wint4-all"] {
+            let line = try XCTUnwrap(plan.stdout.split(separator: "\n").first { $0.split(separator: " ").first == Substring(profile) },
+                                     plan.stdout)
+            // "  wint4           343.8 KiB              229.1 KiB": the first size is the bundle's.
+            let fields = line.split(separator: " ")
+            let units: [Substring: Double] = ["B": 1, "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824]
+            let planned = try XCTUnwrap(Double(fields[1])) * XCTUnwrap(units[fields[2]])
+            let bundle = dir.appendingPathComponent("\(profile).mpk").path
+            let convert = try runMoepack(["convert", checkpoint.path, "--profile", profile, "--output", bundle])
+            XCTAssertEqual(convert.status, 0, convert.stderr)
+            let inspect = try runMoepack(["inspect", bundle, "--json"])
+            let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+            let rows = try XCTUnwrap(summary["byClassAndFormat"] as? [[String: Any]])
+            let written = rows.reduce(0.0) { $0 + Double($1["bytes"] as? Int ?? 0) }
+            XCTAssertGreaterThan(written, 0)
+            XCTAssertEqual(planned, written, accuracy: written * 0.005, "\(profile): \(line)")
+        }
+    }
+
     /// SIGKILL in the middle of a conversion leaves nothing at the output path. A slow zstd
     /// level keeps the conversion running long enough to be caught midway.
     func testKilledConvertLeavesNoOutput() throws {
