@@ -262,13 +262,6 @@ static int check_product(const moe_product *p, int path, int64_t *rb) {
     return MOE_OK;
 }
 
-/*
- * Runs n products as one pool job: every product's activations are quantized
- * first, then the rows of all products are cut into chunks (in proportion to
- * their work) that the threads take from one counter. Small products that
- * would each be a single-threaded call share the threads this way, and the
- * pool is woken once instead of n times.
- */
 /* How a product needs its activations quantized: 0 not at all (f32, bf16), 1 int16 blocks
  * (int8 weights), 2 int8 blocks paired for the int4 tiles, 3 int8 blocks. */
 static int activation_kind(const moe_kernels *k, const moe_product *p) {
@@ -278,6 +271,14 @@ static int activation_kind(const moe_kernels *k, const moe_product *p) {
     return k->tile_i4 != NULL && (group == 64 || group == 128) ? 2 : 3;
 }
 
+/*
+ * Runs n products as one pool job: every product's activations are quantized
+ * first, then the rows of all products are cut into chunks (in proportion to
+ * their work) that the threads take from one counter. Small products that
+ * would each be a single-threaded call share the threads this way, and the
+ * pool is woken once instead of n times. Products that read the same input
+ * with the same activation kind quantize it once.
+ */
 static int matmul_many_on(int path, int threaded, const moe_product *items, int n) {
     if (n < 0) return MOE_ERR_SIZE;
     const moe_kernels *k = kernels_for(path);

@@ -227,7 +227,6 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
     for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
         __m256i sum[4][4];
         for (int r = 0; r < R; r++) {
-            /* the same columns of the next tile's rows: the stream this tile walks next */
             /* the same columns two tiles ahead: the stream this tile walks next */
             _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + c), _MM_HINT_T0);
             _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + c + 63), _MM_HINT_T0);

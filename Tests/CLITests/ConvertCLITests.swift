@@ -60,18 +60,27 @@ final class ConvertCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("o.mpk").path))
     }
 
+    /// config.json of a 2-layer ERNIE 4.5 MoE (dense first layer, 8 experts top-2, head_dim 64,
+    /// tied embeddings) in the test folder, for `synth --config`.
+    private func writeMoEConfig(hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, expertWidth: Int,
+                                sharedExperts: Int, vocab: Int) throws -> URL {
+        let config: [String: Any] = [
+            "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": hidden,
+            "num_hidden_layers": 2, "num_attention_heads": heads, "num_key_value_heads": kvHeads, "head_dim": 64,
+            "intermediate_size": intermediate, "moe_intermediate_size": expertWidth, "moe_num_experts": 8, "moe_k": 2,
+            "moe_num_shared_experts": sharedExperts, "moe_layer_start_index": 1, "moe_layer_end_index": 1,
+            "vocab_size": vocab, "tie_word_embeddings": true, "use_bias": false, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+        ]
+        let url = dir.appendingPathComponent("config.json")
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        return url
+    }
+
     /// `synth --dry-run` plans each shipped profile's bundle size from the shapes alone; the
     /// bundles `convert` then writes hold that many payload bytes (before zstd).
     func testDryRunPlansTheBundleSizesConvertWrites() throws {
-        let config: [String: Any] = [
-            "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64,
-            "intermediate_size": 256, "moe_intermediate_size": 64, "moe_num_experts": 8, "moe_k": 2,
-            "moe_num_shared_experts": 1, "moe_layer_start_index": 1, "moe_layer_end_index": 1, "vocab_size": 512,
-            "tie_word_embeddings": true, "use_bias": false, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
-        ]
-        let configURL = dir.appendingPathComponent("config.json")
-        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let configURL = try writeMoEConfig(hidden: 128, heads: 2, kvHeads: 1, intermediate: 256, expertWidth: 64,
+                                           sharedExperts: 1, vocab: 512)
         let plan = try runMoepack(["synth", "--config", configURL.path, "--dry-run"])
         XCTAssertEqual(plan.status, 0, plan.stderr)
         let checkpoint = dir.appendingPathComponent("ckpt")
@@ -98,15 +107,8 @@ final class ConvertCLITests: XCTestCase {
     /// SIGKILL in the middle of a conversion leaves nothing at the output path. A slow zstd
     /// level keeps the conversion running long enough to be caught midway.
     func testKilledConvertLeavesNoOutput() throws {
-        let config: [String: Any] = [
-            "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": 256,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
-            "intermediate_size": 1024, "moe_intermediate_size": 512, "moe_num_experts": 8, "moe_k": 2,
-            "moe_num_shared_experts": 0, "moe_layer_start_index": 1, "moe_layer_end_index": 1, "vocab_size": 2048,
-            "tie_word_embeddings": true, "use_bias": false, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
-        ]
-        let configURL = dir.appendingPathComponent("config.json")
-        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let configURL = try writeMoEConfig(hidden: 256, heads: 4, kvHeads: 2, intermediate: 1024, expertWidth: 512,
+                                           sharedExperts: 0, vocab: 2048)
         let checkpoint = dir.appendingPathComponent("ckpt")
         let synth = try runMoepack(["synth", "--config", configURL.path, "--output", checkpoint.path])
         XCTAssertEqual(synth.status, 0, synth.stderr)

@@ -137,7 +137,6 @@ final class ConvertTests: XCTestCase {
         XCTAssertTrue(tensors.filter { $0.tensorClass == .embeddings }.allSatisfy { $0.format == .int8 })
         XCTAssertTrue(tensors.filter { $0.tensorClass == .router || $0.tensorClass == .norms }.allSatisfy { $0.format == .f32 })
 
-
         // Quality on the trained tiny model (random weights say little about int4 attention):
         // next-token agreement with the f32 checkpoint over 512 held-out tokens.
         let lm = try LanguageModel.load(at: Fixtures.tinyModel.path)

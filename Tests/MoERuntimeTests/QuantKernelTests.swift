@@ -84,8 +84,8 @@ final class QuantKernelTests: XCTestCase {
     }
 
     func testMatmulRowsEqualMatvec() throws {
-        // 1024 columns take the SIMD tiles (4 rows x 1 token for matvec, 4-token tiles for
-        // matmul); 5 tokens leave a remainder token. Every (row, token) must come out the same.
+        // 1024 columns take the SIMD tiles (one row at a time for matvec, 2- and 4-token tiles
+        // for matmul); 5 tokens leave a remainder token. Every (row, token) must come out the same.
         for (n, f) in WeightFormat.allCases.enumerated() {
             for cols in [QuantTest.oddCols(for: f), 1024] {
                 let c = try makeCase(f, rows: 11, cols: cols, tokens: 5, seed: UInt64(200 + n))
@@ -224,7 +224,9 @@ final class MatmulManyTests: XCTestCase {
 
         // An invalid product is reported before anything runs.
         var y = [Float](repeating: 0, count: 4)
-        let bad = moe_product(fmt: 99, w: nil, rows: 1, cols: 4, x: nil, T: 1, y: &y)
-        XCTAssertEqual(moe_matmul_many([bad], 1), Int32(MOE_ERR_FORMAT))
+        y.withUnsafeMutableBufferPointer { out in
+            let bad = moe_product(fmt: 99, w: nil, rows: 1, cols: 4, x: nil, T: 1, y: out.baseAddress)
+            XCTAssertEqual(moe_matmul_many([bad], 1), Int32(MOE_ERR_FORMAT))
+        }
     }
 }

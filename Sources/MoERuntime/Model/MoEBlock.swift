@@ -90,20 +90,20 @@ struct MoEBlock: Sendable {
         for (t, d) in decisions.enumerated() {
             for (slot, expert) in d.experts.enumerated() { assignments[expert].append((t, slot)) }
         }
-        // Work list: (feed-forward, input rows, first token row in `gathered`, row count).
-        var work: [(ffn: FeedForward, input: UnsafePointer<Float>?, offset: Int, rows: Int)] = []
-        var gatheredRows = 0, scratchFloats = 0, outputRows = 0
+        // Work list: (feed-forward, input rows, first token row in `gathered`, row count, first
+        // float of its gate/up scratch). Routed experts first, then the shared experts.
+        var work: [(ffn: FeedForward, input: UnsafePointer<Float>?, offset: Int, rows: Int, scratch: Int)] = []
+        var gatheredRows = 0, scratchFloats = 0
         for (expert, items) in assignments.enumerated() where !items.isEmpty {
-            work.append((experts[expert], nil, gatheredRows, items.count))
+            work.append((experts[expert], nil, gatheredRows, items.count, scratchFloats))
             gatheredRows += items.count
             scratchFloats += 2 * items.count * experts[expert].width
         }
-        outputRows = gatheredRows
         if let shared {
-            work.append((shared, x, 0, count))
+            work.append((shared, x, 0, count, scratchFloats))
             scratchFloats += 2 * count * shared.width
-            outputRows += count
         }
+        let outputRows = gatheredRows + (shared == nil ? 0 : count)
         let gathered = UnsafeMutablePointer<Float>.allocate(capacity: max(gatheredRows * hidden, 1))
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchFloats, 1))
         let outputs = UnsafeMutablePointer<Float>.allocate(capacity: max(outputRows * hidden, 1))
@@ -121,21 +121,15 @@ struct MoEBlock: Sendable {
         }
         // gate/up of everything, activation, then every down product.
         var gateUp = LinearBatch(), downs = LinearBatch()
-        var scratchAt = 0, outputAt = 0
+        var outputAt = 0
         for w in work {
             let input = w.input ?? UnsafePointer(gathered + w.offset * hidden)
-            let s = scratch + scratchAt
-            w.ffn.addGateUp(to: &gateUp, input, count: w.rows, scratch: s)
-            downs.add(w.ffn.down, s, count: w.rows, into: outputs + outputAt * hidden)
-            scratchAt += 2 * w.rows * w.ffn.width
+            w.ffn.addGateUp(to: &gateUp, input, count: w.rows, scratch: scratch + w.scratch)
+            downs.add(w.ffn.down, scratch + w.scratch, count: w.rows, into: outputs + outputAt * hidden)
             outputAt += w.rows
         }
         gateUp.run()
-        scratchAt = 0
-        for w in work {
-            w.ffn.activate(count: w.rows, scratch: scratch + scratchAt)
-            scratchAt += 2 * w.rows * w.ffn.width
-        }
+        for w in work { w.ffn.activate(count: w.rows, scratch: scratch + w.scratch) }
         downs.run()
 
         y.initialize(repeating: 0, count: count * hidden)
