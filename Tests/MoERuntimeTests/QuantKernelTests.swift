@@ -85,16 +85,23 @@ final class QuantKernelTests: XCTestCase {
 
     func testMatmulRowsEqualMatvec() throws {
         // 1024 columns take the SIMD tiles (one row at a time for matvec, 2- and 4-token tiles
-        // for matmul); 5 tokens leave a remainder token. Every (row, token) must come out the same.
+        // for matmul); 3, 5 and 7 tokens mix 4-token, 2-token and single-token tiles, and 11
+        // rows leave a row outside the 2-row tiles. Every (row, token) must come out the same.
         for (n, f) in WeightFormat.allCases.enumerated() {
             for cols in [QuantTest.oddCols(for: f), 1024] {
-                let c = try makeCase(f, rows: 11, cols: cols, tokens: 5, seed: UInt64(200 + n))
-                let all = c.q.matmul(c.x, tokens: c.tokens)
-                for t in 0..<c.tokens {
-                    let y = c.q.matvec(Array(c.x[(t * c.q.cols)..<((t + 1) * c.q.cols)]))
-                    XCTAssertEqual(Array(all[(t * c.q.rows)..<((t + 1) * c.q.rows)]), y, "\(f) cols \(cols) token \(t)")
+                for tokens in [3, 5, 7] {
+                    try checkRowsEqualMatvec(f, cols: cols, tokens: tokens, seed: UInt64(200 + 10 * n + tokens))
                 }
             }
+        }
+    }
+
+    func checkRowsEqualMatvec(_ f: WeightFormat, cols: Int, tokens: Int, seed: UInt64) throws {
+        let c = try makeCase(f, rows: 11, cols: cols, tokens: tokens, seed: seed)
+        let all = c.q.matmul(c.x, tokens: c.tokens)
+        for t in 0..<c.tokens {
+            let y = c.q.matvec(Array(c.x[(t * c.q.cols)..<((t + 1) * c.q.cols)]))
+            XCTAssertEqual(Array(all[(t * c.q.rows)..<((t + 1) * c.q.rows)]), y, "\(f) cols \(cols) token \(t) of \(tokens)")
         }
     }
 

@@ -8,8 +8,6 @@ struct Attention: Sendable {
     let heads: Int
     let kvHeads: Int
     let headDim: Int
-    /// inverse frequencies, headDim/2 values, computed in f32 as transformers does.
-    let inverseFrequencies: [Float]
 
     init(weights: WeightSource, layer: Int) throws {
         let c = weights.config
@@ -26,38 +24,36 @@ struct Attention: Sendable {
         k = try linear("k_proj", kvHeads * headDim, h)
         v = try linear("v_proj", kvHeads * headDim, h)
         o = try linear("o_proj", h, heads * headDim)
-        let base = Float(c.ropeTheta), dim = c.headDim
-        inverseFrequencies = (0..<(dim / 2)).map { i in 1 / powf(base, Float(2 * i) / Float(dim)) }
     }
 
-    /// Rotates each head of `x` [T, n·headDim] in place; token t sits at position start + t.
-    func applyRotary(_ x: UnsafeMutablePointer<Float>, count: Int, headsIn n: Int, start: Int) {
+    /// Rotates each head of `x` [T, n·headDim] in place; token t uses row firstRow + t of `rotary`.
+    func applyRotary(_ x: UnsafeMutablePointer<Float>, count: Int, headsIn n: Int, rotary: RotaryTable, firstRow: Int = 0) {
         let half = headDim / 2
         for t in 0..<count {
-            let position = Float(start + t)
-            for i in 0..<half {
-                let angle = position * inverseFrequencies[i]
-                let c = cosf(angle), s = sinf(angle)
-                for head in 0..<n {
-                    let p = x + t * n * headDim + head * headDim + 2 * i
-                    let a = p[0], b = p[1]
-                    p[0] = a * c - b * s
-                    p[1] = b * c + a * s
+            let cosines = rotary.cosines(row: firstRow + t), sines = rotary.sines(row: firstRow + t)
+            for head in 0..<n {
+                let p = x + t * n * headDim + head * headDim
+                for i in 0..<half {
+                    let a = p[2 * i], b = p[2 * i + 1], c = cosines[i], s = sines[i]
+                    p[2 * i] = a * c - b * s
+                    p[2 * i + 1] = b * c + a * s
                 }
             }
         }
     }
 
-    /// x [T, hidden] → y [T, hidden], reading and extending the cache of `layer`.
-    func callAsFunction(_ x: UnsafePointer<Float>, count: Int, layer: Int, cache: KVCache, into y: UnsafeMutablePointer<Float>) {
+    /// x [T, hidden] → y [T, hidden], reading and extending the cache of `layer`; token t sits at
+    /// row t of `rotary`.
+    func callAsFunction(_ x: UnsafePointer<Float>, count: Int, layer: Int, cache: KVCache, rotary: RotaryTable,
+                        into y: UnsafeMutablePointer<Float>) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let start = cache.count
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count * (2 * qDim + 2 * kvDim))
         defer { buffer.deallocate() }
         let qs = buffer, ks = qs + count * qDim, vs = ks + count * kvDim, context = vs + count * kvDim
         project(x, count: count, q: qs, k: ks, v: vs)
-        applyRotary(qs, count: count, headsIn: heads, start: start)
-        applyRotary(ks, count: count, headsIn: kvHeads, start: start)
+        applyRotary(qs, count: count, headsIn: heads, rotary: rotary)
+        applyRotary(ks, count: count, headsIn: kvHeads, rotary: rotary)
         cache.append(layer: layer, rows: count, keys: ks, values: vs)
         attend((0..<count).map { t in
             AttentionRow(query: qs + t * qDim, cache: cache, layer: layer, visible: start + t + 1, out: context + t * qDim)
@@ -107,4 +103,36 @@ struct Attention: Sendable {
             }
         }
     }
+}
+
+/// ERNIE's rotary angles for the rows of one forward call: cos and sin of position × inverse
+/// frequency (f32, as transformers computes them), worked out once and shared by every layer.
+final class RotaryTable {
+    let half: Int
+    /// Per row: `half` cosines, then `half` sines.
+    private let values: UnsafeMutablePointer<Float>
+
+    /// Inverse frequencies, headDim/2 values.
+    static func inverseFrequencies(_ c: ModelConfig) -> [Float] {
+        let base = Float(c.ropeTheta), dim = c.headDim
+        return (0..<(dim / 2)).map { i in 1 / powf(base, Float(2 * i) / Float(dim)) }
+    }
+
+    init(positions: [Int], inverseFrequencies: [Float]) {
+        half = inverseFrequencies.count
+        values = .allocate(capacity: max(positions.count * 2 * half, 1))
+        for (row, position) in positions.enumerated() {
+            let cosines = values + row * 2 * half, sines = cosines + half
+            for (i, frequency) in inverseFrequencies.enumerated() {
+                let angle = Float(position) * frequency
+                cosines[i] = cosf(angle)
+                sines[i] = sinf(angle)
+            }
+        }
+    }
+
+    deinit { values.deallocate() }
+
+    func cosines(row: Int) -> UnsafePointer<Float> { UnsafePointer(values + row * 2 * half) }
+    func sines(row: Int) -> UnsafePointer<Float> { UnsafePointer(values + row * 2 * half + half) }
 }

@@ -35,9 +35,10 @@ extension ErnieModel {
         x.withUnsafeMutableBufferPointer { xb in
             for (b, token) in tokens.enumerated() { embedding.copyRow(Int(token), into: xb.baseAddress! + b * h) }
         }
+        let rotary = RotaryTable(positions: caches.map(\.count), inverseFrequencies: rotaryFrequencies)
         for (index, layer) in layers.enumerated() {
             layer.apply(&x, normed: &normed, branch: &branch, count: count, eps: eps, observer: nil) { input, output in
-                layer.attention.decodeBatch(input, caches: caches, layer: index, into: output)
+                layer.attention.decodeBatch(input, caches: caches, layer: index, rotary: rotary, into: output)
             }
         }
         for cache in caches { cache.commit(1) }
@@ -52,9 +53,11 @@ extension ErnieModel {
 }
 
 extension Attention {
-    /// x [B, hidden] → y [B, hidden]: row b is one new token of the sequence cached in `caches[b]`.
-    /// Appends each row's key and value to its cache (the caller commits after the last layer).
-    func decodeBatch(_ x: UnsafePointer<Float>, caches: [KVCache], layer: Int, into y: UnsafeMutablePointer<Float>) {
+    /// x [B, hidden] → y [B, hidden]: row b is one new token of the sequence cached in `caches[b]`,
+    /// rotated by row b of `rotary`. Appends each row's key and value to its cache (the caller
+    /// commits after the last layer).
+    func decodeBatch(_ x: UnsafePointer<Float>, caches: [KVCache], layer: Int, rotary: RotaryTable,
+                     into y: UnsafeMutablePointer<Float>) {
         let count = caches.count
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count * (2 * qDim + 2 * kvDim))
@@ -62,8 +65,8 @@ extension Attention {
         let qs = buffer, ks = qs + count * qDim, vs = ks + count * kvDim, context = vs + count * kvDim
         project(x, count: count, q: qs, k: ks, v: vs)
         for (b, cache) in caches.enumerated() {
-            applyRotary(qs + b * qDim, count: 1, headsIn: heads, start: cache.count)
-            applyRotary(ks + b * kvDim, count: 1, headsIn: kvHeads, start: cache.count)
+            applyRotary(qs + b * qDim, count: 1, headsIn: heads, rotary: rotary, firstRow: b)
+            applyRotary(ks + b * kvDim, count: 1, headsIn: kvHeads, rotary: rotary, firstRow: b)
             cache.append(layer: layer, rows: 1, keys: ks + b * kvDim, values: vs + b * kvDim)
         }
         // The new position was appended above but is not committed yet.

@@ -9,6 +9,7 @@ public final class ErnieModel: @unchecked Sendable {
     let layers: [DecoderLayer]
     let finalNorm: [Float]
     let lmHead: Linear
+    let rotaryFrequencies: [Float]
 
     public init(weights: WeightSource) throws {
         let c = weights.config
@@ -19,6 +20,7 @@ public final class ErnieModel: @unchecked Sendable {
         let head = c.tieWordEmbeddings
             ? embedding
             : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
+        rotaryFrequencies = RotaryTable.inverseFrequencies(c)
         lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
     }
 
@@ -42,10 +44,11 @@ public final class ErnieModel: @unchecked Sendable {
         x.withUnsafeMutableBufferPointer { xb in
             for (t, token) in tokens.enumerated() { embedding.copyRow(Int(token), into: xb.baseAddress! + t * h) }
         }
+        let rotary = RotaryTable(positions: Array(cache.count..<(cache.count + count)), inverseFrequencies: rotaryFrequencies)
         for (index, layer) in layers.enumerated() {
             layer.apply(&x, normed: &normed, branch: &branch, count: count, eps: Float(c.rmsNormEps),
                         observer: observer) { input, output in
-                layer.attention(input, count: count, layer: index, cache: cache, into: output)
+                layer.attention(input, count: count, layer: index, cache: cache, rotary: rotary, into: output)
             }
         }
         cache.commit(count)

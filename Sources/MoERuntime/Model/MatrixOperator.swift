@@ -83,10 +83,14 @@ public final class DenseMatrix: MatrixOperator, @unchecked Sendable {
 public struct Linear: Sendable {
     public let weight: any MatrixOperator
     public let bias: [Float]?
+    /// `weight.kernelWeights`, kept here: a decode step reaches hundreds of layers once each,
+    /// and going through the operator object for it is a chain of cache misses every time.
+    let kernel: KernelWeights?
 
     public init(weight: any MatrixOperator, bias: [Float]? = nil) {
         self.weight = weight
         self.bias = bias
+        kernel = weight.kernelWeights
     }
 
     public var outFeatures: Int { weight.rows }
@@ -131,7 +135,7 @@ struct LinearBatch {
         var products: [moe_product] = []
         products.reserveCapacity(items.count)
         for item in items {
-            guard let w = item.linear.weight.kernelWeights, w.format != Int32(MOE_FMT_F32) || item.count == 1 else {
+            guard let w = item.linear.kernel, w.format != Int32(MOE_FMT_F32) || item.count == 1 else {
                 for item in items { item.linear(item.x, count: item.count, into: item.y) }
                 return
             }
