@@ -157,6 +157,11 @@ typedef struct {
     const float *x;
     const moe_xq *xq;   /* T quantized activation rows (integer formats) */
     float *y;
+    /* Activation rows are quantized on first use, by whichever threads reach the product
+     * first (see quantize_rows); `source` is the product that owns the quantized rows (itself,
+     * or an earlier product of the same input). */
+    int kind, paired, source;
+    _Atomic int64_t claimed, quantized;
 } job;
 
 static void job_rows(void *ctx, int part, int nparts) {
@@ -195,49 +200,67 @@ static void *bump_take(bump *b, size_t bytes) {
 }
 
 /*
- * Quantizes the T activation rows into the form the weight format needs.
- * Called twice: with b->base NULL to size the scratch, then to fill it.
+ * Lays out the T quantized activation rows of a job in the scratch (the codes are written
+ * later, by quantize_row). Called twice: with b->base NULL to size the scratch, then to
+ * place the rows.
  */
 static moe_xq *prepare_x(bump *b, const job *j, int paired) {
     const int64_t T = j->T, cols = j->cols;
     moe_xq *xs = bump_take(b, (size_t)T * sizeof(moe_xq));
     for (int64_t t = 0; t < T; t++) {
-        const float *x = j->x + t * cols;
         moe_xq xq = {0};
         if (j->fmt == MOE_FMT_INT8) {
             int64_t nb = (cols + MOE_QBLOCK16 - 1) / MOE_QBLOCK16;
-            int16_t *q = bump_take(b, (size_t)nb * MOE_QBLOCK16 * sizeof(int16_t));
-            float *d = bump_take(b, (size_t)nb * sizeof(float));
-            if (b->base) {
-                if (j->k->quant_i16 && cols % MOE_QBLOCK16 == 0) j->k->quant_i16(x, cols, q, d);
-                else quantize_x16(x, cols, q, d);
-            }
-            xq.q16 = q;
-            xq.d16 = d;
+            xq.q16 = bump_take(b, (size_t)nb * MOE_QBLOCK16 * sizeof(int16_t));
+            xq.d16 = bump_take(b, (size_t)nb * sizeof(float));
         } else {
             int64_t nb = (cols + MOE_QBLOCK - 1) / MOE_QBLOCK;
-            int8_t *q = bump_take(b, (size_t)nb * MOE_QBLOCK);
-            float *d = bump_take(b, (size_t)nb * sizeof(float)), *s = bump_take(b, (size_t)nb * sizeof(float));
-            if (b->base) {
-                if (j->k->quant_i8 && cols % MOE_QBLOCK == 0) j->k->quant_i8(x, cols, q, d, s);
-                else quantize_x(x, cols, q, d, s);
-            }
-            xq.q = q;
-            xq.d = d;
-            xq.s = s;
+            xq.q = bump_take(b, (size_t)nb * MOE_QBLOCK);
+            xq.d = bump_take(b, (size_t)nb * sizeof(float));
+            xq.s = bump_take(b, (size_t)nb * sizeof(float));
             if (paired) {
                 int64_t n64 = cols / 64;
-                int8_t *qp = bump_take(b, (size_t)n64 * 64);
-                float *dv = bump_take(b, (size_t)n64 * 8 * sizeof(float)), *m8 = bump_take(b, (size_t)n64 * sizeof(float));
-                if (b->base) j->k->pair_i4(&xq, cols, qp, dv, m8);
-                xq.qp = qp;
-                xq.dv = dv;
-                xq.m8 = m8;
+                xq.qp = bump_take(b, (size_t)n64 * 64);
+                xq.dv = bump_take(b, (size_t)n64 * 8 * sizeof(float));
+                xq.m8 = bump_take(b, (size_t)n64 * sizeof(float));
             }
         }
         if (b->base) xs[t] = xq;
     }
     return xs;
+}
+
+/* Quantizes activation row t of a job into the place prepare_x gave it. */
+static void quantize_row(const job *j, int64_t t) {
+    const int64_t cols = j->cols;
+    const float *x = j->x + t * cols;
+    const moe_xq *xq = &j->xq[t];
+    if (j->fmt == MOE_FMT_INT8) {
+        if (j->k->quant_i16 && cols % MOE_QBLOCK16 == 0) j->k->quant_i16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
+        else quantize_x16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
+        return;
+    }
+    if (j->k->quant_i8 && cols % MOE_QBLOCK == 0) j->k->quant_i8(x, cols, (int8_t *)xq->q, (float *)xq->d, (float *)xq->s);
+    else quantize_x(x, cols, (int8_t *)xq->q, (float *)xq->d, (float *)xq->s);
+    if (j->paired) j->k->pair_i4(xq, cols, (int8_t *)xq->qp, (float *)xq->dv, (float *)xq->m8);
+}
+
+/*
+ * Makes sure a job's activation rows are quantized: every thread that needs them claims
+ * rows until none are left, then waits for the rows others claimed. So the rows of a
+ * product are quantized once, in parallel, by the threads that reach it first, while the
+ * other threads go on with other products; no thread sits idle for a serial quantization
+ * pass before the products start.
+ */
+static void quantize_rows(job *s) {
+    if (atomic_load_explicit(&s->quantized, memory_order_acquire) >= s->T) return;
+    for (;;) {
+        int64_t t = atomic_fetch_add_explicit(&s->claimed, 1, memory_order_relaxed);
+        if (t >= s->T) break;
+        quantize_row(s, t);
+        atomic_fetch_add_explicit(&s->quantized, 1, memory_order_release);
+    }
+    while (atomic_load_explicit(&s->quantized, memory_order_acquire) < s->T) MOE_CPU_RELAX();
 }
 
 /* One product's job plus the chunk table of a moe_matmul_many call. */
@@ -250,7 +273,9 @@ typedef struct {
 static void many_rows(void *ctx, int chunk, int nchunks) {
     (void)nchunks;
     const many_job *m = ctx;
-    job_rows(&m->jobs[m->item[chunk]], m->part[chunk], m->parts[chunk]);
+    job *j = &m->jobs[m->item[chunk]];
+    if (j->kind) quantize_rows(&m->jobs[j->source]);
+    job_rows(j, m->part[chunk], m->parts[chunk]);
 }
 
 static int check_product(const moe_product *p, int path, int64_t *rb) {
@@ -291,9 +316,9 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             int64_t rb;
             int err = check_product(p, path, &rb);
             if (err) return err;
-            job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
-                     p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y};
             int kind = activation_kind(k, p);
+            job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
+                     p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, kind == 2, i, 0, 0};
             if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % MOE_QBLOCK16 == 0;
             else if (kind) j.tiled = kind == 2;
             /* products of the same input (q, k and v; gate and up) share its quantized rows */
@@ -301,9 +326,15 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             for (int e = 0; kind && e < i && shared < 0; e++)
                 if (items[e].x == p->x && items[e].T == p->T && items[e].cols == p->cols && activation_kind(k, &items[e]) == kind)
                     shared = e;
-            if (shared >= 0) j.xq = pass == 1 ? jobs[shared].xq : NULL;
-            else if (kind) j.xq = prepare_x(&b, &j, kind == 2);
-            if (pass == 1) jobs[i] = j;
+            if (shared >= 0) {
+                j.xq = pass == 1 ? jobs[shared].xq : NULL;
+                j.source = shared;
+            } else if (kind) j.xq = prepare_x(&b, &j, kind == 2);
+            if (pass == 1) {
+                jobs[i] = j;
+                atomic_init(&jobs[i].claimed, 0);
+                atomic_init(&jobs[i].quantized, 0);
+            }
             else total_work += product_work(p->rows, p->cols, p->T);
         }
         if (pass == 0) {

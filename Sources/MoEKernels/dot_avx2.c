@@ -259,17 +259,25 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
 I8_TILE(1, 1)
 I8_TILE(1, 4)
 
-/* 1-row x 4-token tiles for several tokens, every token group of a row before the next
- * row, so a row is read from memory once however many tokens there are; one row at a
- * time for a single token. (Several rows at once save activation loads but read several
- * rows' streams at once, and from memory that measured slower: 11 against 16 GB/s on
- * one Zen 3 core, moepack-kernel-bench "cold".) */
+/* Tokens a tile loop keeps in L1 while it walks the rows: 8 int16 activation rows of 1024
+ * values are 16 KB. Within such a block every row is read once for all of its tokens, so a
+ * batched decode step (up to 8 sequences) reads each weight row from memory once; prefill
+ * re-reads a chunk's rows (from L2) once per block. */
+#define TILE_TOKEN_BLOCK 8
+
+/* 1-row x 4-token tiles for several tokens, one row at a time for a single token. (Several
+ * rows at once save activation loads but read several rows' streams at once, and from
+ * memory that measured slower: 11 against 16 GB/s on one Zen 3 core, moepack-kernel-bench
+ * "cold".) */
 AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, float *y, int64_t ystride) {
-    for (int64_t r = 0; r < nrows; r++) {
-        int64_t t = 0;
-        for (; t + 4 <= ntok; t += 4) tile8_1x4(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
-        for (; t < ntok; t++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+    for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
+        const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
+        for (int64_t r = 0; r < nrows; r++) {
+            int64_t t = t0;
+            for (; t + 4 <= t1; t += 4) tile8_1x4(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+            for (; t < t1; t++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+        }
     }
 }
 
@@ -364,14 +372,14 @@ typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, fl
 #define I4_SET(G, A) {tile_1x1_g##G##_##A, tile_2x4_g##G##_##A, tile_1x4_g##G##_##A, tile_2x2_g##G##_##A, \
                      tile_1x2_g##G##_##A}
 
-/* Rows r0.. of y[t * ystride + r] for nrows rows and ntok tokens. Several tokens run
- * as 2-row tiles, every token group of a row pair before the next pair (so the pair is
- * read from memory once): 2 x 4 while 4 tokens are left, then 2 x 2, then 2 x 1 as two
- * single rows. An expert in a batched decode step often gets 2 or 3 tokens, which the
- * 2 x 2 tiles cover without unpacking the weights twice. A single token (decode) walks
- * the rows one after another so the memory system sees one sequential stream: 4-row
- * tiles, which read four row streams at once, measured 10 against 14 GB/s on one Zen 3
- * core and 18 against 25 GB/s on two, cold (moepack-kernel-bench). Every tile
+/* Rows r0.. of y[t * ystride + r] for nrows rows and ntok tokens. Several tokens run as
+ * 2-row tiles, blocks of TILE_TOKEN_BLOCK tokens at a time and every token of the block
+ * for a row pair before the next pair: 2 x 4 while 4 tokens are left, then 2 x 2, then
+ * 2 x 1 as two single rows. An expert in a batched decode step often gets 2 or 3 tokens,
+ * which the 2 x 2 tiles cover without unpacking the weights twice. A single token (decode)
+ * walks the rows one after another so the memory system sees one sequential stream:
+ * 4-row tiles, which read four row streams at once, measured 10 against 14 GB/s on one
+ * Zen 3 core and 18 against 25 GB/s on two, cold (moepack-kernel-bench). Every tile
  * accumulates a (row, token) in the same order, so a row comes out bit-identical
  * whichever tile computed it. */
 AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
@@ -385,14 +393,17 @@ AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
         for (int64_t r = 0; r < nrows; r++) f[0](w + r * rb, rb, x, n, y + r, ystride);
         return;
     }
-    for (int64_t r = 0; r < nrows; r += 2) {
-        const int pair = r + 2 <= nrows;
-        const uint8_t *p = w + r * rb;
-        int64_t t = 0;
-        for (; t + 4 <= ntok; t += 4) f[pair ? 1 : 2](p, rb, x + t, n, y + t * ystride + r, ystride);
-        for (; t + 2 <= ntok; t += 2) f[pair ? 3 : 4](p, rb, x + t, n, y + t * ystride + r, ystride);
-        for (; t < ntok; t++)
-            for (int i = 0; i <= pair; i++) f[0](p + i * rb, rb, x + t, n, y + t * ystride + r + i, ystride);
+    for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
+        const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
+        for (int64_t r = 0; r < nrows; r += 2) {
+            const int pair = r + 2 <= nrows;
+            const uint8_t *p = w + r * rb;
+            int64_t t = t0;
+            for (; t + 4 <= t1; t += 4) f[pair ? 1 : 2](p, rb, x + t, n, y + t * ystride + r, ystride);
+            for (; t + 2 <= t1; t += 2) f[pair ? 3 : 4](p, rb, x + t, n, y + t * ystride + r, ystride);
+            for (; t < t1; t++)
+                for (int i = 0; i <= pair; i++) f[0](p + i * rb, rb, x + t, n, y + t * ystride + r + i, ystride);
+        }
     }
 }
 

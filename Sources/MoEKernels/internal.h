@@ -10,6 +10,16 @@
 #define MOE_QBLOCK 32
 #define MOE_QBLOCK16 64
 
+/* Spin-wait hint. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MOE_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define MOE_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define MOE_CPU_RELAX() ((void)0)
+#endif
+
 static inline float moe_load_f32(const void *p) { float f; memcpy(&f, p, 4); return f; }
 static inline uint16_t moe_load_u16(const void *p) { uint16_t h; memcpy(&h, p, 2); return h; }
 

@@ -18,15 +18,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define CPU_RELAX() _mm_pause()
-#elif defined(__aarch64__)
-#define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPU_RELAX() ((void)0)
-#endif
-
 #define MOE_MAX_THREADS MOE_MAX_POOL
 #define WORKER_SPINS 4000
 #define SPIN_NS 3000000LL
@@ -70,7 +61,7 @@ static void *worker(void *arg) {
         unsigned g;
         int64_t until = now_ns() + SPIN_NS;
         for (int spins = 1; (g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen; spins++) {
-            CPU_RELAX();
+            MOE_CPU_RELAX();
             if (spins % 256 == 0 && now_ns() > until) break;
         }
         if (g == seen) {
@@ -111,7 +102,7 @@ void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks) {
     atomic_store(&P.closed, 1);
     int spins = 0;
     while (atomic_load(&P.active) != 0) {
-        CPU_RELAX();
+        MOE_CPU_RELAX();
         if (++spins > WORKER_SPINS) sched_yield();
     }
     pthread_mutex_unlock(&P.call_lock);

@@ -196,6 +196,36 @@ final class MatmulManyTests: XCTestCase {
         }
     }
 
+    /// Activation rows are quantized on first use by whichever threads reach a product: both
+    /// threads claim rows of the same input at once (long rows, few of them), and every product
+    /// that reads the input must still see all of its rows, from this call (each round brings
+    /// new activations, so rows left over in the scratch from the round before are wrong).
+    func testRowsQuantizedByBothThreadsAreComplete() throws {
+        let before = KernelConfig.threads
+        defer { KernelConfig.setThreads(before) }
+        KernelConfig.setThreads(2)
+        var rng = TestRandom(seed: 79)
+        let cols = 8192, tokens = 8, rows = 16
+        let formats: [WeightFormat] = [.int8, .int4g64, .int8, .int4g64]
+        let matrices = try formats.map { try QuantizedMatrix(quantizing: rng.weights(rows * cols), rows: rows, cols: cols, format: $0) }
+        let x = UnsafeMutableBufferPointer<Float>.allocate(capacity: tokens * cols)
+        let ys = matrices.map { _ in UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * tokens) }
+        defer { ([x] + ys).forEach { $0.deallocate() } }
+        let products = matrices.indices.map { i in
+            moe_product(fmt: matrices[i].format.id, w: matrices[i].bytes.baseAddress, rows: Int64(rows), cols: Int64(cols),
+                        x: UnsafePointer(x.baseAddress), T: Int64(tokens), y: ys[i].baseAddress)
+        }
+        for round in 0..<40 {
+            let input = rng.weights(tokens * cols, scale: 2)
+            _ = x.update(fromContentsOf: input)
+            let alone = matrices.map { $0.matmul(input, tokens: tokens) }
+            XCTAssertEqual(moe_matmul_many(products, Int32(products.count)), Int32(MOE_OK))
+            for i in matrices.indices where Array(ys[i]) != alone[i] {
+                XCTFail("round \(round), product \(i): \(formats[i]) differs from the product alone")
+            }
+        }
+    }
+
     func testManyEqualsEachProductAlone() throws {
         let before = KernelConfig.threads
         defer { KernelConfig.setThreads(before) }
