@@ -20,6 +20,38 @@ final class ConvertTests: XCTestCase {
         return url
     }
 
+    /// A quantized bundle decodes a token to the same logits, bit for bit, whether the token is
+    /// decoded alone or as one row of a batch: every product (the f32 router included) runs
+    /// the same kernel code per row and token whatever the token count, so the server's
+    /// batching never changes what a request generates.
+    func testBatchedDecodeOfABundleIsBitIdenticalToDecodingAlone() throws {
+        let before = KernelConfig.threads
+        defer { KernelConfig.setThreads(before) }
+        KernelConfig.setThreads(2)
+        let model = try ModelLoader.model(at: convert(Fixtures.tinyModel, "wint4", "tiny-w4.mpk").path)
+        let lm = try LanguageModel.load(at: Fixtures.tinyModel.path)
+        let text = try String(contentsOf: Fixtures.tinyModel.appendingPathComponent("heldout.txt"), encoding: .utf8)
+        let ids = Array(try lm.tokenizer.encode(text, addBOS: false, parseSpecialTokens: false).prefix(600))
+        // Prompts of 60-75 tokens: enough attention work that the batch spreads its (row, head)
+        // pairs, rotary and cache appends included, over both threads.
+        let prompts = (0..<6).map { Array(ids[(80 * $0)..<(80 * $0 + 60 + 3 * $0)]) }
+        let batchCaches = prompts.map { _ in model.makeCache(capacity: 128) }
+        let aloneCaches = prompts.map { _ in model.makeCache(capacity: 128) }
+        for (i, prompt) in prompts.enumerated() {
+            _ = try model.forward(prompt, cache: batchCaches[i], lastOnly: true)
+            _ = try model.forward(prompt, cache: aloneCaches[i], lastOnly: true)
+        }
+        let vocab = model.config.vocabSize
+        for step in 0..<8 {
+            let tokens = prompts.indices.map { ids[80 * $0 + 70 + step] }
+            let batched = try model.decodeBatch(tokens: tokens, caches: batchCaches)
+            for i in prompts.indices {
+                let alone = try model.forward([tokens[i]], cache: aloneCaches[i], lastOnly: true)
+                XCTAssertEqual(Array(batched[(i * vocab)..<((i + 1) * vocab)]), alone, "step \(step) sequence \(i)")
+            }
+        }
+    }
+
     func testF32BundleMatchesTheCheckpointOnEveryFixture() throws {
         for name in Fixtures.checkpointNames {
             let bundleURL = try convert(Fixtures.checkpoint(name), "f32", "\(name).mpk")

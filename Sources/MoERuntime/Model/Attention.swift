@@ -83,7 +83,9 @@ struct Attention: Sendable {
     /// out[head] = softmax(K·q / √d) · V for every row and head. The heads that share a
     /// key/value head run together (each cached position is read once per group), and
     /// (row, group) pairs are spread over the kernel pool once there is enough work.
-    func attend(_ rows: [AttentionRow]) {
+    /// `prepare(row, group)`, when given, runs on the pair's thread just before its attention
+    /// (the batched step rotates and caches the pair's new key there).
+    func attend(_ rows: [AttentionRow], prepare: ((Int, Int) -> Void)? = nil) {
         let group = heads / kvHeads
         let pairs = rows.count * kvHeads
         guard pairs > 0 else { return }
@@ -96,6 +98,7 @@ struct Attention: Sendable {
             defer { scores.deallocate() }
             for pair in (pairs * chunk / chunks)..<(pairs * (chunk + 1) / chunks) {
                 let row = rows[pair / kvHeads], g = pair % kvHeads
+                prepare?(pair / kvHeads, g)
                 moe_attend_group(row.query + g * group * headDim, row.cache.keys(layer: row.layer, head: g),
                                  row.cache.values(layer: row.layer, head: g),
                                  Int64(row.visible), Int64(headDim), Int32(headDim), Int32(group), scale, scores,

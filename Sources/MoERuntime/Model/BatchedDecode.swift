@@ -64,15 +64,17 @@ extension Attention {
         defer { buffer.deallocate() }
         let qs = buffer, ks = qs + count * qDim, vs = ks + count * kvDim, context = vs + count * kvDim
         project(x, count: count, q: qs, k: ks, v: vs)
-        for (b, cache) in caches.enumerated() {
-            applyRotary(qs + b * qDim, count: 1, headsIn: heads, rotary: rotary, firstRow: b)
-            applyRotary(ks + b * kvDim, count: 1, headsIn: kvHeads, rotary: rotary, firstRow: b)
-            cache.append(layer: layer, rows: 1, keys: ks + b * kvDim, values: vs + b * kvDim)
-        }
-        // The new position was appended above but is not committed yet.
+        // Each (row, key/value head) pair rotates its query heads and key, and appends its key
+        // and value, on the thread that then attends with them. The new position is appended
+        // there but not committed until the last layer.
+        let group = heads / kvHeads
         attend(caches.enumerated().map { b, cache in
             AttentionRow(query: qs + b * qDim, cache: cache, layer: layer, visible: cache.count + 1, out: context + b * qDim)
-        })
+        }) { b, g in
+            applyRotary(qs + b * qDim + g * group * headDim, count: 1, headsIn: group, rotary: rotary, firstRow: b)
+            applyRotary(ks + b * kvDim + g * headDim, count: 1, headsIn: 1, rotary: rotary, firstRow: b)
+            caches[b].append(layer: layer, head: g, rows: 1, keys: ks + b * kvDim, values: vs + b * kvDim)
+        }
         o(context, count: count, into: y)
     }
 }

@@ -41,10 +41,14 @@ public final class KVCache: @unchecked Sendable {
 
     /// Appends `rows` positions of keys and values, each given as [rows, kvDim] row-major.
     func append(layer: Int, rows: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
-        for head in 0..<kvHeads {
-            keyRows[layer * kvHeads + head].append(k + head * headDim, rows: rows, stride: kvDim, width: headDim)
-            valueRows[layer * kvHeads + head].append(v + head * headDim, rows: rows, stride: kvDim, width: headDim)
-        }
+        for head in 0..<kvHeads { append(layer: layer, head: head, rows: rows, keys: k, values: v) }
+    }
+
+    /// Appends one key/value head's part of `rows` positions given as [rows, kvDim] row-major.
+    /// Different heads (or layers) may be appended from different threads at once.
+    func append(layer: Int, head: Int, rows: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+        keyRows[layer * kvHeads + head].append(k + head * headDim, rows: rows, stride: kvDim, width: headDim)
+        valueRows[layer * kvHeads + head].append(v + head * headDim, rows: rows, stride: kvDim, width: headDim)
     }
 
     /// Keys of one head of `layer`, [positions, headDim] for every appended position (committed

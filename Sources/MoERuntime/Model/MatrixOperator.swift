@@ -30,15 +30,20 @@ public struct KernelWeights: @unchecked Sendable {
     public let cols: Int
 }
 
-/// f32 products shared by the f32 operators. One row of X goes through the kernels' f32 path
-/// on the thread pool; several rows through OpenBLAS sgemm (single-threaded, see
-/// `KernelConfig.setThreads`) on slices of W's rows, one slice per pool task.
+/// f32 products shared by the f32 operators. One row of X, or a matrix of at most
+/// `kernelRows` rows (the MoE router), goes through the kernels' f32 path on the thread pool;
+/// several rows of a larger matrix through OpenBLAS sgemm (single-threaded, see
+/// `KernelConfig.setThreads`) on slices of W's rows, one slice per pool task. The router
+/// thus gives a token bit-identical logits whether it is decoded alone or in a batch, and a
+/// batch of a few rows does not pay for sgemm's packing.
 enum F32Product {
+    static let kernelRows = 256
+
     static func multiply(_ w: UnsafePointer<Float>, rows: Int, cols: Int, _ x: UnsafePointer<Float>, count: Int,
                          into y: UnsafeMutablePointer<Float>) {
         guard rows > 0, count > 0 else { return }
-        if count == 1 {
-            _ = moe_matmul(Int32(MOE_FMT_F32), w, Int64(rows), Int64(cols), x, 1, y)
+        if count == 1 || rows <= kernelRows {
+            _ = moe_matmul(Int32(MOE_FMT_F32), w, Int64(rows), Int64(cols), x, Int64(count), y)
             return
         }
         let slices = rows * cols * count >= 1 << 20 ? min(max(rows / 64, 1), 4 * KernelConfig.threads) : 1
