@@ -362,7 +362,8 @@ i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
         const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys) {     \
         i4_tile(row, rb, x, n, y, ys, R, T, G, A);                                              \
     }
-#define I4_TILES(G, A) I4_TILE(1, 1, G, A) I4_TILE(2, 4, G, A) I4_TILE(1, 4, G, A) I4_TILE(2, 2, G, A) I4_TILE(1, 2, G, A)
+#define I4_TILES(G, A) I4_TILE(1, 1, G, A) I4_TILE(2, 4, G, A) I4_TILE(1, 4, G, A) I4_TILE(2, 2, G, A) I4_TILE(1, 2, G, A) \
+    I4_TILE(2, 3, G, A) I4_TILE(1, 3, G, A)
 I4_TILES(64, 0)
 I4_TILES(64, 1)
 I4_TILES(128, 0)
@@ -370,13 +371,14 @@ I4_TILES(128, 1)
 
 typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, float *, int64_t);
 #define I4_SET(G, A) {tile_1x1_g##G##_##A, tile_2x4_g##G##_##A, tile_1x4_g##G##_##A, tile_2x2_g##G##_##A, \
-                     tile_1x2_g##G##_##A}
+                     tile_1x2_g##G##_##A, tile_2x3_g##G##_##A, tile_1x3_g##G##_##A}
 
 /* Rows r0.. of y[t * ystride + r] for nrows rows and ntok tokens. Several tokens run as
  * 2-row tiles, blocks of TILE_TOKEN_BLOCK tokens at a time and every token of the block
- * for a row pair before the next pair: 2 x 4 while 4 tokens are left, then 2 x 2, then
- * 2 x 1 as two single rows. An expert in a batched decode step often gets 2 or 3 tokens,
- * which the 2 x 2 tiles cover without unpacking the weights twice. A single token (decode)
+ * for a row pair before the next pair: 2 x 4 while 4 tokens are left, then 2 x 3 for 3
+ * left, else 2 x 2, then 2 x 1 as two single rows. An expert in a batched decode step
+ * often gets 2 or 3 tokens, which the 2 x 2 and 2 x 3 tiles cover without unpacking the
+ * weights twice. A single token (decode)
  * walks the rows one after another so the memory system sees one sequential stream:
  * 4-row tiles, which read four row streams at once, measured 10 against 14 GB/s on one
  * Zen 3 core and 18 against 25 GB/s on two, cold (moepack-kernel-bench). Every tile
@@ -384,7 +386,7 @@ typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, fl
  * whichever tile computed it. */
 AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, int group, int asym, float *y, int64_t ystride) {
-    static const i4_tile_fn sets[2][2][5] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
+    static const i4_tile_fn sets[2][2][7] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
     const i4_tile_fn *f = sets[group == 128][asym != 0];
     if (ntok == 1) {
         /* The 1 x 1 kernel prefetches eight rows ahead; start the first eight now, or a chunk
@@ -400,6 +402,10 @@ AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
             const uint8_t *p = w + r * rb;
             int64_t t = t0;
             for (; t + 4 <= t1; t += 4) f[pair ? 1 : 2](p, rb, x + t, n, y + t * ystride + r, ystride);
+            if (t + 3 == t1) {
+                f[pair ? 5 : 6](p, rb, x + t, n, y + t * ystride + r, ystride);
+                continue;
+            }
             for (; t + 2 <= t1; t += 2) f[pair ? 3 : 4](p, rb, x + t, n, y + t * ystride + r, ystride);
             for (; t < t1; t++)
                 for (int i = 0; i <= pair; i++) f[0](p + i * rb, rb, x + t, n, y + t * ystride + r + i, ystride);
