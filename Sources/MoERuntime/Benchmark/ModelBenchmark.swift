@@ -32,10 +32,12 @@ public struct ModelBenchmark {
         public var decodeTokensPerSecondRuns: [Double]
         public var decodeAtContext: [String: Double]
         /// Batched decode (one `decodeBatch` step for `batchStreams` sequences at a time, as the
-        /// server runs them): aggregate tokens/s and its ratio to single-sequence decode.
+        /// server runs them): aggregate tokens/s, and its ratio to single-sequence decode measured
+        /// in pairs (one sequence, then the batch, each run), the median of `batchSpeedupRuns`.
         public var batchStreams: Int
         public var batchDecodeTokensPerSecond: Double?
         public var batchSpeedup: Double?
+        public var batchSpeedupRuns: [Double]
         /// zstd decompression speed of the bundle's own payloads on one core (decompressed bytes
         /// per second), when it has zstd payloads.
         public var zstdGBpsPerCore: Double?
@@ -79,12 +81,17 @@ public struct ModelBenchmark {
             atContext[String(context)] = try decodeRate(model, context: context, tokens: 16)
         }
 
-        var batchRates: [Double] = []
+        // Each run measures one sequence right before the batch, so the ratio compares the two
+        // under the same machine conditions (on a shared machine they drift within minutes).
+        var batchRates: [Double] = [], speedups: [Double] = []
         if options.batch > 1 {
-            log("batched decode: \(options.batch) sequences × \(options.runs) runs")
+            log("batched decode: \(options.batch) sequences × \(options.runs) runs, each paired with one sequence")
             for _ in 0..<options.runs {
-                batchRates.append(try batchedDecodeRate(model, streams: options.batch, context: options.promptTokens,
-                                                        tokens: options.generatedTokens))
+                let single = try decodeRate(model, context: options.promptTokens, tokens: options.generatedTokens)
+                let batched = try batchedDecodeRate(model, streams: options.batch, context: options.promptTokens,
+                                                    tokens: options.generatedTokens)
+                batchRates.append(batched)
+                speedups.append(batched / single)
             }
         }
 
@@ -111,7 +118,7 @@ public struct ModelBenchmark {
             decodeTokensPerSecond: decode, decodeTokensPerSecondRuns: decodeRates, decodeAtContext: atContext,
             batchStreams: options.batch,
             batchDecodeTokensPerSecond: batchRates.isEmpty ? nil : median(batchRates),
-            batchSpeedup: batchRates.isEmpty ? nil : median(batchRates) / decode,
+            batchSpeedup: speedups.isEmpty ? nil : median(speedups), batchSpeedupRuns: speedups,
             zstdGBpsPerCore: zstd,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
             memoryBandwidthGBps: bandwidth / 1e9,

@@ -1,0 +1,30 @@
+import Foundation
+import MoETestSupport
+import XCTest
+
+/// `moepack bench --json` on the tiny model: the report's shape, not its speed (speed is what
+/// the command measures; tests never assert it).
+final class BenchCLITests: XCTestCase {
+    func testJSONReportPairsEveryBatchedRunWithOneSequence() throws {
+        let result = try runMoepack(["bench", Fixtures.tinyModel.path, "--runs", "3", "--prompt-tokens", "8",
+                                     "--gen-tokens", "4", "--batch", "2", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let runs = try XCTUnwrap(report["batchSpeedupRuns"] as? [Double])
+        XCTAssertEqual(runs.count, 3)
+        XCTAssertTrue(runs.allSatisfy { $0 > 0 && $0.isFinite })
+        // The reported speed-up is the median of the paired runs.
+        XCTAssertEqual(try XCTUnwrap(report["batchSpeedup"] as? Double), runs.sorted()[1])
+        XCTAssertEqual(report["batchStreams"] as? Int, 2)
+        XCTAssertEqual((report["decodeTokensPerSecondRuns"] as? [Double])?.count, 3)
+    }
+
+    func testBatchOfOneSkipsTheBatchedMeasurement() throws {
+        let result = try runMoepack(["bench", Fixtures.tinyModel.path, "--runs", "1", "--prompt-tokens", "8",
+                                     "--gen-tokens", "2", "--batch", "1", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertNil(report["batchSpeedup"] as? Double)
+        XCTAssertEqual(report["batchSpeedupRuns"] as? [Double], [])
+    }
+}
