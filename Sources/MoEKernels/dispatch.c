@@ -159,8 +159,8 @@ typedef struct {
     float *y;
     /* Activation rows are quantized on first use, by whichever threads reach the product
      * first (see quantize_rows); `source` is the product that owns the quantized rows (itself,
-     * or an earlier product of the same input). */
-    int kind, paired, source;
+     * or an earlier product of the same input); `kind` is its activation_kind. */
+    int kind, source;
     _Atomic int64_t claimed, quantized;
 } job;
 
@@ -204,7 +204,7 @@ static void *bump_take(bump *b, size_t bytes) {
  * later, by quantize_row). Called twice: with b->base NULL to size the scratch, then to
  * place the rows.
  */
-static moe_xq *prepare_x(bump *b, const job *j, int paired) {
+static moe_xq *prepare_x(bump *b, const job *j) {
     const int64_t T = j->T, cols = j->cols;
     moe_xq *xs = bump_take(b, (size_t)T * sizeof(moe_xq));
     for (int64_t t = 0; t < T; t++) {
@@ -218,7 +218,7 @@ static moe_xq *prepare_x(bump *b, const job *j, int paired) {
             xq.q = bump_take(b, (size_t)nb * MOE_QBLOCK);
             xq.d = bump_take(b, (size_t)nb * sizeof(float));
             xq.s = bump_take(b, (size_t)nb * sizeof(float));
-            if (paired) {
+            if (j->kind == 2) {
                 int64_t n64 = cols / 64;
                 xq.qp = bump_take(b, (size_t)n64 * 64);
                 xq.dv = bump_take(b, (size_t)n64 * 8 * sizeof(float));
@@ -242,7 +242,7 @@ static void quantize_row(const job *j, int64_t t) {
     }
     if (j->k->quant_i8 && cols % MOE_QBLOCK == 0) j->k->quant_i8(x, cols, (int8_t *)xq->q, (float *)xq->d, (float *)xq->s);
     else quantize_x(x, cols, (int8_t *)xq->q, (float *)xq->d, (float *)xq->s);
-    if (j->paired) j->k->pair_i4(xq, cols, (int8_t *)xq->qp, (float *)xq->dv, (float *)xq->m8);
+    if (j->kind == 2) j->k->pair_i4(xq, cols, (int8_t *)xq->qp, (float *)xq->dv, (float *)xq->m8);
 }
 
 /*
@@ -318,7 +318,7 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             if (err) return err;
             int kind = activation_kind(k, p);
             job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
-                     p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, kind == 2, i, 0, 0};
+                     p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, i, 0, 0};
             if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % MOE_QBLOCK16 == 0;
             else if (kind) j.tiled = kind == 2;
             /* products of the same input (q, k and v; gate and up) share its quantized rows */
@@ -329,7 +329,7 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             if (shared >= 0) {
                 j.xq = pass == 1 ? jobs[shared].xq : NULL;
                 j.source = shared;
-            } else if (kind) j.xq = prepare_x(&b, &j, kind == 2);
+            } else if (kind) j.xq = prepare_x(&b, &j);
             if (pass == 1) {
                 jobs[i] = j;
                 atomic_init(&jobs[i].claimed, 0);

@@ -378,12 +378,11 @@ typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, fl
  * for a row pair before the next pair: 2 x 4 while 4 tokens are left, then 2 x 3 for 3
  * left, else 2 x 2, then 2 x 1 as two single rows. An expert in a batched decode step
  * often gets 2 or 3 tokens, which the 2 x 2 and 2 x 3 tiles cover without unpacking the
- * weights twice. A single token (decode)
- * walks the rows one after another so the memory system sees one sequential stream:
- * 4-row tiles, which read four row streams at once, measured 10 against 14 GB/s on one
- * Zen 3 core and 18 against 25 GB/s on two, cold (moepack-kernel-bench). Every tile
- * accumulates a (row, token) in the same order, so a row comes out bit-identical
- * whichever tile computed it. */
+ * weights twice. A single token (decode) walks the rows one after another so the memory
+ * system sees one sequential stream: 4-row tiles, which read four row streams at once,
+ * measured 10 against 14 GB/s on one Zen 3 core and 18 against 25 GB/s on two, cold
+ * (moepack-kernel-bench). Every tile accumulates a (row, token) in the same order, so a
+ * row comes out bit-identical whichever tile computed it. */
 AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, int group, int asym, float *y, int64_t ystride) {
     static const i4_tile_fn sets[2][2][7] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
