@@ -397,6 +397,16 @@ void moe_attend_group(const float *q, const float *k, const float *v, int64_t vi
     kernels_for(moe_default_path())->attend_group(q, k, v, visible, stride, head_dim, group, scale, scores, out);
 }
 
+void moe_attend_group_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible, int64_t stride,
+                          int head_dim, int group, float scale, float *scores, float *out) {
+    if (visible <= 0 || head_dim <= 0 || group <= 0) return;
+    kernels_for(moe_default_path())->attend_group_f16(q, k, v, visible, stride, head_dim, group, scale, scores, out);
+}
+
+void moe_f32_to_f16_n(const float *src, uint16_t *dst, int64_t n) {
+    if (n > 0) kernels_for(moe_default_path())->to_f16(src, dst, n);
+}
+
 void moe_swiglu(float *gate, const float *up, int64_t n) {
     if (n > 0) kernels_for(moe_default_path())->swiglu(gate, up, n);
 }

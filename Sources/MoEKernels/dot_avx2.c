@@ -456,33 +456,38 @@ AVX2 static void swiglu(float *gate, const float *up, int64_t n) {
     for (; i < n; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
 }
 
+/* 8 cached values from element i of a key/value stream of f32 or f16. */
+__attribute__((always_inline)) AVX2 static inline __m256 kv8(const void *base, int64_t i, const int f16) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)))
+               : _mm256_loadu_ps((const float *)base + i);
+}
+
 /*
  * moe_attend_group_scalar with 8 keys scored at a time per head (one K block
  * serves every head of the group from L1), a vectorised softmax, and the
  * weighted values summed in registers over blocks of 64 positions per head.
+ * Keys and values are f32 or f16 (`f16`, widened as they are loaded).
  * Needs hd a multiple of 8 and at most 64 heads per group (the normalisers
  * live on the stack); otherwise the portable version runs.
  */
-AVX2 static void attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
-                              int hd, int G, float scale, float *scores, float *out) {
-    if (hd % 8 != 0 || G > 64) {
-        moe_attend_group_scalar(q, k, v, visible, stride, hd, G, scale, scores, out);
-        return;
-    }
+__attribute__((always_inline)) AVX2 static inline void
+attend(const float *q, const void *k, const void *v, int64_t visible, int64_t stride, int hd, int G, float scale,
+       float *scores, float *out, const int f16) {
+    const int64_t esize = f16 ? 2 : 4;
+    const char *kc = k, *vc = v;
     const __m256 vscale = _mm256_set1_ps(scale);
     int64_t j = 0;
     for (; j + 8 <= visible; j += 8) {
-        const float *kb = k + j * stride;
         /* every line of the keys two blocks ahead: one stream the hardware alone keeps too short */
         for (int i = 16; i < 24; i++)
-            for (int d = 0; d < hd; d += 16) _mm_prefetch((const char *)(kb + i * stride + d), _MM_HINT_T0);
+            for (int64_t b = 0; b < hd * esize; b += 64) _mm_prefetch(kc + ((j + i) * stride) * esize + b, _MM_HINT_T0);
         for (int h = 0; h < G; h++) {
             const float *qh = q + h * hd;
             __m256 a[8];
             for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
             for (int d = 0; d < hd; d += 8) {
                 __m256 qv = _mm256_loadu_ps(qh + d);
-                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(kb + i * stride + d), qv, a[i]);
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(kv8(k, (j + i) * stride + d, f16), qv, a[i]);
             }
             _mm256_storeu_ps(scores + h * visible + j, _mm256_mul_ps(hsum8(a), vscale));
         }
@@ -490,8 +495,7 @@ AVX2 static void attend_group(const float *q, const float *k, const float *v, in
     for (; j < visible; j++)
         for (int h = 0; h < G; h++) {
             __m256 a = _mm256_setzero_ps();
-            for (int d = 0; d < hd; d += 8)
-                a = _mm256_fmadd_ps(_mm256_loadu_ps(k + j * stride + d), _mm256_loadu_ps(q + h * hd + d), a);
+            for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(kv8(k, j * stride + d, f16), _mm256_loadu_ps(q + h * hd + d), a);
             scores[h * visible + j] = scale * hsum(a);
         }
     float inv[64];
@@ -531,21 +535,17 @@ AVX2 static void attend_group(const float *q, const float *k, const float *v, in
                 if (nd == 8) {
                     for (int64_t t = j0; t < j1; t++) {
                         __m256 w = _mm256_broadcast_ss(p + t);
-                        const float *vt = v + t * stride + d0;
+                        const int64_t e = t * stride + d0;
                         /* the first head's pass brings in the next block of values */
-                        if (h == 0) {
-                            _mm_prefetch((const char *)(vt + 64 * stride), _MM_HINT_T0);
-                            _mm_prefetch((const char *)(vt + 64 * stride + 16), _MM_HINT_T0);
-                            _mm_prefetch((const char *)(vt + 64 * stride + 32), _MM_HINT_T0);
-                            _mm_prefetch((const char *)(vt + 64 * stride + 48), _MM_HINT_T0);
-                        }
-                        for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vt + 8 * i), acc[i]);
+                        if (h == 0)
+                            for (int64_t b = 0; b < 64 * esize; b += 64)
+                                _mm_prefetch(vc + (e + 64 * stride) * esize + b, _MM_HINT_T0);
+                        for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(w, kv8(v, e + 8 * i, f16), acc[i]);
                     }
                 } else {
                     for (int64_t t = j0; t < j1; t++) {
                         __m256 w = _mm256_broadcast_ss(p + t);
-                        const float *vt = v + t * stride + d0;
-                        for (int i = 0; i < nd; i++) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vt + 8 * i), acc[i]);
+                        for (int i = 0; i < nd; i++) acc[i] = _mm256_fmadd_ps(w, kv8(v, t * stride + d0 + 8 * i, f16), acc[i]);
                     }
                 }
                 for (int i = 0; i < nd; i++) _mm256_storeu_ps(o + 8 * i, acc[i]);
@@ -556,6 +556,26 @@ AVX2 static void attend_group(const float *q, const float *k, const float *v, in
         __m256 f = _mm256_set1_ps(inv[h]);
         for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(out + h * hd + d, _mm256_mul_ps(_mm256_loadu_ps(out + h * hd + d), f));
     }
+}
+
+AVX2 static void attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
+                              int hd, int G, float scale, float *scores, float *out) {
+    if (hd % 8 != 0 || G > 64) moe_attend_group_scalar(q, k, v, visible, stride, hd, G, scale, scores, out);
+    else attend(q, k, v, visible, stride, hd, G, scale, scores, out, 0);
+}
+
+AVX2 static void attend_group_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible,
+                                  int64_t stride, int hd, int G, float scale, float *scores, float *out) {
+    if (hd % 8 != 0 || G > 64) moe_attend_group_f16_scalar(q, k, v, visible, stride, hd, G, scale, scores, out);
+    else attend(q, k, v, visible, stride, hd, G, scale, scores, out, 1);
+}
+
+/* f32 -> f16, round to nearest even (as moe_f32_to_f16). */
+AVX2 static void to_f16(const float *src, uint16_t *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = moe_f32_to_f16(src[i]);
 }
 
 AVX2 static float sum_f32(const float *a, int64_t n) {
@@ -572,5 +592,6 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16, tile_i8, attend_group, swiglu};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16,
+    tile_i8, attend_group, attend_group_f16, to_f16, swiglu};
 #endif

@@ -67,6 +67,11 @@ typedef struct {
     /* Attention of G query heads sharing one key/value head (moe_attend_group). */
     void (*attend_group)(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                          int hd, int G, float scale, float *scores, float *out);
+    /* The same over keys and values stored as f16 (moe_attend_group_f16). */
+    void (*attend_group_f16)(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible,
+                             int64_t stride, int hd, int G, float scale, float *scores, float *out);
+    /* dst[i] = f16(src[i]), round to nearest even (moe_f32_to_f16_n). */
+    void (*to_f16)(const float *src, uint16_t *dst, int64_t n);
     /* gate <- silu(gate) * up (moe_swiglu). */
     void (*swiglu)(float *gate, const float *up, int64_t n);
 } moe_kernels;
@@ -82,6 +87,9 @@ extern const moe_kernels moe_kernels_neon;
 void moe_swiglu_scalar(float *gate, const float *up, int64_t n);
 void moe_attend_group_scalar(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                              int hd, int G, float scale, float *scores, float *out);
+void moe_attend_group_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible,
+                                 int64_t stride, int hd, int G, float scale, float *scores, float *out);
+void moe_to_f16_scalar(const float *src, uint16_t *dst, int64_t n);
 
 /* Scalar pieces reused by the SIMD paths for row tails: the int16 blocks
  * from `from` (a multiple of MOE_QBLOCK16) to n. */

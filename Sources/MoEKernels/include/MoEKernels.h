@@ -138,6 +138,14 @@ void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks)
 void moe_attend_group(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                       int head_dim, int group, float scale, float *scores, float *out);
 
+/* moe_attend_group over keys and values stored as f16 (IEEE binary16); each
+ * is widened to f32 as it is read, and all arithmetic is f32. */
+void moe_attend_group_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible, int64_t stride,
+                          int head_dim, int group, float scale, float *scores, float *out);
+
+/* dst[i] = moe_f32_to_f16(src[i]) for i in 0..<n, vectorised where the CPU can. */
+void moe_f32_to_f16_n(const float *src, uint16_t *dst, int64_t n);
+
 /* gate[i] <- silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i], the
  * activation of a SwiGLU MLP, on the calling thread. */
 void moe_swiglu(float *gate, const float *up, int64_t n);

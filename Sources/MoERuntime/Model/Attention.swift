@@ -99,10 +99,17 @@ struct Attention: Sendable {
             for pair in (pairs * chunk / chunks)..<(pairs * (chunk + 1) / chunks) {
                 let row = rows[pair / kvHeads], g = pair % kvHeads
                 prepare?(pair / kvHeads, g)
-                moe_attend_group(row.query + g * group * headDim, row.cache.keys(layer: row.layer, head: g),
-                                 row.cache.values(layer: row.layer, head: g),
-                                 Int64(row.visible), Int64(headDim), Int32(headDim), Int32(group), scale, scores,
-                                 row.out + g * group * headDim)
+                let q = row.query + g * group * headDim, out = row.out + g * group * headDim
+                let k = row.cache.keys(layer: row.layer, head: g), v = row.cache.values(layer: row.layer, head: g)
+                let visible = Int64(row.visible), stride = Int64(headDim)
+                switch row.cache.precision {
+                case .f32:
+                    moe_attend_group(q, k.assumingMemoryBound(to: Float.self), v.assumingMemoryBound(to: Float.self),
+                                     visible, stride, Int32(headDim), Int32(group), scale, scores, out)
+                case .f16:
+                    moe_attend_group_f16(q, k.assumingMemoryBound(to: UInt16.self), v.assumingMemoryBound(to: UInt16.self),
+                                         visible, stride, Int32(headDim), Int32(group), scale, scores, out)
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import MoEFormat
+import MoEKernels
 
 /// An ERNIE 4.5 causal language model (MoE or dense), ready to run on f32 activations.
 /// Weights come from any `WeightSource`; the forward pass is the same for all of them.
@@ -10,6 +11,11 @@ public final class ErnieModel: @unchecked Sendable {
     let finalNorm: [Float]
     let lmHead: Linear
     let rotaryFrequencies: [Float]
+    /// How `makeCache` stores keys and values: f16 when the attention weights are quantized
+    /// (their rounding error is far above f16's, and f16 halves what attention reads per
+    /// position), f32 when the model runs at full precision (a checkpoint, an f32 or bf16
+    /// bundle), so it follows transformers as closely as before.
+    public let cachePrecision: KVCache.Precision
 
     public init(weights: WeightSource) throws {
         let c = weights.config
@@ -21,6 +27,8 @@ public final class ErnieModel: @unchecked Sendable {
             ? embedding
             : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
         rotaryFrequencies = RotaryTable.inverseFrequencies(c)
+        let keyFormat = layers.first?.attention.k.kernel?.format
+        cachePrecision = keyFormat == nil || keyFormat == Int32(MOE_FMT_F32) || keyFormat == Int32(MOE_FMT_BF16) ? .f32 : .f16
         lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
     }
 
@@ -65,10 +73,14 @@ public final class ErnieModel: @unchecked Sendable {
 
     /// Logits of a whole sequence from an empty cache.
     public func logits(_ tokens: [Int32]) throws -> [Float] {
-        try forward(tokens, cache: KVCache(config: config, capacity: tokens.count))
+        try forward(tokens, cache: makeCache(capacity: tokens.count))
     }
 
-    public func makeCache(capacity: Int? = nil) -> KVCache { KVCache(config: config, capacity: capacity) }
+    /// An empty cache for up to `capacity` positions (the model's maximum when nil), storing
+    /// keys and values at `precision` (`cachePrecision` when nil).
+    public func makeCache(capacity: Int? = nil, precision: KVCache.Precision? = nil) -> KVCache {
+        KVCache(config: config, capacity: capacity, precision: precision ?? cachePrecision)
+    }
 }
 
 struct DecoderLayer: Sendable {

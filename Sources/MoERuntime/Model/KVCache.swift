@@ -1,8 +1,18 @@
 import MoEFormat
+import MoEKernels
 
 /// Keys and values of every layer for the tokens seen so far (after rotary embedding), so a new
 /// token attends to the past without recomputing it.
 public final class KVCache: @unchecked Sendable {
+    /// How cached keys and values are stored. Attention computes in f32 either way; f16 halves
+    /// the cache's memory and what attention reads per position.
+    public enum Precision: String, Sendable, CaseIterable {
+        case f32, f16
+
+        var elementSize: Int { self == .f32 ? 4 : 2 }
+    }
+
+    public let precision: Precision
     public let layerCount: Int
     public let kvDim: Int
     let kvHeads: Int
@@ -13,17 +23,18 @@ public final class KVCache: @unchecked Sendable {
     /// Per layer and key/value head (index layer * kvHeads + head): [positions, headDim]
     /// row-major, grown as positions are appended. One head's keys are contiguous, so
     /// attention reads each head's cache as a single sequential stream.
-    private let keyRows: [FloatRows]
-    private let valueRows: [FloatRows]
+    private let keyRows: [CacheRows]
+    private let valueRows: [CacheRows]
 
-    public init(config: ModelConfig, capacity: Int? = nil) {
+    public init(config: ModelConfig, capacity: Int? = nil, precision: Precision = .f32) {
+        self.precision = precision
         layerCount = config.numHiddenLayers
         kvHeads = config.numKeyValueHeads
         headDim = config.headDim
         kvDim = kvHeads * headDim
         self.capacity = min(capacity ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings)
-        keyRows = (0..<(layerCount * kvHeads)).map { _ in FloatRows() }
-        valueRows = (0..<(layerCount * kvHeads)).map { _ in FloatRows() }
+        keyRows = (0..<(layerCount * kvHeads)).map { _ in CacheRows(precision) }
+        valueRows = (0..<(layerCount * kvHeads)).map { _ in CacheRows(precision) }
     }
 
     /// Drops every cached position.
@@ -51,33 +62,53 @@ public final class KVCache: @unchecked Sendable {
         valueRows[layer * kvHeads + head].append(v + head * headDim, rows: rows, stride: kvDim, width: headDim)
     }
 
-    /// Keys of one head of `layer`, [positions, headDim] for every appended position (committed
-    /// or not); valid until the next append.
-    func keys(layer: Int, head: Int) -> UnsafePointer<Float> { UnsafePointer(keyRows[layer * kvHeads + head].pointer) }
-    func values(layer: Int, head: Int) -> UnsafePointer<Float> { UnsafePointer(valueRows[layer * kvHeads + head].pointer) }
+    /// Keys of one head of `layer`, [positions, headDim] of `precision` for every appended
+    /// position (committed or not); valid until the next append.
+    func keys(layer: Int, head: Int) -> UnsafeRawPointer { UnsafeRawPointer(keyRows[layer * kvHeads + head].pointer) }
+    func values(layer: Int, head: Int) -> UnsafeRawPointer { UnsafeRawPointer(valueRows[layer * kvHeads + head].pointer) }
+
+    /// Bytes the cached positions occupy (keys and values of every layer).
+    public var storedBytes: Int { 2 * count * layerCount * kvDim * precision.elementSize }
 
     /// Called once all layers have appended `tokens` new positions.
     func commit(_ tokens: Int) { count += tokens }
 }
 
-/// A growable f32 buffer with a pointer that stays valid between appends.
-private final class FloatRows {
-    private(set) var pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+/// A growable buffer of f32 or f16 values with a pointer that stays valid between appends.
+private final class CacheRows {
+    private let precision: Precision
+    private(set) var pointer: UnsafeMutableRawPointer
     private var allocated = 1
+    /// Values held (not bytes).
     var count = 0
 
-    /// Appends `rows` rows of `width` values, row r read from base + r * stride.
+    typealias Precision = KVCache.Precision
+
+    init(_ precision: Precision) {
+        self.precision = precision
+        pointer = .allocate(byteCount: precision.elementSize, alignment: 64)
+    }
+
+    /// Appends `rows` rows of `width` f32 values, row r read from base + r * stride, converted
+    /// to the buffer's precision.
     func append(_ base: UnsafePointer<Float>, rows: Int, stride: Int, width: Int) {
+        let size = precision.elementSize
         let needed = count + rows * width
         if needed > allocated {
             let grown = max(needed, allocated * 2)
-            let bigger = UnsafeMutablePointer<Float>.allocate(capacity: grown)
-            bigger.update(from: pointer, count: count)
+            let bigger = UnsafeMutableRawPointer.allocate(byteCount: grown * size, alignment: 64)
+            bigger.copyMemory(from: pointer, byteCount: count * size)
             pointer.deallocate()
             pointer = bigger
             allocated = grown
         }
-        for r in 0..<rows { (pointer + count + r * width).update(from: base + r * stride, count: width) }
+        for r in 0..<rows {
+            let source = base + r * stride, offset = (count + r * width) * size
+            switch precision {
+            case .f32: (pointer + offset).copyMemory(from: source, byteCount: width * size)
+            case .f16: moe_f32_to_f16_n(source, (pointer + offset).assumingMemoryBound(to: UInt16.self), Int64(width))
+            }
+        }
         count = needed
     }
 
