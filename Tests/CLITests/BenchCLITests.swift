@@ -16,6 +16,7 @@ final class BenchCLITests: XCTestCase {
         // The reported speed-up is the median of the paired runs.
         XCTAssertEqual(try XCTUnwrap(report["batchSpeedup"] as? Double), runs.sorted()[1])
         XCTAssertEqual(report["batchStreams"] as? Int, 2)
+        XCTAssertEqual(report["kvCachePrecision"] as? String, "f32", "the tiny checkpoint runs at full precision")
         XCTAssertEqual((report["decodeTokensPerSecondRuns"] as? [Double])?.count, 3)
     }
 

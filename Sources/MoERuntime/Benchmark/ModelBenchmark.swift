@@ -38,6 +38,8 @@ public struct ModelBenchmark {
         public var batchDecodeTokensPerSecond: Double?
         public var batchSpeedup: Double?
         public var batchSpeedupRuns: [Double]
+        /// How the model's KV cache stores keys and values ("f16" or "f32").
+        public var kvCachePrecision: String
         /// zstd decompression speed of the bundle's own payloads on one core (decompressed bytes
         /// per second), when it has zstd payloads.
         public var zstdGBpsPerCore: Double?
@@ -119,6 +121,7 @@ public struct ModelBenchmark {
             batchStreams: options.batch,
             batchDecodeTokensPerSecond: batchRates.isEmpty ? nil : median(batchRates),
             batchSpeedup: speedups.isEmpty ? nil : median(speedups), batchSpeedupRuns: speedups,
+            kvCachePrecision: model.cachePrecision.rawValue,
             zstdGBpsPerCore: zstd,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
             memoryBandwidthGBps: bandwidth / 1e9,
