@@ -17,8 +17,8 @@ public struct ServedModel: Sendable {
     }
 
     /// Opens MODEL with its tokenizer and names it after the file or directory unless `name` is given.
-    public static func load(path: String, name: String? = nil) throws -> ServedModel {
-        let language = try LanguageModel.load(at: path)
+    public static func load(path: String, name: String? = nil, cachePrecision: KVCache.Precision? = nil) throws -> ServedModel {
+        let language = try LanguageModel.load(at: path, cachePrecision: cachePrecision)
         let id = name ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         return ServedModel(name: id, language: language)
     }

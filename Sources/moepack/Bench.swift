@@ -31,6 +31,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Sequences decoded together for the batched-decode measurement (1: skip).")
     var batch = 8
 
+    @OptionGroup var cache: CacheOptions
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -44,6 +46,7 @@ struct Bench: ParsableCommand {
         KernelConfig.keepHeapMemory()
         var options = ModelBenchmark.Options()
         options.promptTokens = promptTokens
+        options.cachePrecision = cache.precision
         options.generatedTokens = genTokens
         options.runs = runs
         options.batch = batch

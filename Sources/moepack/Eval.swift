@@ -22,11 +22,12 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @OptionGroup var cache: CacheOptions
     @OptionGroup var threading: ThreadOptions
 
     func run() throws {
         threading.apply()
-        let languageModel = try LanguageModel.load(at: model)
+        let languageModel = try LanguageModel.load(at: model, cachePrecision: cache.precision)
         let text = try readTextFile(data)
         let tokens = try languageModel.tokenizer.encode(text, addBOS: false, parseSpecialTokens: false)
         guard tokens.count >= 2 else {

@@ -42,11 +42,12 @@ struct Run: AsyncParsableCommand {
         if maxTokens < 0 { throw ValidationError("--max-tokens must be >= 0") }
     }
 
+    @OptionGroup var cache: CacheOptions
     @OptionGroup var threading: ThreadOptions
 
     func run() async throws {
         threading.apply()
-        let languageModel = try LanguageModel.load(at: model)
+        let languageModel = try LanguageModel.load(at: model, cachePrecision: cache.precision)
         let seed = self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var options = GenerationOptions(
             maxTokens: maxTokens,

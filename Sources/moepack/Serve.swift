@@ -55,11 +55,12 @@ struct Serve: AsyncParsableCommand {
         guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be >= 0") }
     }
 
+    @OptionGroup var cache: CacheOptions
     @OptionGroup var threading: ThreadOptions
 
     func run() async throws {
         threading.apply()
-        let served = try ServedModel.load(path: model, name: name)
+        let served = try ServedModel.load(path: model, name: name, cachePrecision: cache.precision)
         let options = ServerOptions(host: host, port: port, maxBatch: maxBatch, maxContext: maxContext,
                                     maxQueue: maxQueue, maxBodyBytes: maxBodyBytes, defaultMaxTokens: defaultMaxTokens,
                                     prefillChunk: prefillChunk, shutdownGraceSeconds: shutdownGrace)

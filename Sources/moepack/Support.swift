@@ -49,6 +49,15 @@ final class ProgressLine {
 
 /// `--threads` for every command that runs a model: the kernels' worker pool splits the
 /// matrix work of each token (and attention heads, and sgemm slices) over this many threads.
+/// `--kv-cache`: how the model's KV caches store keys and values.
+struct CacheOptions: ParsableArguments {
+    @Option(name: .customLong("kv-cache"),
+            help: "KV cache precision, f16 or f32 (default: f16 for a quantized bundle, f32 for a checkpoint or an f32/bf16 bundle).")
+    var precision: KVCache.Precision?
+}
+
+extension KVCache.Precision: ExpressibleByArgument {}
+
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Threads for the model's matrix work (default: all cores).")
     var threads = ProcessInfo.processInfo.activeProcessorCount

@@ -22,10 +22,18 @@ final class BenchCLITests: XCTestCase {
 
     func testBatchOfOneSkipsTheBatchedMeasurement() throws {
         let result = try runMoepack(["bench", Fixtures.tinyModel.path, "--runs", "1", "--prompt-tokens", "8",
-                                     "--gen-tokens", "2", "--batch", "1", "--json"])
+                                     "--gen-tokens", "2", "--batch", "1", "--kv-cache", "f16", "--json"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         XCTAssertNil(report["batchSpeedup"] as? Double)
         XCTAssertEqual(report["batchSpeedupRuns"] as? [Double], [])
+        XCTAssertEqual(report["kvCachePrecision"] as? String, "f16", "--kv-cache overrides the model's choice")
+    }
+
+    func testUnknownCachePrecisionIsAnError() throws {
+        let result = try runMoepack(["bench", Fixtures.tinyModel.path, "--kv-cache", "f64"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("kv-cache"), result.stderr)
+        XCTAssertTrue(result.stdout.isEmpty)
     }
 }

@@ -14,6 +14,8 @@ public struct ModelBenchmark {
         public var decodeContexts = [128, 2048]
         /// Concurrent sequences for the batched-decode measurement (0 or 1: skipped).
         public var batch = 8
+        /// The KV cache precision; nil: the model's own (`ErnieModel.cachePrecision`).
+        public var cachePrecision: KVCache.Precision?
         public init() {}
     }
 
@@ -56,7 +58,7 @@ public struct ModelBenchmark {
     public func run(modelPath: String, threads: Int, log: (String) -> Void = { _ in }) throws -> Report {
         KernelConfig.setThreads(threads)
         let loadStart = Date()
-        let model = try ModelLoader.model(at: modelPath)
+        let model = try ModelLoader.model(at: modelPath, cachePrecision: options.cachePrecision)
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let c = model.config
         let vocab = Int32(c.vocabSize)

@@ -5,9 +5,10 @@ import MoETokenizer
 extension LanguageModel {
     /// Loads the model and its tokenizer from a MODEL path: a checkpoint directory with
     /// tokenizer.model and the Hugging Face tokenizer JSON files next to the weights, or a bundle
-    /// that carries them.
-    public static func load(at path: String) throws -> LanguageModel {
-        let model = try ModelLoader.model(at: path)
+    /// that carries them. `cachePrecision` overrides how the model's KV caches store keys and
+    /// values (`ErnieModel.cachePrecision`).
+    public static func load(at path: String, cachePrecision: KVCache.Precision? = nil) throws -> LanguageModel {
+        let model = try ModelLoader.model(at: path, cachePrecision: cachePrecision)
         let tokenizer = try ModelLoader.tokenizer(at: path)
         var stops = tokenizer.stopTokenIDs
         if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { stops.insert(id) }

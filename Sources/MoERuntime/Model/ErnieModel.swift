@@ -17,7 +17,8 @@ public final class ErnieModel: @unchecked Sendable {
     /// bundle), so it follows transformers as closely as before.
     public let cachePrecision: KVCache.Precision
 
-    public init(weights: WeightSource) throws {
+    /// `cachePrecision` overrides the precision chosen from the attention weights.
+    public init(weights: WeightSource, cachePrecision: KVCache.Precision? = nil) throws {
         let c = weights.config
         config = c
         embedding = try weights.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.hiddenSize)
@@ -28,7 +29,8 @@ public final class ErnieModel: @unchecked Sendable {
             : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
         rotaryFrequencies = RotaryTable.inverseFrequencies(c)
         let keyFormat = layers.first?.attention.k.kernel?.format
-        cachePrecision = keyFormat == nil || keyFormat == Int32(MOE_FMT_F32) || keyFormat == Int32(MOE_FMT_BF16) ? .f32 : .f16
+        let fullPrecision = keyFormat == nil || keyFormat == Int32(MOE_FMT_F32) || keyFormat == Int32(MOE_FMT_BF16)
+        self.cachePrecision = cachePrecision ?? (fullPrecision ? .f32 : .f16)
         lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
     }
 

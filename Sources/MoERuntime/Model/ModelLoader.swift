@@ -47,10 +47,10 @@ public enum ModelLoader {
     }
 
     /// The model at `path`; a bundle's payloads are verified and decompressed on all of the
-    /// kernel pool's threads first.
-    public static func model(at path: String) throws -> ErnieModel {
+    /// kernel pool's threads first. `cachePrecision` overrides the model's own choice.
+    public static func model(at path: String, cachePrecision: KVCache.Precision? = nil) throws -> ErnieModel {
         let source = try weights(at: path)
         if let bundle = source as? BundleWeights { try bundle.preload() }
-        return try ErnieModel(weights: source)
+        return try ErnieModel(weights: source, cachePrecision: cachePrecision)
     }
 }
