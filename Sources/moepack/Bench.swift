@@ -46,10 +46,10 @@ struct Bench: ParsableCommand {
         KernelConfig.keepHeapMemory()
         var options = ModelBenchmark.Options()
         options.promptTokens = promptTokens
-        options.cachePrecision = cache.precision
         options.generatedTokens = genTokens
         options.runs = runs
         options.batch = batch
+        options.cachePrecision = cache.precision
         let report = try ModelBenchmark(options: options).run(modelPath: model, threads: threads) { message in
             FileHandle.standardError.write(Data("bench: \(message)\n".utf8))
         }

@@ -67,24 +67,19 @@ public final class KVCache: @unchecked Sendable {
     func keys(layer: Int, head: Int) -> UnsafeRawPointer { UnsafeRawPointer(keyRows[layer * kvHeads + head].pointer) }
     func values(layer: Int, head: Int) -> UnsafeRawPointer { UnsafeRawPointer(valueRows[layer * kvHeads + head].pointer) }
 
-    /// Bytes the cached positions occupy (keys and values of every layer).
-    public var storedBytes: Int { 2 * count * layerCount * kvDim * precision.elementSize }
-
     /// Called once all layers have appended `tokens` new positions.
     func commit(_ tokens: Int) { count += tokens }
 }
 
 /// A growable buffer of f32 or f16 values with a pointer that stays valid between appends.
 private final class CacheRows {
-    private let precision: Precision
+    private let precision: KVCache.Precision
     private(set) var pointer: UnsafeMutableRawPointer
     private var allocated = 1
     /// Values held (not bytes).
     var count = 0
 
-    typealias Precision = KVCache.Precision
-
-    init(_ precision: Precision) {
+    init(_ precision: KVCache.Precision) {
         self.precision = precision
         pointer = .allocate(byteCount: precision.elementSize, alignment: 64)
     }
