@@ -110,8 +110,9 @@ static void quantize_x(const float *x, int64_t n, int8_t *q, float *d, float *s)
 }
 
 /*
- * The int16 form for int8 weights: blocks of 64, q16 = round(x / d16) with
- * d16 = max|x| / 32767. NaN/Inf gives d16 = NaN as above.
+ * The int16 form for int8 weights: blocks of MOE_QBLOCK16 (256), q16 = round(x / d16)
+ * with d16 = max|x| / 32767. NaN/Inf gives d16 = NaN as above. The last block is
+ * zero-padded.
  */
 static void quantize_x16(const float *x, int64_t n, int16_t *q, float *d) {
     for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK16, b++) {
@@ -319,7 +320,7 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             int kind = activation_kind(k, p);
             job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
                      p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, i, 0, 0};
-            if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % MOE_QBLOCK16 == 0;
+            if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % 64 == 0;
             else if (kind) j.tiled = kind == 2;
             /* products of the same input (q, k and v; gate and up) share its quantized rows */
             int shared = -1;

@@ -57,7 +57,7 @@ AVX2 static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
 }
 
 /* 64 int8 weights times 64 int16 activations -> 8 int32 partial sums
- * (each at most 8 * 127 * 32767 in magnitude). */
+ * (each at most 8 * 127 * 32767 in magnitude, so a 256-value block's stay below 2^31). */
 AVX2 static inline __m256i dot_i8_i16_64(const int8_t *w, const int16_t *x) {
     __m256i s0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)),
                                    _mm256_loadu_si256((const __m256i *)x));
@@ -70,24 +70,20 @@ AVX2 static inline __m256i dot_i8_i16_64(const int8_t *w, const int16_t *x) {
     return _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
 }
 
+/* One row (any n): whole int16 blocks in SIMD, the rest of the row in the scalar tail. */
 AVX2 static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
     const int8_t *w = (const int8_t *)(row + 4);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t full = n & ~(int64_t)(2 * MOE_QBLOCK16 - 1), i = 0;
-    for (; i < full; i += 2 * MOE_QBLOCK16) {
-        _mm_prefetch((const char *)(w + i + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        _mm_prefetch((const char *)(w + i + MOE_PREFETCH_BYTES + 64), _MM_HINT_T0);
-        __m256i p0 = dot_i8_i16_64(w + i, x->q16 + i);
-        __m256i p1 = dot_i8_i16_64(w + i + MOE_QBLOCK16, x->q16 + i + MOE_QBLOCK16);
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16 + 1), a1);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t full = n & ~(int64_t)(MOE_QBLOCK16 - 1), i = 0;
+    for (; i < full; i += MOE_QBLOCK16) {
+        __m256i s = _mm256_setzero_si256();
+        for (int64_t k = i; k < i + MOE_QBLOCK16; k += 64) {
+            _mm_prefetch((const char *)(w + k + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+            s = _mm256_add_epi32(s, dot_i8_i16_64(w + k, x->q16 + k));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16), acc);
     }
-    if (i + MOE_QBLOCK16 <= n) {
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i8_i16_64(w + i, x->q16 + i)),
-                             _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16), a0);
-        i += MOE_QBLOCK16;
-    }
-    float r = hsum(_mm256_add_ps(a0, a1)) + moe_dot_i8_tail(w, x, i, n);
+    float r = hsum(acc) + moe_dot_i8_tail(w, x, i, n);
     return moe_load_f32(row) * r;
 }
 
@@ -196,15 +192,15 @@ AVX2 static void quant_i8(const float *x, int64_t n, int8_t *q, float *d, float 
 }
 
 AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
-    for (int64_t c0 = 0, b = 0; c0 < n; c0 += 64, b++) {
+    for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK16, b++) {
         float amax;
-        if (!block_amax(x + c0, 64, &amax)) {
-            memset(q + c0, 0, 64 * sizeof(int16_t));
+        if (!block_amax(x + c0, MOE_QBLOCK16, &amax)) {
+            memset(q + c0, 0, MOE_QBLOCK16 * sizeof(int16_t));
             d[b] = NAN;
             continue;
         }
         __m256 inv = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
-        for (int i = 0; i < 64; i += 16) {
+        for (int i = 0; i < MOE_QBLOCK16; i += 16) {
             __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i), inv));
             __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i + 8), inv));
             __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, c), 0xD8);
@@ -216,38 +212,49 @@ AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
 
 /*
  * int8 tiles: R rows x T tokens over int16 activations, n a multiple of 64.
- * Each 16 weights are widened once and multiplied with T activation rows; the
- * int32 sums of a 64-block are scaled by its d16 and accumulated in f32.
+ * Each 16 weights are widened once and multiplied with T activation rows (and
+ * each activation load serves R rows); the int32 sums of a 256-value block are
+ * scaled by its d16 and added to f32 accumulators, which live in memory: a
+ * 2 x 4 tile's 8 integer sums, 2 weight vectors and an activation take 11 of
+ * the 16 vector registers, and the accumulators are touched once per block.
  */
 __attribute__((always_inline)) AVX2 static inline void
 i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int R, const int T) {
-    __m256 acc[4][4];
+    float acc[2][4][8];
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+        for (int t = 0; t < T; t++) _mm256_storeu_ps(acc[r][t], _mm256_setzero_ps());
     for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
-        __m256i sum[4][4];
-        for (int r = 0; r < R; r++) {
-            /* the same columns two tiles ahead: the stream this tile walks next */
-            _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + c), _MM_HINT_T0);
-            _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + c + 63), _MM_HINT_T0);
+        const int64_t end = c + MOE_QBLOCK16 < n ? c + MOE_QBLOCK16 : n;
+        __m256i sum[2][4];
+        for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) sum[r][t] = _mm256_setzero_si256();
-        }
-        for (int k = 0; k < MOE_QBLOCK16; k += 16) {
-            __m256i wv[4];
-            for (int r = 0; r < R; r++)
-                wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + r * rb + 4 + c + k)));
-            for (int t = 0; t < T; t++) {
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q16 + c + k));
-                for (int r = 0; r < R; r++) sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_madd_epi16(wv[r], xv));
+        for (int64_t k = c; k < end; k += 64)
+            for (int j = 0; j < 64; j += 16) {
+                if (j == 0)
+                    for (int r = 0; r < R; r++) {
+                        /* the same columns two tiles ahead: the stream this tile walks next */
+                        _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + k), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + k + 63), _MM_HINT_T0);
+                    }
+                __m256i wv[2];
+                for (int r = 0; r < R; r++)
+                    wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + r * rb + 4 + k + j)));
+                for (int t = 0; t < T; t++) {
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q16 + k + j));
+                    for (int r = 0; r < R; r++) sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_madd_epi16(wv[r], xv));
+                }
             }
-        }
+        /* keeps the accumulators in memory rather than competing for registers with the sums */
+        __asm__ volatile("" ::: "memory");
         for (int t = 0; t < T; t++) {
             __m256 d = _mm256_broadcast_ss(x[t].d16 + c / MOE_QBLOCK16);
-            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][t]), d, acc[r][t]);
+            for (int r = 0; r < R; r++)
+                _mm256_storeu_ps(acc[r][t], _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][t]), d, _mm256_loadu_ps(acc[r][t])));
         }
+        __asm__ volatile("" ::: "memory");
     }
     for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) y[t * ys + r] = moe_load_f32(row + r * rb) * hsum(acc[r][t]);
+        for (int t = 0; t < T; t++) y[t * ys + r] = moe_load_f32(row + r * rb) * hsum(_mm256_loadu_ps(acc[r][t]));
 }
 
 #define I8_TILE(R, T)                                                                                 \
@@ -258,6 +265,7 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
     }
 I8_TILE(1, 1)
 I8_TILE(1, 4)
+I8_TILE(2, 4)
 
 /* Tokens a tile loop keeps in L1 while it walks the rows: 8 int16 activation rows of 1024
  * values are 16 KB. Within such a block every row is read once for all of its tokens, so a
@@ -265,15 +273,25 @@ I8_TILE(1, 4)
  * re-reads a chunk's rows (from L2) once per block. */
 #define TILE_TOKEN_BLOCK 8
 
-/* 1-row x 4-token tiles for several tokens, one row at a time for a single token. (Several
- * rows at once save activation loads but read several rows' streams at once, and from
- * memory that measured slower: 11 against 16 GB/s on one Zen 3 core, moepack-kernel-bench
- * "cold".) */
+/* Several tokens run as 2-row x 4-token tiles (each activation load serves two rows: 55-58
+ * against 47-50 G multiply-adds/s for 1 x 4 on one Zen 3 core, hot), then single rows;
+ * a single token (decode) walks the rows one at a time. (Several rows at once read several
+ * rows' streams at once, and from memory that measured slower for one token: 11 against
+ * 16 GB/s on one Zen 3 core, moepack-kernel-bench "cold".) Every tile accumulates a
+ * (row, token) in the same order, so a row comes out bit-identical whichever tile computed it. */
 AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, float *y, int64_t ystride) {
     for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
         const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
-        for (int64_t r = 0; r < nrows; r++) {
+        const int64_t t4 = t0 + (t1 - t0) / 4 * 4;
+        int64_t r = 0;
+        for (; t4 > t0 && r + 2 <= nrows; r += 2) {
+            const uint8_t *p = w + r * rb;
+            for (int64_t t = t0; t < t4; t += 4) tile8_2x4(p, rb, x + t, n, y + t * ystride + r, ystride);
+            for (int64_t t = t4; t < t1; t++)
+                for (int i = 0; i < 2; i++) tile8_1x1(p + i * rb, rb, x + t, n, y + t * ystride + r + i, ystride);
+        }
+        for (; r < nrows; r++) {
             int64_t t = t0;
             for (; t + 4 <= t1; t += 4) tile8_1x4(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
             for (; t < t1; t++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);

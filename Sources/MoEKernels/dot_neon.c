@@ -68,8 +68,12 @@ static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
     float32x4_t acc = vdupq_n_f32(0);
     int64_t full = n & ~(int64_t)(MOE_QBLOCK16 - 1), i = 0;
     for (; i < full; i += MOE_QBLOCK16) {
-        __builtin_prefetch(w + i + MOE_PREFETCH_BYTES);
-        int32x4_t s = dot_i8_i16_64(w + i, x->q16 + i);
+        /* 64 products per lane per block: below 2^31 */
+        int32x4_t s = vdupq_n_s32(0);
+        for (int64_t k = 0; k < MOE_QBLOCK16; k += 64) {
+            __builtin_prefetch(w + i + k + MOE_PREFETCH_BYTES);
+            s = vaddq_s32(s, dot_i8_i16_64(w + i + k, x->q16 + i + k));
+        }
         acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), x->d16[i / MOE_QBLOCK16]);
     }
     float r = vaddvq_f32(acc) + moe_dot_i8_tail(w, x, full, n);

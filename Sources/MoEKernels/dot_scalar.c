@@ -21,13 +21,14 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return acc;
 }
 
-/* Sum over int16 activation blocks b >= from/64 of d16[b] * (int dot of block b).
- * A block sum is at most 64 * 127 * 32767 < 2^31. */
+/* Sum over int16 activation blocks b >= from/256 of d16[b] * (int dot of block b).
+ * A block sum is at most 256 * 127 * 32767 < 2^33: it is kept in 64 bits here (the
+ * SIMD paths split it over lanes that each stay below 2^31). */
 float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n) {
     float acc = 0;
     for (int64_t c0 = from; c0 < n; c0 += MOE_QBLOCK16) {
         int64_t end = c0 + MOE_QBLOCK16 < n ? c0 + MOE_QBLOCK16 : n;
-        int32_t isum = 0;
+        int64_t isum = 0;
         for (int64_t i = c0; i < end; i++) isum += (int32_t)w[i] * (int32_t)x->q16[i];
         acc += x->d16[c0 / MOE_QBLOCK16] * (float)isum;
     }

@@ -6,9 +6,12 @@
 
 /* Activations meet int4 weights as int8 in blocks of MOE_QBLOCK values, and
  * int8 weights as int16 in blocks of MOE_QBLOCK16 (int8 x int8 would cost int8
- * weights measurable accuracy; see docs/quantization.md). */
+ * weights measurable accuracy; see docs/quantization.md). One int16 scale per
+ * 256 values lets the integer sums of a block run to 256 columns before one
+ * conversion to float (a block sum stays below 256 * 127 * 32767 < 2^33 split
+ * over at least 4 lanes, so every lane stays below 2^31). */
 #define MOE_QBLOCK 32
-#define MOE_QBLOCK16 64
+#define MOE_QBLOCK16 256
 
 /* Spin-wait hint. */
 #if defined(__x86_64__)
@@ -26,8 +29,8 @@ static inline uint16_t moe_load_u16(const void *p) { uint16_t h; memcpy(&h, p, 2
 /*
  * One activation row quantized for the integer kernels. For int4 weights:
  * blocks of 32 int8 values q (the last block zero-padded), each with scale d
- * and s = d * sum(q). For int8 weights: blocks of 64 int16 values q16 with
- * scale d16. Only the form the weight format needs is filled in.
+ * and s = d * sum(q). For int8 weights: blocks of 256 int16 values q16 (the
+ * last block zero-padded) with scale d16. Only the form the weight format needs is filled in.
  */
 typedef struct {
     const int8_t *q;
@@ -57,7 +60,7 @@ typedef struct {
     void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8);
     void (*tile_i4)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, int group, int asym, float *y, int64_t ystride);
-    /* Optional activation quantizers for n a multiple of the block (32 / 64),
+    /* Optional activation quantizers for n a multiple of the block (32 / 256),
      * giving the same codes as the portable ones in dispatch.c. */
     void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
     void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);

@@ -65,7 +65,8 @@ final class QuantKernelTests: XCTestCase {
     /// float accumulation order differs.
     func testSIMDPathsAgreeWithScalar() throws {
         for (n, f) in WeightFormat.allCases.enumerated() {
-            for cols in Set([QuantTest.oddCols(for: f), f.groupSize ?? 64, 1024]) {
+            // int8: 64 and 320 columns end in a partial 256-value activation block
+            for cols in Set([QuantTest.oddCols(for: f), f.groupSize ?? 64, 1024] + (f == .int8 ? [320] : [])) {
                 let c = try makeCase(f, rows: 13, cols: cols, tokens: 5, seed: UInt64(100 + n))
                 let scalar = try run(c, path: .scalar, threaded: false)
                 for path in Self.paths where path != .scalar {
@@ -86,9 +87,10 @@ final class QuantKernelTests: XCTestCase {
     func testMatmulRowsEqualMatvec() throws {
         // 1024 columns take the SIMD tiles (one row at a time for matvec, 2- and 4-token tiles
         // for matmul); 3, 5 and 7 tokens mix 4-token, 2-token and single-token tiles, and 11
-        // rows leave a row outside the 2-row tiles. Every (row, token) must come out the same.
+        // rows leave a row outside the 2-row tiles (320 int8 columns: a partial activation
+        // block). Every (row, token) must come out the same.
         for (n, f) in WeightFormat.allCases.enumerated() {
-            for cols in [QuantTest.oddCols(for: f), 1024] {
+            for cols in [QuantTest.oddCols(for: f), 1024] + (f == .int8 ? [320] : []) {
                 for tokens in [3, 5, 7] {
                     try checkRowsEqualMatvec(f, cols: cols, tokens: tokens, seed: UInt64(200 + 10 * n + tokens))
                 }
