@@ -8,7 +8,9 @@ Two parts:
   2. batching: for each concurrency in --sweep (default 1,8), that many streams generate
      --sweep-tokens tokens each at once (ignore_eos); reports aggregate tokens/s over the whole run
      and, when the text stream allows, aggregate decode tokens/s while all of them decode together,
-     with the speed-ups of each concurrency over 1.
+     with the speed-ups of each concurrency over 1. The sweep runs --sweep-rounds times (default 3);
+     each round's speed-ups are against that round's 1-stream run, and the report gives the medians
+     and every round (on a shared machine one run alone can be off by a quarter either way).
 
 Starts its own server (the tiny model unless --model) unless --base-url is given. Loopback only.
     /work/venv/bin/python tools/load_test.py [--moepack .build/release/moepack] [--model DIR]
@@ -147,6 +149,35 @@ def batching_phase(base_url, model, concurrency, tokens, timeout):
     return report
 
 
+SPEEDUPS = {"aggregate_tokens_per_second": "speedup_over_1", "aggregate_decode_tokens_per_second": "decode_speedup_over_1"}
+
+
+def sweep_round(base_url, model, sweep, tokens, timeout):
+    """One run per concurrency, one after another, with speed-ups against this round's 1-stream run."""
+    runs = [batching_phase(base_url, model, c, tokens, timeout) for c in sweep]
+    base = next((r for r in runs if r["streams"] == 1), None)
+    for r in runs:
+        for key, name in SPEEDUPS.items():
+            if base and key in r and key in base:
+                r[name] = round(r[key] / base[key], 2)
+    return runs
+
+
+def summarize_rounds(rounds):
+    """Per concurrency: the median of each figure over the rounds, and the rounds themselves."""
+    summary = []
+    for i, first in enumerate(rounds[0]):
+        runs = [r[i] for r in rounds]
+        entry = {"streams": first["streams"], "tokens_per_stream": first["tokens_per_stream"]}
+        for key in ["aggregate_tokens_per_second", "aggregate_decode_tokens_per_second", *SPEEDUPS.values()]:
+            values = [r[key] for r in runs if key in r]
+            if len(values) == len(runs):
+                entry[key] = round(statistics.median(values), 2)
+        entry["rounds"] = [{k: v for k, v in r.items() if k not in ("streams", "tokens_per_stream")} for r in runs]
+        summary.append(entry)
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-url", help="an already running server (otherwise one is started)")
@@ -159,7 +190,10 @@ def main():
     parser.add_argument("--timeout", type=float, default=120, help="seconds per request")
     parser.add_argument("--sweep", default="1,8", help="concurrencies for the batching part ('' to skip)")
     parser.add_argument("--sweep-tokens", type=int, default=128)
+    parser.add_argument("--sweep-rounds", type=int, default=3, help="rounds of the sweep (medians are reported)")
     args = parser.parse_args()
+    if args.sweep_rounds < 1:
+        parser.error("--sweep-rounds must be at least 1")
 
     server = None
     base_url = args.base_url
@@ -172,14 +206,9 @@ def main():
         report = {"load": load_phase(base_url, model, args.clients, args.requests, args.max_tokens, args.timeout)}
         sweep = [int(c) for c in args.sweep.split(",") if c.strip()]
         if sweep:
-            runs = [batching_phase(base_url, model, c, args.sweep_tokens, args.timeout) for c in sweep]
-            base = next((r for r in runs if r["streams"] == 1), None)
-            names = {"aggregate_tokens_per_second": "speedup_over_1", "aggregate_decode_tokens_per_second": "decode_speedup_over_1"}
-            for r in runs:
-                for key, name in names.items():
-                    if base and key in r and key in base:
-                        r[name] = round(r[key] / base[key], 2)
-            report["batching"] = runs
+            rounds = [sweep_round(base_url, model, sweep, args.sweep_tokens, args.timeout)
+                      for _ in range(args.sweep_rounds)]
+            report["batching"] = summarize_rounds(rounds)
         if server:
             metrics = server.metrics()
             steps = metric_value(metrics, "moepack_decode_steps_total")
