@@ -1,16 +1,36 @@
 #!/usr/bin/env bash
-# Installs the system packages moepack builds against (Debian/Ubuntu).
+# Installs what moepack builds and tests against (Debian/Ubuntu):
+#   - system packages: libzstd-dev, libopenblas-dev, pkg-config (apt-get);
+#   - a Python virtual environment in .venv with the packages of tools/requirements-ci.txt
+#     (the `openai` client a test runs against `moepack serve`), from PyPI.
 # Safe to run more than once.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
 packages=(libzstd-dev libopenblas-dev pkg-config)
+# python3 with venv and pip (Debian splits them out of python3)
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+  packages+=(python3 python3-venv)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 echo "moepack system dependencies are installed: ${packages[*]}"
+
+venv="$root/.venv"
+if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/tools/requirements-ci.txt"; then
+    echo "tools/setup.sh: could not install tools/requirements-ci.txt from PyPI into $venv" >&2
+    exit 1
+  fi
+fi
+echo "Python test dependencies are installed in $venv: $(grep -v '^#' "$root/tools/requirements-ci.txt" | xargs)"
