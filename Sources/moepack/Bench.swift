@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Runs of each measurement (the median is reported).")
     var runs = 5
 
-    @Option(help: "Threads (default: all cores).")
+    @Option(help: "Threads; defaults to one per core.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Sequences decoded together for the batched-decode measurement (1: skip).")

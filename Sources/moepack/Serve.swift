@@ -7,7 +7,8 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve a model over an OpenAI-compatible HTTP API (see docs/serving.md).",
         discussion: """
         Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /health, GET /metrics.
-        Concurrent requests share one batched decode loop. SIGTERM or SIGINT stops accepting requests,
+
+        Concurrent requests share one batched decode loop. SIGTERM or SIGINT stops accepting requests, \
         lets running ones finish (up to --shutdown-grace seconds) and exits.
         """)
 

@@ -59,7 +59,7 @@ struct CacheOptions: ParsableArguments {
 extension KVCache.Precision: ExpressibleByArgument {}
 
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Threads for the model's matrix work (default: all cores).")
+    @Option(help: "Threads for the model's matrix work; defaults to one per core.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
