@@ -24,13 +24,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "moepack system dependencies are installed: ${packages[*]}"
 
+# Only the test suite needs these, so a machine without PyPI can still build and run moepack:
+# a failed install is reported here and by the test that needs it (OpenAIClientTests).
 venv="$root/.venv"
 if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
   rm -rf "$venv"
-  python3 -m venv "$venv"
-  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/tools/requirements-ci.txt"; then
-    echo "tools/setup.sh: could not install tools/requirements-ci.txt from PyPI into $venv" >&2
-    exit 1
+  if ! { python3 -m venv "$venv" &&
+         "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/tools/requirements-ci.txt"; }; then
+    rm -rf "$venv"
+    echo "tools/setup.sh: warning: could not install tools/requirements-ci.txt from PyPI into $venv;" \
+         "moepack builds and runs, but OpenAIClientTests will fail" >&2
+    exit 0
   fi
 fi
 echo "Python test dependencies are installed in $venv: $(grep -v '^#' "$root/tools/requirements-ci.txt" | xargs)"
