@@ -13,7 +13,7 @@ Two parts:
      and every round (on a shared machine one run alone can be off by a quarter either way).
 
 Starts its own server (the tiny model unless --model) unless --base-url is given. Loopback only.
-    /work/venv/bin/python tools/load_test.py [--moepack .build/release/moepack] [--model DIR]
+    python3 tools/load_test.py [--moepack .build/release/moepack] [--model DIR]   (standard library only)
 Exit status 1 if any request failed.
 """
 

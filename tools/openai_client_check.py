@@ -9,7 +9,8 @@ Starts `moepack serve` on the tiny model (or --model) on a free loopback port, t
   - SIGTERM makes the server exit with status 0.
 
 Run from the repository root after `swift build` (or `swift build -c release`):
-    /work/venv/bin/python tools/openai_client_check.py [--moepack .build/debug/moepack] [--model DIR]
+    .venv/bin/python tools/openai_client_check.py [--moepack .build/debug/moepack] [--model DIR]
+(tools/setup.sh makes .venv with the openai client.)
 Exit status 0 when every check passes.
 """
 

@@ -30,7 +30,8 @@ static inline uint16_t moe_load_u16(const void *p) { uint16_t h; memcpy(&h, p, 2
  * One activation row quantized for the integer kernels. For int4 weights:
  * blocks of 32 int8 values q (the last block zero-padded), each with scale d
  * and s = d * sum(q). For int8 weights: blocks of 256 int16 values q16 (the
- * last block zero-padded) with scale d16. Only the form the weight format needs is filled in.
+ * last block zero-padded) with scale d16. Only the form the weight format needs
+ * is filled in.
  */
 typedef struct {
     const int8_t *q;

@@ -47,8 +47,6 @@ final class ProgressLine {
     }
 }
 
-/// `--threads` for every command that runs a model: the kernels' worker pool splits the
-/// matrix work of each token (and attention heads, and sgemm slices) over this many threads.
 /// `--kv-cache`: how the model's KV caches store keys and values.
 struct CacheOptions: ParsableArguments {
     @Option(name: .customLong("kv-cache"),
@@ -58,6 +56,8 @@ struct CacheOptions: ParsableArguments {
 
 extension KVCache.Precision: ExpressibleByArgument {}
 
+/// `--threads` for every command that runs a model: the kernels' worker pool splits the
+/// matrix work of each token (and attention heads, and sgemm slices) over this many threads.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Threads for the model's matrix work; defaults to one per core.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
