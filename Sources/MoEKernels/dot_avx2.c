@@ -267,15 +267,58 @@ I8_TILE(1, 1)
 I8_TILE(1, 4)
 I8_TILE(2, 4)
 
+/*
+ * One row x T tokens (5..8): every 16 widened weights meet T activation rows, so
+ * the widening is shared by more tokens than in a 2 x 4 tile and the row is one
+ * weight stream. Sixteen columns a step, not unrolled: unrolled, the compiler
+ * interleaves steps until the sums spill. Same sums and f32 order as i8_tile.
+ */
+__attribute__((always_inline)) AVX2 static inline void
+i8_row_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int T) {
+    float acc[8][8];
+    for (int t = 0; t < T; t++) _mm256_storeu_ps(acc[t], _mm256_setzero_ps());
+    for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
+        const int64_t end = c + MOE_QBLOCK16 < n ? c + MOE_QBLOCK16 : n;
+        __m256i sum[8];
+        for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
+#pragma clang loop unroll(disable)
+        for (int64_t k = c; k < end; k += 16) {
+            /* the same columns two rows ahead: the stream this loop walks next */
+            if ((k & 63) == 0) _mm_prefetch((const char *)(row + 2 * rb + 4 + k + 63), _MM_HINT_T0);
+            const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + 4 + k)));
+            for (int t = 0; t < T; t++)
+                sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(wv, _mm256_loadu_si256((const __m256i *)(x[t].q16 + k))));
+        }
+        __asm__ volatile("" ::: "memory");
+        for (int t = 0; t < T; t++)
+            _mm256_storeu_ps(acc[t], _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_broadcast_ss(x[t].d16 + c / MOE_QBLOCK16),
+                                                     _mm256_loadu_ps(acc[t])));
+        __asm__ volatile("" ::: "memory");
+    }
+    for (int t = 0; t < T; t++) y[t * ys] = moe_load_f32(row) * hsum(_mm256_loadu_ps(acc[t]));
+}
+
+#define I8_ROW_TILE(T)                                                                                  \
+    AVX2 __attribute__((noinline)) static void tile8_1x##T(const uint8_t *row, int64_t rb, const moe_xq *x, \
+                                                          int64_t n, float *y, int64_t ys) {              \
+        i8_row_tile(row, rb, x, n, y, ys, T);                                                           \
+    }
+I8_ROW_TILE(5)
+I8_ROW_TILE(6)
+I8_ROW_TILE(7)
+I8_ROW_TILE(8)
+
 /* Tokens a tile loop keeps in L1 while it walks the rows: 8 int16 activation rows of 1024
  * values are 16 KB. Within such a block every row is read once for all of its tokens, so a
  * batched decode step (up to 8 sequences) reads each weight row from memory once; prefill
  * re-reads a chunk's rows (from L2) once per block. */
 #define TILE_TOKEN_BLOCK 8
 
-/* Several tokens run as 2-row x 4-token tiles (each activation load serves two rows: 55-58
- * against 47-50 G multiply-adds/s for 1 x 4 on one Zen 3 core, hot), then single rows;
- * a single token (decode) walks the rows one at a time. (Several rows at once read several
+/* A block of 5 to 8 tokens (a batched decode step of 5 to 8 sequences, prefill) runs one row
+ * at a time against all of them (8 tokens: 60-65 against 54-58 G multiply-adds/s for 2 x 4
+ * on one Zen 3 core, hot and from memory). Fewer tokens run as 2-row x 4-token tiles (each
+ * activation load serves two rows: 55-58 against 47-50 for 1 x 4), then single rows; a
+ * single token (decode) walks the rows one at a time. (Several rows at once read several
  * rows' streams at once, and from memory that measured slower for one token: 11 against
  * 16 GB/s on one Zen 3 core, moepack-kernel-bench "cold".) Every tile accumulates a
  * (row, token) in the same order, so a row comes out bit-identical whichever tile computed it. */
@@ -284,6 +327,12 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
     for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
         const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
         const int64_t t4 = t0 + (t1 - t0) / 4 * 4;
+        if (t1 - t0 >= 5) {
+            static void (*const rows_of[4])(const uint8_t *, int64_t, const moe_xq *, int64_t, float *, int64_t) = {
+                tile8_1x5, tile8_1x6, tile8_1x7, tile8_1x8};
+            for (int64_t r = 0; r < nrows; r++) rows_of[t1 - t0 - 5](w + r * rb, rb, x + t0, n, y + t0 * ystride + r, ystride);
+            continue;
+        }
         int64_t r = 0;
         for (; t4 > t0 && r + 2 <= nrows; r += 2) {
             const uint8_t *p = w + r * rb;

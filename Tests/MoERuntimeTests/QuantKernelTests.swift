@@ -86,12 +86,13 @@ final class QuantKernelTests: XCTestCase {
 
     func testMatmulRowsEqualMatvec() throws {
         // 1024 columns take the SIMD tiles (one row at a time for matvec, 2- and 4-token tiles
-        // for matmul); 3, 5 and 7 tokens mix 4-token, 2-token and single-token tiles, and 11
-        // rows leave a row outside the 2-row tiles (320 int8 columns: a partial activation
-        // block). Every (row, token) must come out the same.
+        // for matmul); 3, 5 and 7 tokens mix 4-token, 2-token and single-token tiles, 11 rows
+        // leave a row outside the 2-row tiles (320 int8 columns: a partial activation block),
+        // and int8 runs blocks of 5 to 8 tokens a row at a time (8 and 13 = 8 + 5 tokens).
+        // Every (row, token) must come out the same.
         for (n, f) in WeightFormat.allCases.enumerated() {
             for cols in [QuantTest.oddCols(for: f), 1024] + (f == .int8 ? [320] : []) {
-                for tokens in [3, 5, 7] {
+                for tokens in [3, 5, 7, 8, 13] {
                     try checkRowsEqualMatvec(f, cols: cols, tokens: tokens, seed: UInt64(200 + 10 * n + tokens))
                 }
             }
