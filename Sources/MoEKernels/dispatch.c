@@ -220,10 +220,10 @@ static moe_xq *prepare_x(bump *b, const job *j) {
             xq.d = bump_take(b, (size_t)nb * sizeof(float));
             xq.s = bump_take(b, (size_t)nb * sizeof(float));
             if (j->kind == 2) {
-                int64_t n64 = cols / 64;
+                int64_t n64 = cols / 64, n256 = (n64 + 3) / 4;
                 xq.qp = bump_take(b, (size_t)n64 * 64);
-                xq.dv = bump_take(b, (size_t)n64 * 8 * sizeof(float));
-                xq.m8 = bump_take(b, (size_t)n64 * sizeof(float));
+                xq.dv = bump_take(b, (size_t)n256 * 8 * sizeof(float));
+                xq.m8 = bump_take(b, (size_t)n256 * 8 * sizeof(float));
             }
         }
         if (b->base) xs[t] = xq;

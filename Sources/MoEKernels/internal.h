@@ -41,8 +41,8 @@ typedef struct {
     const float *d16;
     /* Optional reordered form of q/d/s for int4 g64/g128 tiles (see pair_i4). */
     const int8_t *qp;
-    const float *dv;
-    const float *m8;    /* per 64 values: -(sum of both blocks' d * sum(q)) */
+    const float *dv;    /* per 256 values, 8 lanes in pair_i4's order: each block's d */
+    const float *m8;    /* the same lanes: -8 * d * sum(q) of each block */
 } moe_xq;
 
 /*
