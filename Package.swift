@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETokenizer", "MoETestSupport"]),
-        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETestSupport"]),
+        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETokenizer", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETokenizer", "MoETestSupport",
                                                          .product(name: "Logging", package: "swift-log"),
                                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),

@@ -3,6 +3,7 @@ import MoEConvert
 import MoEFormat
 import MoERuntime
 import MoETestSupport
+import MoETokenizer
 import XCTest
 
 final class SynthesizerTests: XCTestCase {
@@ -32,6 +33,21 @@ final class SynthesizerTests: XCTestCase {
         let model = try ErnieModel(weights: CheckpointWeights(checkpoint: checkpoint))
         let logits = try model.logits([1, 2, 3])
         XCTAssertTrue(logits.allSatisfy(\.isFinite))
+    }
+
+    /// The copied tokenizer is padded to the model's vocabulary, so every id decodes to text.
+    func testTokenizerIsPaddedToTheVocabulary() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var json = ModelPreset.tiny.configJSON
+        json["vocab_size"] = 4000
+        var synth = Synthesizer(configJSON: json)
+        synth.extraFiles = [Fixtures.tinyModel.appendingPathComponent("tokenizer.model")]
+        let out = dir.appendingPathComponent("m")
+        try synth.write(to: out)
+        let tokenizer = try SentencePieceTokenizer(modelURL: out.appendingPathComponent("tokenizer.model"))
+        XCTAssertEqual(tokenizer.vocabularySize, 4000)
+        XCTAssertFalse(tokenizer.decode([3999]).isEmpty)
     }
 
     func testRefusesExistingOutput() throws {

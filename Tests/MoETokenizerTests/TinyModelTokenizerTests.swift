@@ -56,4 +56,26 @@ final class TinyModelTokenizerTests: XCTestCase {
         XCTAssertEqual(ids, sp.encode(tok.chatTemplate.render(messages: messages)))
         XCTAssertEqual(tok.decode(ids, skipSpecialTokens: true), sp.decode(Array(ids.dropFirst())))
     }
+
+    /// Padding the tokenizer to a larger vocabulary (as `synth` does for bench-moe) keeps every
+    /// existing id and the encoding of the held-out text, and gives every new id some text.
+    func testPaddingToALargerVocabularyKeepsEncodingAndDecodesNewIDs() throws {
+        let data = try Data(contentsOf: Self.tinyDirectory.appendingPathComponent("tokenizer.model"))
+        let original = try SentencePieceTokenizer(modelData: data)
+        let padded = try SentencePieceTokenizer(modelData: SentencePieceTokenizer.padding(data, toPieces: 4000))
+        XCTAssertEqual(padded.vocabularySize, 4000)
+        XCTAssertEqual(try SentencePieceTokenizer.padding(data, toPieces: 3072), data)
+        XCTAssertEqual(padded.bosID, original.bosID)
+        XCTAssertEqual(padded.eosID, original.eosID)
+        for id in Int32(0)..<3072 { XCTAssertEqual(padded.piece(for: id), original.piece(for: id)) }
+        let heldout = try String(contentsOf: Self.tinyDirectory.appendingPathComponent("heldout.txt"), encoding: .utf8)
+        XCTAssertEqual(padded.encode(heldout), original.encode(heldout))
+        let names = Set((3072..<4000).map { padded.decode([Int32($0)]) })
+        XCTAssertEqual(names.count, 928)
+        XCTAssertFalse(names.contains(""))
+        // A new piece is decodable, not reachable by encoding: its own text still takes old pieces.
+        let text = padded.decode([3500])
+        XCTAssertTrue(padded.encode(text).allSatisfy { $0 < 3072 }, text)
+        XCTAssertThrowsError(try SentencePieceTokenizer.padding(Data([1, 2, 3]), toPieces: 10))
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MoEFormat
+import MoETokenizer
 
 /// Writes a random-initialised checkpoint in the hub layout (config.json, sharded safetensors,
 /// optional tokenizer files), one tensor at a time, so any ERNIE 4.5 shape can be tried
@@ -11,7 +12,9 @@ public struct Synthesizer {
     public var standardDeviation: Float = 0.02
     /// Shards are cut when the next tensor would take a file past this size.
     public var shardBytes = 2 << 30
-    /// Files copied next to the weights (tokenizer.model, tokenizer_config.json, ...).
+    /// Files copied next to the weights (tokenizer.model, tokenizer_config.json, ...). A
+    /// tokenizer.model with fewer pieces than the vocabulary is padded to it (see
+    /// SentencePieceTokenizer.padding).
     public var extraFiles: [URL] = []
 
     public init(configJSON: [String: Any]) { self.configJSON = configJSON }
@@ -40,7 +43,14 @@ public struct Synthesizer {
         try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
             .write(to: dir.appendingPathComponent("config.json"))
         for file in extraFiles {
-            try FileManager.default.copyItem(at: file, to: dir.appendingPathComponent(file.lastPathComponent))
+            let target = dir.appendingPathComponent(file.lastPathComponent)
+            if file.lastPathComponent == "tokenizer.model" {
+                // A tokenizer smaller than the vocabulary gets pieces for the missing ids, so that
+                // generated text is not mostly empty.
+                try SentencePieceTokenizer.padding(Data(contentsOf: file), toPieces: config.vocabSize).write(to: target)
+            } else {
+                try FileManager.default.copyItem(at: file, to: target)
+            }
         }
 
         let specs = ModelLayout(config: config).tensors
