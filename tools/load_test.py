@@ -139,7 +139,8 @@ def batching_phase(base_url, model, concurrency, tokens, timeout):
               "aggregate_tokens_per_second": round(total / max(r[0] for r in results), 2)}
     # Steady state, when every stream is decoding: text chunks arriving between the last stream's first
     # chunk and the first stream's last chunk, over that window. Prompts are prefilled one chunk per
-    # step, so streams start a few steps apart. Needs a tokenizer that covers the model's vocabulary.
+    # step, so streams start a few steps apart. Needs a tokenizer that covers the model's vocabulary
+    # (`moepack synth` pads the one it copies, so a synthesized bench-moe has one).
     if all(len(r[2]) > 1 for r in results):
         start = max(r[2][0] for r in results)
         end = min(r[2][-1] for r in results)
