@@ -353,13 +353,14 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
  *
  * Four sub-blocks are then folded into one vector of (sub-block, block) int32
  * lanes, [k0b0 k1b0 k2b0 k3b0 | k0b1 k1b1 k2b1 k3b1], with two unpack-and-add
- * levels in int16 and one madd, so the float work (one conversion and two FMAs: acc += s (f d - 8 sum), with
- * the weight scale s, the activation scale d and sum = d * sum(q) per lane) is
- * done once per 256 weights instead of once per 64; pair_i4 lays d and -8 sum
- * out in that lane order. An asymmetric group adds min * sum instead. This is
- * 15-30% faster than scaling every sub-block's 8 lanes (kernel harness, one Zen 3
- * core), and folding before the madd (one madd per four sub-blocks, not four)
- * another 8-12% for 2 to 4 tokens. Lanes past a row's last sub-block have d = sum = s = 0.
+ * levels in int16 and one madd. So the float work, one conversion and two FMAs
+ * (acc += s (f d - 8 sum), with the weight scale s, the activation scale d and
+ * sum = d * sum(q) per lane), is done once per 256 weights instead of once per
+ * 64; pair_i4 lays d and -8 sum out in that lane order. An asymmetric group adds
+ * min * sum instead. This is 15-30% faster than scaling every sub-block's 8
+ * lanes (kernel harness, one Zen 3 core), and folding before the madd (one madd
+ * per four sub-blocks, not four) another 8-12% for 2 to 4 tokens. Lanes past a
+ * row's last sub-block have d = sum = s = 0.
  *
  * A tile is one row x T tokens (T = 1..4): every token reuses the row's
  * unpacked nibbles, and a row is one weight stream. Every tile accumulates a
