@@ -9,9 +9,10 @@ extension SentencePieceTokenizer {
     /// nothing, and neither `run` nor a streaming client would see the tokens arrive.
     ///
     /// The new pieces are "▁⁂" and a base-36 number, scored below every existing piece. The
-    /// existing pieces keep their ids, and since "▁⁂" itself is not added, BPE merges can never
-    /// reach the new pieces: text encodes as before. Returns `modelData` unchanged when it already
-    /// has `count` pieces or more.
+    /// existing pieces keep their ids. Since neither "▁⁂" nor "⁂" followed by digits is added, BPE
+    /// merges can never reach the new pieces, and a unigram model could only choose them for text
+    /// that contains "⁂": ordinary text encodes as before. Returns `modelData` unchanged when it
+    /// already has `count` pieces or more.
     public static func padding(_ modelData: Data, toPieces count: Int) throws -> Data {
         var proto: Sentencepiece_ModelProto
         do {
