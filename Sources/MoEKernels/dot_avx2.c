@@ -205,6 +205,26 @@ AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
     }
 }
 
+/* The same columns two tiles ahead: the stream this tile walks next. */
+__attribute__((always_inline)) AVX2 static inline void
+i8_prefetch(const uint8_t *row, int64_t rb, int64_t k, const int R) {
+    for (int r = 0; r < R; r++) {
+        _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + k), _MM_HINT_T0);
+        _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + k + 63), _MM_HINT_T0);
+    }
+}
+
+/* Adds 16 columns from k of R rows times T tokens to the integer sums. */
+__attribute__((always_inline)) AVX2 static inline void
+i8_step(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t k, __m256i sum[2][8], const int R, const int T) {
+    __m256i wv[2];
+    for (int r = 0; r < R; r++) wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + r * rb + 4 + k)));
+    for (int t = 0; t < T; t++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q16 + k));
+        for (int r = 0; r < R; r++) sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_madd_epi16(wv[r], xv));
+    }
+}
+
 /*
  * int8 tiles: R rows x T tokens over int16 activations, n a multiple of 64.
  * Each 16 weights are widened once and multiplied with T activation rows (and
@@ -212,33 +232,31 @@ AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
  * scaled by its d16 and added to f32 accumulators, which live in memory: a
  * 2 x 4 tile's 8 integer sums, 2 weight vectors and an activation take 11 of
  * the 16 vector registers, and the accumulators are touched once per block.
+ * Up to 4 tokens the compiler unrolls the 16-column steps; for 5 to 8 tokens
+ * (one row) it must not: unrolled, it interleaves steps until the sums spill.
  */
 __attribute__((always_inline)) AVX2 static inline void
 i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int R, const int T) {
-    float acc[2][4][8];
+    float acc[2][8][8];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) _mm256_storeu_ps(acc[r][t], _mm256_setzero_ps());
     for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
         const int64_t end = c + MOE_QBLOCK16 < n ? c + MOE_QBLOCK16 : n;
-        __m256i sum[2][4];
+        __m256i sum[2][8];
         for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) sum[r][t] = _mm256_setzero_si256();
-        for (int64_t k = c; k < end; k += 64)
-            for (int j = 0; j < 64; j += 16) {
-                if (j == 0)
-                    for (int r = 0; r < R; r++) {
-                        /* the same columns two tiles ahead: the stream this tile walks next */
-                        _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + k), _MM_HINT_T0);
-                        _mm_prefetch((const char *)(row + (r + 2 * R) * rb + 4 + k + 63), _MM_HINT_T0);
-                    }
-                __m256i wv[2];
-                for (int r = 0; r < R; r++)
-                    wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + r * rb + 4 + k + j)));
-                for (int t = 0; t < T; t++) {
-                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x[t].q16 + k + j));
-                    for (int r = 0; r < R; r++) sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_madd_epi16(wv[r], xv));
-                }
+        if (T <= 4) {
+            for (int64_t k = c; k < end; k += 64) {
+                i8_prefetch(row, rb, k, R);
+                for (int j = 0; j < 64; j += 16) i8_step(row, rb, x, k + j, sum, R, T);
             }
+        } else {
+#pragma clang loop unroll(disable)
+            for (int64_t k = c; k < end; k += 16) {
+                if ((k & 63) == 0) i8_prefetch(row, rb, k, R);
+                i8_step(row, rb, x, k, sum, R, T);
+            }
+        }
         /* keeps the accumulators in memory rather than competing for registers with the sums */
         __asm__ volatile("" ::: "memory");
         for (int t = 0; t < T; t++) {
@@ -261,47 +279,11 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
 I8_TILE(1, 1)
 I8_TILE(1, 4)
 I8_TILE(2, 4)
-
-/*
- * One row x T tokens (5..8): every 16 widened weights meet T activation rows, so
- * the widening is shared by more tokens than in a 2 x 4 tile and the row is one
- * weight stream. Sixteen columns a step, not unrolled: unrolled, the compiler
- * interleaves steps until the sums spill. Same sums and f32 order as i8_tile.
- */
-__attribute__((always_inline)) AVX2 static inline void
-i8_row_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int T) {
-    float acc[8][8];
-    for (int t = 0; t < T; t++) _mm256_storeu_ps(acc[t], _mm256_setzero_ps());
-    for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
-        const int64_t end = c + MOE_QBLOCK16 < n ? c + MOE_QBLOCK16 : n;
-        __m256i sum[8];
-        for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
-#pragma clang loop unroll(disable)
-        for (int64_t k = c; k < end; k += 16) {
-            /* the same columns two rows ahead: the stream this loop walks next */
-            if ((k & 63) == 0) _mm_prefetch((const char *)(row + 2 * rb + 4 + k + 63), _MM_HINT_T0);
-            const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + 4 + k)));
-            for (int t = 0; t < T; t++)
-                sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(wv, _mm256_loadu_si256((const __m256i *)(x[t].q16 + k))));
-        }
-        __asm__ volatile("" ::: "memory");
-        for (int t = 0; t < T; t++)
-            _mm256_storeu_ps(acc[t], _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_broadcast_ss(x[t].d16 + c / MOE_QBLOCK16),
-                                                     _mm256_loadu_ps(acc[t])));
-        __asm__ volatile("" ::: "memory");
-    }
-    for (int t = 0; t < T; t++) y[t * ys] = moe_load_f32(row) * hsum(_mm256_loadu_ps(acc[t]));
-}
-
-#define I8_ROW_TILE(T)                                                                                  \
-    AVX2 __attribute__((noinline)) static void tile8_1x##T(const uint8_t *row, int64_t rb, const moe_xq *x, \
-                                                          int64_t n, float *y, int64_t ys) {              \
-        i8_row_tile(row, rb, x, n, y, ys, T);                                                           \
-    }
-I8_ROW_TILE(5)
-I8_ROW_TILE(6)
-I8_ROW_TILE(7)
-I8_ROW_TILE(8)
+/* One row x 5 to 8 tokens: every 16 widened weights meet all of them. */
+I8_TILE(1, 5)
+I8_TILE(1, 6)
+I8_TILE(1, 7)
+I8_TILE(1, 8)
 
 /* Tokens a tile loop keeps in L1 while it walks the rows: 8 int16 activation rows of 1024
  * values are 16 KB. Within such a block every row is read once for all of its tokens, so a
