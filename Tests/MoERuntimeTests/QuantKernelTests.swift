@@ -85,14 +85,14 @@ final class QuantKernelTests: XCTestCase {
     }
 
     func testMatmulRowsEqualMatvec() throws {
-        // 1024 columns take the SIMD tiles (one row at a time for matvec, 2- and 4-token tiles
-        // for matmul); 3, 5 and 7 tokens mix 4-token, 2-token and single-token tiles, 11 rows
-        // leave a row outside the 2-row tiles (320 int8 columns: a partial activation block),
-        // and int8 runs blocks of 5 to 8 tokens a row at a time (8 and 13 = 8 + 5 tokens).
-        // Every (row, token) must come out the same.
+        // 1024 columns take the SIMD tiles: one row at a time for matvec; for matmul, int4 runs
+        // one row x 1-4 tokens, and int8 blocks of 5 to 8 tokens a row at a time (5, 7, 8 and
+        // 13 = 8 + 5 tokens), a block of 4 as 2 x 4 tiles with the 11th row as 1 x 4 (4 and
+        // 12 = 8 + 4), fewer as single rows and tokens (3). 320 int8 columns end in a partial
+        // activation block. Every (row, token) must come out the same.
         for (n, f) in WeightFormat.allCases.enumerated() {
             for cols in [QuantTest.oddCols(for: f), 1024] + (f == .int8 ? [320] : []) {
-                for tokens in [3, 5, 7, 8, 13] {
+                for tokens in [3, 4, 5, 7, 8, 12, 13] {
                     try checkRowsEqualMatvec(f, cols: cols, tokens: tokens, seed: UInt64(200 + 10 * n + tokens))
                 }
             }
