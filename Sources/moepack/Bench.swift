@@ -25,32 +25,30 @@ struct Bench: ParsableCommand {
     @Option(help: "Runs of each measurement (the median is reported).")
     var runs = 5
 
-    @Option(help: "Threads; defaults to one per core.")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
-
     @Option(help: "Sequences decoded together for the batched-decode measurement (1: skip).")
     var batch = 8
 
     @OptionGroup var cache: CacheOptions
+    @OptionGroup var threading: ThreadOptions
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
     func validate() throws {
-        guard promptTokens >= 1, genTokens >= 1, runs >= 1, threads >= 1, batch >= 1 else {
-            throw ValidationError("--prompt-tokens, --gen-tokens, --runs, --threads and --batch must be at least 1")
+        guard promptTokens >= 1, genTokens >= 1, runs >= 1, batch >= 1 else {
+            throw ValidationError("--prompt-tokens, --gen-tokens, --runs and --batch must be at least 1")
         }
     }
 
     func run() throws {
-        KernelConfig.keepHeapMemory()
+        threading.apply()
         var options = ModelBenchmark.Options()
         options.promptTokens = promptTokens
         options.generatedTokens = genTokens
         options.runs = runs
         options.batch = batch
         options.cachePrecision = cache.precision
-        let report = try ModelBenchmark(options: options).run(modelPath: model, threads: threads) { message in
+        let report = try ModelBenchmark(options: options).run(modelPath: model, threads: threading.threads) { message in
             FileHandle.standardError.write(Data("bench: \(message)\n".utf8))
         }
         if json {
