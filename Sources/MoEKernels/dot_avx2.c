@@ -270,11 +270,14 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
         for (int t = 0; t < T; t++) y[t * ys + r] = moe_load_f32(row + r * rb) * hsum(_mm256_loadu_ps(acc[r][t]));
 }
 
+/* A tile function runs its tile down nrows rows (a multiple of R): one call per run of rows
+ * rather than per row, so short rows (an expert's down product has 512 columns) do not pay a
+ * call, its register set-up and spills every time. */
 #define I8_TILE(R, T)                                                                                 \
-    AVX2 __attribute__((noinline)) static void tile8_##R##x##T(const uint8_t *row, int64_t rb,       \
+    AVX2 __attribute__((noinline)) static void tile8_##R##x##T(const uint8_t *w, int64_t rb, int64_t nrows, \
                                                               const moe_xq *x, int64_t n, float *y, \
                                                               int64_t ys) {                         \
-        i8_tile(row, rb, x, n, y, ys, R, T);                                                          \
+        for (int64_t r = 0; r < nrows; r += R) i8_tile(w + r * rb, rb, x, n, y + r, ys, R, T);        \
     }
 I8_TILE(1, 1)
 I8_TILE(1, 4)
@@ -290,37 +293,43 @@ I8_TILE(1, 8)
  * batched decode step (up to 8 sequences) reads each weight row from memory once; prefill
  * re-reads a chunk's rows (from L2) once per block. */
 #define TILE_TOKEN_BLOCK 8
+/* When a block's tokens take several tile passes, the passes run over this many rows at a
+ * time (16 KB of 1024-column int8 rows), so the later passes find the rows in L1. */
+#define TILE_ROW_BLOCK 16
 
 /* A block of 5 to 8 tokens (a batched decode step of 5 to 8 sequences, prefill) runs one row
  * at a time against all of them (8 tokens: 60-65 against 54-58 G multiply-adds/s for 2 x 4
- * on one Zen 3 core, hot and from memory). Fewer tokens run as 2-row x 4-token tiles (each
- * activation load serves two rows: 55-58 against 47-50 for 1 x 4), then single rows; a
- * single token (decode) walks the rows one at a time. (Several rows at once read several
- * rows' streams at once, and from memory that measured slower for one token: 11 against
- * 16 GB/s on one Zen 3 core, moepack-kernel-bench "cold".) Every tile accumulates a
+ * on one Zen 3 core, hot and from memory). A block of 4 runs as 2-row x 4-token tiles (each
+ * activation load serves two rows: 55-58 against 47-50 for 1 x 4), fewer tokens as single
+ * rows; a single token (decode) walks the rows one at a time. (Several rows at once read
+ * several rows' streams at once, and from memory that measured slower for one token: 11
+ * against 16 GB/s on one Zen 3 core, moepack-kernel-bench "cold".) Every tile accumulates a
  * (row, token) in the same order, so a row comes out bit-identical whichever tile computed it. */
 AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, float *y, int64_t ystride) {
+    if (ntok == 1) {
+        tile8_1x1(w, rb, nrows, x, n, y, ystride);
+        return;
+    }
     for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
         const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
-        const int64_t t4 = t0 + (t1 - t0) / 4 * 4;
         if (t1 - t0 >= 5) {
-            static void (*const rows_of[4])(const uint8_t *, int64_t, const moe_xq *, int64_t, float *, int64_t) = {
+            static void (*const rows_of[4])(const uint8_t *, int64_t, int64_t, const moe_xq *, int64_t, float *, int64_t) = {
                 tile8_1x5, tile8_1x6, tile8_1x7, tile8_1x8};
-            for (int64_t r = 0; r < nrows; r++) rows_of[t1 - t0 - 5](w + r * rb, rb, x + t0, n, y + t0 * ystride + r, ystride);
+            rows_of[t1 - t0 - 5](w, rb, nrows, x + t0, n, y + t0 * ystride, ystride);
             continue;
         }
-        int64_t r = 0;
-        for (; t4 > t0 && r + 2 <= nrows; r += 2) {
+        for (int64_t r = 0; r < nrows; r += TILE_ROW_BLOCK) {
+            const int64_t nr = nrows - r < TILE_ROW_BLOCK ? nrows - r : TILE_ROW_BLOCK;
             const uint8_t *p = w + r * rb;
-            for (int64_t t = t0; t < t4; t += 4) tile8_2x4(p, rb, x + t, n, y + t * ystride + r, ystride);
-            for (int64_t t = t4; t < t1; t++)
-                for (int i = 0; i < 2; i++) tile8_1x1(p + i * rb, rb, x + t, n, y + t * ystride + r + i, ystride);
-        }
-        for (; r < nrows; r++) {
-            int64_t t = t0;
-            for (; t + 4 <= t1; t += 4) tile8_1x4(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
-            for (; t < t1; t++) tile8_1x1(w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+            float *yr = y + t0 * ystride + r;
+            if (t1 - t0 == 4) {
+                const int64_t even = nr & ~(int64_t)1;
+                tile8_2x4(p, rb, even, x + t0, n, yr, ystride);
+                if (even < nr) tile8_1x4(p + even * rb, rb, 1, x + t0, n, yr + even, ystride);
+            } else {
+                for (int64_t t = t0; t < t1; t++) tile8_1x1(p, rb, nr, x + t, n, yr + (t - t0) * ystride, ystride);
+            }
         }
     }
 }
@@ -344,7 +353,7 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
  * per four sub-blocks, not four) another 8-12% for 2 to 4 tokens. Lanes past a
  * row's last sub-block have d = sum = s = 0.
  *
- * A tile is one row x T tokens (T = 1..4): every token reuses the row's
+ * A tile is one row x T tokens (T = 1..4), one call walking a run of rows: every token reuses the row's
  * unpacked nibbles, and a row is one weight stream. Every tile accumulates a
  * (row, token) in the same order, so a row comes out bit-identical whichever
  * tile computed it (batched decode equals decoding alone).
@@ -436,25 +445,27 @@ i4_step(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t j, __m256 *acc,
 }
 
 __attribute__((always_inline)) AVX2 static inline void
-i4_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ystride,
+i4_tile(const uint8_t *row, int64_t rb, int64_t nrows, const moe_xq *x, int64_t n, float *y, int64_t ystride,
         const int T, const int group, const int asym) {
     const int64_t nsub = n / 64, full = nsub & ~(int64_t)3;
-    __m256 acc[4];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j < full; j += 4) i4_step(row, rb, x, j, acc, T, group, asym, 4);
-    switch (nsub - full) {
-    case 1: i4_step(row, rb, x, j, acc, T, group, asym, 1); break;
-    case 2: i4_step(row, rb, x, j, acc, T, group, asym, 2); break;
-    case 3: i4_step(row, rb, x, j, acc, T, group, asym, 3); break;
+    for (int64_t r = 0; r < nrows; r++, row += rb) {
+        __m256 acc[4];
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j < full; j += 4) i4_step(row, rb, x, j, acc, T, group, asym, 4);
+        switch (nsub - full) {
+        case 1: i4_step(row, rb, x, j, acc, T, group, asym, 1); break;
+        case 2: i4_step(row, rb, x, j, acc, T, group, asym, 2); break;
+        case 3: i4_step(row, rb, x, j, acc, T, group, asym, 3); break;
+        }
+        for (int t = 0; t < T; t++) y[t * ystride + r] = hsum(acc[t]);
     }
-    for (int t = 0; t < T; t++) y[t * ystride] = hsum(acc[t]);
 }
 
 #define I4_TILE(T, G, A)                                                                        \
     AVX2 __attribute__((noinline)) static void tile_1x##T##_g##G##_##A(                        \
-        const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys) {     \
-        i4_tile(row, rb, x, n, y, ys, T, G, A);                                                 \
+        const uint8_t *row, int64_t rb, int64_t nrows, const moe_xq *x, int64_t n, float *y, int64_t ys) { \
+        i4_tile(row, rb, nrows, x, n, y, ys, T, G, A);                                          \
     }
 #define I4_TILES(G, A) I4_TILE(1, G, A) I4_TILE(2, G, A) I4_TILE(3, G, A) I4_TILE(4, G, A)
 I4_TILES(64, 0)
@@ -462,15 +473,18 @@ I4_TILES(64, 1)
 I4_TILES(128, 0)
 I4_TILES(128, 1)
 
-typedef void (*i4_tile_fn)(const uint8_t *, int64_t, const moe_xq *, int64_t, float *, int64_t);
+typedef void (*i4_tile_fn)(const uint8_t *, int64_t, int64_t, const moe_xq *, int64_t, float *, int64_t);
 #define I4_SET(G, A) {tile_1x1_g##G##_##A, tile_1x2_g##G##_##A, tile_1x3_g##G##_##A, tile_1x4_g##G##_##A}
 
 /* Rows of y[t * ystride + r] for nrows rows and ntok tokens. A single token (decode) walks
  * the rows one after another, so the memory system sees one sequential stream (tiles of
  * several rows, which read several row streams at once, measured 10 against 14 GB/s on one
  * Zen 3 core and 18 against 25 GB/s on two, cold, moepack-kernel-bench). Several tokens run
- * in blocks of TILE_TOKEN_BLOCK: every token of a block is done on a row, up to 4 at a time,
- * before the next row, so a batched decode step reads each row from memory once. */
+ * in blocks of TILE_TOKEN_BLOCK: every token of a block is done on a run of TILE_ROW_BLOCK
+ * rows, up to 4 at a time, before the next run, so a batched decode step reads each row from
+ * memory once. A tile walks a run of rows itself: for 512-column rows (expert down products)
+ * that measured 52 against 44 (2 tokens) and 61 against 53 (4 tokens) G multiply-adds/s on
+ * one Zen 3 core, hot, against one call per row. */
 AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                          int64_t n, int group, int asym, float *y, int64_t ystride) {
     static const i4_tile_fn sets[2][2][4] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
@@ -479,16 +493,18 @@ AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
         /* The tile prefetches four rows ahead; start the first eight now, or a chunk of an
          * expert-sized matrix begins with demand misses (12 against 14 GB/s on one core). */
         prefetch_rows(w, (nrows < 8 ? nrows : 8) * rb);
-        for (int64_t r = 0; r < nrows; r++) f[0](w + r * rb, rb, x, n, y + r, ystride);
+        f[0](w, rb, nrows, x, n, y, ystride);
         return;
     }
     for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
         const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
-        for (int64_t r = 0; r < nrows; r++)
+        for (int64_t r = 0; r < nrows; r += TILE_ROW_BLOCK) {
+            const int64_t nr = nrows - r < TILE_ROW_BLOCK ? nrows - r : TILE_ROW_BLOCK;
             for (int64_t t = t0; t < t1; t += 4) {
                 const int64_t m = t1 - t < 4 ? t1 - t : 4;
-                f[m - 1](w + r * rb, rb, x + t, n, y + t * ystride + r, ystride);
+                f[m - 1](w + r * rb, rb, nr, x + t, n, y + t * ystride + r, ystride);
             }
+        }
     }
 }
 
