@@ -59,6 +59,25 @@ final class BundleFileTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["b.mpk"])
     }
 
+    /// Payloads decompressed side by side into one arena: aligned slots, the same bytes as a
+    /// standalone decompression, and uncompressed payloads still served from the map.
+    func testArenaPayloads() throws {
+        let (offsets, capacity) = PayloadArena.layout([3, 64, 65, 0, 8])
+        XCTAssertEqual(offsets, [0, 64, 128, 256, 256])
+        XCTAssertEqual(capacity, 320)
+        let bundle = try BundleFile(path: writeBundle().path)
+        let a = try XCTUnwrap(bundle.tensor("a")), z = try XCTUnwrap(bundle.tensor("z"))
+        let slots = PayloadArena.layout([7, z.payload.rawLength])
+        let arena = try PayloadArena(capacity: slots.capacity)
+        let unpacked = try bundle.payload(z.payload, what: "z", into: arena, at: slots.offsets[1])
+        XCTAssertFalse(unpacked.isMapped)
+        XCTAssertEqual(Int(bitPattern: unpacked.buffer.baseAddress) % PayloadArena.alignment, 0)
+        XCTAssertEqual(floats(unpacked), weights)
+        let raw = try bundle.payload(a.payload, what: "a", into: arena, at: 0)
+        XCTAssertTrue(raw.isMapped)
+        XCTAssertEqual(floats(raw), weights)
+    }
+
     func testWriterIsDeterministic() throws {
         let a = try Data(contentsOf: writeBundle("1.mpk")), b = try Data(contentsOf: writeBundle("2.mpk"))
         XCTAssertEqual(a, b)

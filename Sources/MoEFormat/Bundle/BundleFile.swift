@@ -73,6 +73,17 @@ public final class BundleFile: Sendable {
         }
     }
 
+    /// A zstd payload decompressed into `arena` at `offset` (laid out by `PayloadArena.layout`),
+    /// checksum verified first when `verify`. The bytes live as long as the arena.
+    public func payload(_ location: PayloadLocation, what: String, verify: Bool = true,
+                        into arena: PayloadArena, at offset: Int) throws -> PayloadBytes {
+        guard location.compression == .zstd else { return try payload(location, what: what, verify: verify) }
+        if verify { try self.verify(location, what: what) }
+        let region = arena.region(offset: offset, count: location.rawLength)
+        try decompress(location, into: region, what: what)
+        return PayloadBytes(borrowing: UnsafeRawBufferPointer(region), owner: arena)
+    }
+
     /// Decompresses a zstd payload (checksum not checked) into `destination`, which must hold
     /// exactly its `rawLength` bytes.
     public func decompress(_ location: PayloadLocation, into destination: UnsafeMutableRawBufferPointer,
@@ -138,7 +149,7 @@ public final class PayloadBytes: @unchecked Sendable {
     var mutableBase: UnsafeMutableRawPointer? { allocation }
 
     /// True when the bytes live in the page cache (mapped), false when decompressed into memory.
-    public var isMapped: Bool { allocation == nil }
+    public var isMapped: Bool { allocation == nil && !(owner is PayloadArena) }
 
     deinit { allocation?.deallocate() }
 }

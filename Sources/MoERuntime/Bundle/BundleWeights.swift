@@ -40,19 +40,23 @@ public struct BundleWeights: WeightSource {
     }
 
     /// Verifies and decompresses every zstd tensor payload now, the tensors spread over the
-    /// kernel pool's threads, instead of one after another as the model asks for them. The model
-    /// then takes the prepared bytes. (Uncompressed payloads stay in the memory map, checked as
-    /// the model asks for them: checking them on several threads measured slower, the page
-    /// faults of the map being the cost.)
+    /// kernel pool's threads, instead of one after another as the model asks for them. They are
+    /// decompressed side by side into one `PayloadArena` (which Linux can back with huge pages),
+    /// and the model then takes the prepared bytes. (Uncompressed payloads stay in the memory
+    /// map, checked as the model asks for them: checking them on several threads measured
+    /// slower, the page faults of the map being the cost.)
     public func preload() throws {
         let tensors = bundle.manifest.tensors.filter { $0.payload.compression == .zstd }
+        let (offsets, capacity) = PayloadArena.layout(tensors.map(\.payload.rawLength))
+        let arena = try PayloadArena(capacity: capacity)
         let lock = NSLock()
         var results: [String: PayloadBytes] = [:]
         var failure: Error?
         KernelPool.parallelFor(tensors.count) { i in
             let t = tensors[i]
             do {
-                let bytes = try bundle.payload(t.payload, what: "tensor \(t.name)", verify: verifyPayloads)
+                let bytes = try bundle.payload(t.payload, what: "tensor \(t.name)", verify: verifyPayloads,
+                                               into: arena, at: offsets[i])
                 lock.withLock { results[t.name] = bytes }
             } catch {
                 lock.withLock { failure = failure ?? error }
