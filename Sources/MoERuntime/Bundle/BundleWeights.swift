@@ -47,6 +47,7 @@ public struct BundleWeights: WeightSource {
     /// slower, the page faults of the map being the cost.)
     public func preload() throws {
         let tensors = bundle.manifest.tensors.filter { $0.payload.compression == .zstd }
+        guard !tensors.isEmpty else { return }
         let (offsets, capacity) = PayloadArena.layout(tensors.map(\.payload.rawLength))
         let arena = try PayloadArena(capacity: capacity)
         let lock = NSLock()
