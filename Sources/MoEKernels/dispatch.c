@@ -320,7 +320,7 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             int kind = activation_kind(k, p);
             job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
                      p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, i, 0, 0};
-            if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % 64 == 0;
+            if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % 16 == 0;
             else if (kind) j.tiled = kind == 2;
             /* products of the same input (q, k and v; gate and up) share its quantized rows */
             int shared = -1;

@@ -226,7 +226,7 @@ i8_step(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t k, __m256i sum[
 }
 
 /*
- * int8 tiles: R rows x T tokens over int16 activations, n a multiple of 64.
+ * int8 tiles: R rows x T tokens over int16 activations, n a multiple of 16.
  * Each 16 weights are widened once and multiplied with T activation rows (and
  * each activation load serves R rows); the int32 sums of a 256-value block are
  * scaled by its d16 and added to f32 accumulators, which live in memory: a
@@ -246,10 +246,12 @@ i8_tile(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
         for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) sum[r][t] = _mm256_setzero_si256();
         if (T <= 4) {
-            for (int64_t k = c; k < end; k += 64) {
+            int64_t k = c;
+            for (; k + 64 <= end; k += 64) {
                 i8_prefetch(row, rb, k, R);
                 for (int j = 0; j < 64; j += 16) i8_step(row, rb, x, k + j, sum, R, T);
             }
+            for (; k < end; k += 16) i8_step(row, rb, x, k, sum, R, T);
         } else {
 #pragma clang loop unroll(disable)
             for (int64_t k = c; k < end; k += 16) {

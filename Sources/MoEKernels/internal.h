@@ -65,7 +65,7 @@ typedef struct {
      * giving the same codes as the portable ones in dispatch.c. */
     void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
     void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);
-    /* Optional: int8 products for n a multiple of 64, same arguments as tile_i4. */
+    /* Optional: int8 products for n a multiple of 16, same arguments as tile_i4. */
     void (*tile_i8)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, float *y, int64_t ystride);
     /* Attention of G query heads sharing one key/value head (moe_attend_group). */
