@@ -355,10 +355,11 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
  * per four sub-blocks, not four) another 8-12% for 2 to 4 tokens. Lanes past a
  * row's last sub-block have d = sum = s = 0.
  *
- * A tile is one row x T tokens (T = 1..4), one call walking a run of rows: every token reuses the row's
- * unpacked nibbles, and a row is one weight stream. Every tile accumulates a
- * (row, token) in the same order, so a row comes out bit-identical whichever
- * tile computed it (batched decode equals decoding alone).
+ * A tile is one row x T tokens (T = 1..4), one call walking a run of rows:
+ * every token reuses the row's unpacked nibbles, and a row is one weight
+ * stream. Every tile accumulates a (row, token) in the same order, so a row
+ * comes out bit-identical whichever tile computed it (batched decode equals
+ * decoding alone).
  */
 AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8) {
     const int64_t nsub = n / 64;

@@ -127,7 +127,7 @@ public final class BundleFile: Sendable {
     }
 }
 
-/// Payload bytes either borrowed from a mapped bundle (kept alive by `owner`) or owned.
+/// Payload bytes borrowed from a mapped bundle or a `PayloadArena` (kept alive by `owner`), or owned.
 public final class PayloadBytes: @unchecked Sendable {
     public let buffer: UnsafeRawBufferPointer
     private let owner: AnyObject?

@@ -13,7 +13,7 @@ import Darwin
 /// 4.63 ms a token (8 interleaved runs, 2-core Zen 3). Where huge pages are unavailable the
 /// block is ordinary memory and nothing else changes.
 public final class PayloadArena: @unchecked Sendable {
-    /// Huge-page size on x86-64 and arm64 Linux; the mapping is aligned to it.
+    /// Transparent huge-page size on x86-64 (and arm64 with 4 KiB base pages); the mapping is aligned to it.
     static let hugePage = 2 << 20
     /// Payload offsets are multiples of this (the kernels' row loads assume 64-byte alignment).
     public static let alignment = 64
