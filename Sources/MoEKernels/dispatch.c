@@ -110,7 +110,7 @@ static void quantize_x(const float *x, int64_t n, int8_t *q, float *d, float *s)
 }
 
 /*
- * The int16 form for int8 weights: blocks of MOE_QBLOCK16 (256), q16 = round(x / d16)
+ * The int16 form for int8 weights: blocks of MOE_QBLOCK16 (1024), q16 = round(x / d16)
  * with d16 = max|x| / 32767. NaN/Inf gives d16 = NaN as above. The last block is
  * zero-padded.
  */

@@ -57,7 +57,7 @@ AVX2 static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
 }
 
 /* 64 int8 weights times 64 int16 activations -> 8 int32 partial sums
- * (each at most 8 * 127 * 32767 in magnitude, so a 256-value block's stay below 2^31). */
+ * (each at most 8 * 127 * 32767 in magnitude, so a 1024-value block's stay below 2^31). */
 AVX2 static inline __m256i dot_i8_i16_64(const int8_t *w, const int16_t *x) {
     __m256i s0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)),
                                    _mm256_loadu_si256((const __m256i *)x));
@@ -70,21 +70,26 @@ AVX2 static inline __m256i dot_i8_i16_64(const int8_t *w, const int16_t *x) {
     return _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
 }
 
-/* One row (any n): whole int16 blocks in SIMD, the rest of the row in the scalar tail. */
+/* One row, any n (the tiles take n a multiple of 16): each int16 block 64 columns at a time
+ * in SIMD, a block's last n % 64 columns in scalar code. */
 AVX2 static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
     const int8_t *w = (const int8_t *)(row + 4);
     __m256 acc = _mm256_setzero_ps();
-    int64_t full = n & ~(int64_t)(MOE_QBLOCK16 - 1), i = 0;
-    for (; i < full; i += MOE_QBLOCK16) {
+    float rest = 0;
+    for (int64_t c0 = 0; c0 < n; c0 += MOE_QBLOCK16) {
+        const int64_t end = c0 + MOE_QBLOCK16 < n ? c0 + MOE_QBLOCK16 : n, simd = c0 + ((end - c0) & ~(int64_t)63);
+        const float d = x->d16[c0 / MOE_QBLOCK16];
         __m256i s = _mm256_setzero_si256();
-        for (int64_t k = i; k < i + MOE_QBLOCK16; k += 64) {
+        for (int64_t k = c0; k < simd; k += 64) {
             _mm_prefetch((const char *)(w + k + MOE_PREFETCH_BYTES), _MM_HINT_T0);
             s = _mm256_add_epi32(s, dot_i8_i16_64(w + k, x->q16 + k));
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(x->d16 + i / MOE_QBLOCK16), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc);
+        int32_t r = 0;   /* at most 63 products */
+        for (int64_t k = simd; k < end; k++) r += (int32_t)w[k] * (int32_t)x->q16[k];
+        rest += d * (float)r;
     }
-    float r = hsum(acc) + moe_dot_i8_tail(w, x, i, n);
-    return moe_load_f32(row) * r;
+    return moe_load_f32(row) * (hsum(acc) + rest);
 }
 
 /* 16 bytes of nibbles (32 weights, 0..15) times 32 int8 activations -> 8 float partial sums. */
@@ -228,7 +233,7 @@ i8_step(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t k, __m256i sum[
 /*
  * int8 tiles: R rows x T tokens over int16 activations, n a multiple of 16.
  * Each 16 weights are widened once and multiplied with T activation rows (and
- * each activation load serves R rows); the int32 sums of a 256-value block are
+ * each activation load serves R rows); the int32 sums of a 1024-value block are
  * scaled by its d16 and added to f32 accumulators, which live in memory: a
  * 2 x 4 tile's 8 integer sums, 2 weight vectors and an activation take 11 of
  * the 16 vector registers, and the accumulators are touched once per block.

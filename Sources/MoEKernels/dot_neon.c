@@ -63,21 +63,26 @@ static inline int32x4_t dot_i8_i16_64(const int8_t *w, const int16_t *x) {
     return s;
 }
 
+/* Each int16 block 64 columns at a time in SIMD, a block's last n % 64 columns in scalar code. */
 static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
     const int8_t *w = (const int8_t *)(row + 4);
     float32x4_t acc = vdupq_n_f32(0);
-    int64_t full = n & ~(int64_t)(MOE_QBLOCK16 - 1), i = 0;
-    for (; i < full; i += MOE_QBLOCK16) {
-        /* 64 products per lane per block: below 2^31 */
+    float rest = 0;
+    for (int64_t c0 = 0; c0 < n; c0 += MOE_QBLOCK16) {
+        const int64_t end = c0 + MOE_QBLOCK16 < n ? c0 + MOE_QBLOCK16 : n, simd = c0 + ((end - c0) & ~(int64_t)63);
+        const float d = x->d16[c0 / MOE_QBLOCK16];
+        /* at most 256 products per lane per block: below 2^31 */
         int32x4_t s = vdupq_n_s32(0);
-        for (int64_t k = 0; k < MOE_QBLOCK16; k += 64) {
-            __builtin_prefetch(w + i + k + MOE_PREFETCH_BYTES);
-            s = vaddq_s32(s, dot_i8_i16_64(w + i + k, x->q16 + i + k));
+        for (int64_t k = c0; k < simd; k += 64) {
+            __builtin_prefetch(w + k + MOE_PREFETCH_BYTES);
+            s = vaddq_s32(s, dot_i8_i16_64(w + k, x->q16 + k));
         }
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), x->d16[i / MOE_QBLOCK16]);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), d);
+        int32_t r = 0;   /* at most 63 products */
+        for (int64_t k = simd; k < end; k++) r += (int32_t)w[k] * (int32_t)x->q16[k];
+        rest += d * (float)r;
     }
-    float r = vaddvq_f32(acc) + moe_dot_i8_tail(w, x, full, n);
-    return moe_load_f32(row) * r;
+    return moe_load_f32(row) * (vaddvq_f32(acc) + rest);
 }
 
 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {

@@ -21,22 +21,19 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return acc;
 }
 
-/* Sum over int16 activation blocks b >= from/256 of d16[b] * (int dot of block b).
- * A block sum is at most 256 * 127 * 32767 < 2^33: it is kept in 64 bits here (the
- * SIMD paths split it over lanes that each stay below 2^31). */
-float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n) {
+/* Sum over the int16 activation blocks b of d16[b] * (int dot of block b), times the row scale.
+ * A block sum is at most 1024 * 127 * 32767 < 2^33: it is kept in 64 bits here (the SIMD
+ * paths split it over lanes that each stay below 2^31). */
+static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
+    const int8_t *w = (const int8_t *)(row + 4);
     float acc = 0;
-    for (int64_t c0 = from; c0 < n; c0 += MOE_QBLOCK16) {
+    for (int64_t c0 = 0; c0 < n; c0 += MOE_QBLOCK16) {
         int64_t end = c0 + MOE_QBLOCK16 < n ? c0 + MOE_QBLOCK16 : n;
         int64_t isum = 0;
         for (int64_t i = c0; i < end; i++) isum += (int32_t)w[i] * (int32_t)x->q16[i];
         acc += x->d16[c0 / MOE_QBLOCK16] * (float)isum;
     }
-    return acc;
-}
-
-static float dot_i8(const uint8_t *row, const moe_xq *x, int64_t n) {
-    return moe_load_f32(row) * moe_dot_i8_tail((const int8_t *)(row + 4), x, 0, n);
+    return moe_load_f32(row) * acc;
 }
 
 /*

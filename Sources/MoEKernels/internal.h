@@ -7,11 +7,13 @@
 /* Activations meet int4 weights as int8 in blocks of MOE_QBLOCK values, and
  * int8 weights as int16 in blocks of MOE_QBLOCK16 (int8 x int8 would cost int8
  * weights measurable accuracy; see docs/quantization.md). One int16 scale per
- * 256 values lets the integer sums of a block run to 256 columns before one
- * conversion to float (a block sum stays below 256 * 127 * 32767 < 2^33 split
- * over at least 4 lanes, so every lane stays below 2^31). */
+ * 1024 values lets the integer sums of a block run to 1024 columns before one
+ * conversion to float: a block sum stays below 1024 * 127 * 32767 < 2^33, split
+ * over at least 4 lanes of at most 256 products each (< 2^31). The 8-token int8
+ * tile then converts once per row of a 1024-column product instead of four
+ * times. */
 #define MOE_QBLOCK 32
-#define MOE_QBLOCK16 256
+#define MOE_QBLOCK16 1024
 
 /* Spin-wait hint. */
 #if defined(__x86_64__)
@@ -29,7 +31,7 @@ static inline uint16_t moe_load_u16(const void *p) { uint16_t h; memcpy(&h, p, 2
 /*
  * One activation row quantized for the integer kernels. For int4 weights:
  * blocks of 32 int8 values q (the last block zero-padded), each with scale d
- * and s = d * sum(q). For int8 weights: blocks of 256 int16 values q16 (the
+ * and s = d * sum(q). For int8 weights: blocks of 1024 int16 values q16 (the
  * last block zero-padded) with scale d16. Only the form the weight format needs
  * is filled in.
  */
@@ -61,7 +63,7 @@ typedef struct {
     void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8);
     void (*tile_i4)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, int group, int asym, float *y, int64_t ystride);
-    /* Optional activation quantizers for n a multiple of the block (32 / 256),
+    /* Optional activation quantizers for n a multiple of the block (32 / 1024),
      * giving the same codes as the portable ones in dispatch.c. */
     void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
     void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);
@@ -94,10 +96,6 @@ void moe_attend_group_scalar(const float *q, const float *k, const float *v, int
 void moe_attend_group_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible,
                                  int64_t stride, int hd, int G, float scale, float *scores, float *out);
 void moe_to_f16_scalar(const float *src, uint16_t *dst, int64_t n);
-
-/* Scalar pieces reused by the SIMD paths for row tails: the int16 blocks
- * from `from` (a multiple of MOE_QBLOCK16) to n. */
-float moe_dot_i8_tail(const int8_t *w, const moe_xq *x, int64_t from, int64_t n);
 
 /* Cache lines of the weight stream are requested this many bytes ahead of
  * the kernels' loads, so a matvec keeps enough reads in flight to run at

@@ -65,9 +65,12 @@ final class QuantKernelTests: XCTestCase {
     /// float accumulation order differs.
     func testSIMDPathsAgreeWithScalar() throws {
         for (n, f) in WeightFormat.allCases.enumerated() {
-            // int8: 64 and 320 columns end in a partial 256-value activation block; 80 and 160
-            // (multiples of 16, not of 64) take the tiles' 16-column steps
-            for cols in Set([QuantTest.oddCols(for: f), f.groupSize ?? 64, 1024] + (f == .int8 ? [320, 80, 160] : [])) {
+            // int8: 64, 320 and 333 columns are one partial 1024-value activation block, 1088, 1040
+            // and 1100 a whole block and a partial one; 80, 160 and 1040 (multiples of 16, not of
+            // 64) take the tiles' 16-column steps, 333 and 1100 (not multiples of 16) the rows'
+            // scalar remainders
+            for cols in Set([QuantTest.oddCols(for: f), f.groupSize ?? 64, 1024]
+                                + (f == .int8 ? [320, 80, 160, 1088, 1040, 1100] : [])) {
                 let c = try makeCase(f, rows: 13, cols: cols, tokens: 5, seed: UInt64(100 + n))
                 let scalar = try run(c, path: .scalar, threaded: false)
                 for path in Self.paths where path != .scalar {
@@ -89,11 +92,12 @@ final class QuantKernelTests: XCTestCase {
         // 1024 columns take the SIMD tiles: one row at a time for matvec; for matmul, int4 runs
         // one row x 1-4 tokens, and int8 blocks of 5 to 8 tokens a row at a time (5, 7, 8 and
         // 13 = 8 + 5 tokens), a block of 4 as 2 x 4 tiles with the 11th row as 1 x 4 (4 and
-        // 12 = 8 + 4), fewer as single rows and tokens (3). 320 int8 columns end in a partial
-        // activation block; 160 (the tiny model's hidden size) is a multiple of 16, not of 64.
+        // 12 = 8 + 4), fewer as single rows and tokens (3). 320 int8 columns are one partial
+        // activation block and 1088 a whole one and a partial one; 160 (the tiny model's hidden
+        // size) is a multiple of 16, not of 64.
         // Every (row, token) must come out the same.
         for (n, f) in WeightFormat.allCases.enumerated() {
-            for cols in [QuantTest.oddCols(for: f), 1024] + (f == .int8 ? [320, 160] : []) {
+            for cols in [QuantTest.oddCols(for: f), 1024] + (f == .int8 ? [320, 160, 1088] : []) {
                 for tokens in [3, 4, 5, 7, 8, 12, 13] {
                     try checkRowsEqualMatvec(f, cols: cols, tokens: tokens, seed: UInt64(200 + 10 * n + tokens))
                 }

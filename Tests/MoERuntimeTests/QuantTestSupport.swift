@@ -56,9 +56,9 @@ enum QuantTest {
 
     /// Steps of the activation quantization, per element: int4 weights meet
     /// int8 activations (max |x| / 127 per 32 values), int8 weights int16
-    /// activations (max |x| / 32767 per 256 values).
+    /// activations (max |x| / 32767 per 1024 values).
     static func activationSteps(_ x: [Float], cols: Int, format: WeightFormat) -> [Float] {
-        let (block, levels): (Int, Float) = format == .int8 ? (256, 32767) : (32, 127)
+        let (block, levels): (Int, Float) = format == .int8 ? (1024, 32767) : (32, 127)
         var out = [Float](repeating: 0, count: x.count)
         for t in 0..<(x.count / cols) {
             var c0 = 0

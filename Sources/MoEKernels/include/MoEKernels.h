@@ -10,7 +10,7 @@
  *   moe_matvec   y[rows]    = W x
  *   moe_matmul   Y[T, rows] = X[T, cols] W^T
  * For the integer formats the activations are quantized once per call (int8
- * in blocks of 32 for int4 weights, int16 in blocks of 256 for int8 weights,
+ * in blocks of 32 for int4 weights, int16 in blocks of 1024 for int8 weights,
  * one f32 scale per block), and the inner loop is an integer dot product. Rows are split over a persistent worker pool (moe_set_threads).
  *
  * Paths: a portable scalar path is always built; AVX2+FMA+F16C on x86-64 and
