@@ -1,7 +1,9 @@
 // moepack-kernel-bench: weight bytes streamed per second by the quantized
 // matvec kernels, next to a STREAM-style read bandwidth figure (the limit a
-// memory-bound matvec can reach). "hot" reuses one matrix (cache-resident for
-// small shapes); "cold" cycles through enough copies to exceed the caches.
+// memory-bound matvec can reach), then the multiply-add rate of products of
+// several tokens (what a batched decode step of that many sequences does with
+// each weight). "hot" reuses one matrix (cache-resident for small shapes);
+// "cold" cycles through enough copies to exceed the caches.
 // Build with `swift build -c release`.
 import Foundation
 import MoEFormat
@@ -107,6 +109,41 @@ for shape in shapes {
             + " " + shape.name.padding(toLength: 17, withPad: " ", startingAt: 0)
         print(label + String(format: " %8d  %6.1f %6.1f %6.1f %6.1f        %.2e    %.2e",
                              q.byteCount, hot1, hot2, cold1, cold2, errDeq, errF32))
+    }
+}
+
+/// G multiply-adds per second of one product of `tokens` activation rows (activation
+/// quantization included, as in a batched decode step).
+func matmulGMACs(_ copies: [QuantizedMatrix], tokens: Int, threads: Int) -> Double {
+    KernelConfig.setThreads(threads)
+    let m = copies[0]
+    let x = randomFloats(tokens * m.cols, seed: 3, scale: 1)
+    var y = [Float](repeating: 0, count: tokens * m.rows)
+    let t = medianTime(budget: 0.3) { i in
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { copies[i % copies.count].matmul(x: xp, tokens: tokens, y: $0) }
+        }
+    }
+    return Double(m.rows * m.cols * tokens) / t / 1e9
+}
+
+print("")
+print("products of several tokens (G multiply-adds/s; 4096x1024, hot = one matrix, cold = copies)")
+print("format     tokens   hot1   hot2  cold1  cold2")
+let batchShape = shapes[0]
+let batchWeights = randomFloats(batchShape.rows * batchShape.cols, seed: 1, scale: 0.05)
+for f in [WeightFormat.int8, .int4g64] {
+    guard let q = try? QuantizedMatrix(quantizing: batchWeights, rows: batchShape.rows, cols: batchShape.cols, format: f)
+    else { continue }
+    let raw = Array(q.bytes)
+    let copies = (0..<max(2, coldBytes / q.byteCount)).compactMap {
+        _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f)
+    }
+    for tokens in [1, 2, 4, 8] {
+        let rates = [matmulGMACs([q], tokens: tokens, threads: 1), matmulGMACs([q], tokens: tokens, threads: 2),
+                     matmulGMACs(copies, tokens: tokens, threads: 1), matmulGMACs(copies, tokens: tokens, threads: 2)]
+        print(f.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+              + String(format: " %6d  %5.1f  %5.1f  %5.1f  %5.1f", tokens, rates[0], rates[1], rates[2], rates[3]))
     }
 }
 KernelConfig.setThreads(1)
