@@ -85,11 +85,17 @@ static void publish(void) {
     pthread_mutex_unlock(&P.m);
 }
 
+static _Atomic int64_t busy_ns;
+
+int64_t moe_pool_busy_ns(void) { return atomic_load(&busy_ns); }
+
 void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks) {
+    const int64_t start = now_ns();
     pthread_mutex_lock(&P.call_lock);
     if (P.nthreads <= 1 || nchunks <= 1) {
         for (int c = 0; c < nchunks; c++) fn(ctx, c, nchunks);
         pthread_mutex_unlock(&P.call_lock);
+        atomic_fetch_add(&busy_ns, now_ns() - start);
         return;
     }
     P.fn = fn;
@@ -106,6 +112,7 @@ void moe_pool_run(moe_task_fn fn, void *ctx, int nchunks) {
         if (++spins > WORKER_SPINS) sched_yield();
     }
     pthread_mutex_unlock(&P.call_lock);
+    atomic_fetch_add(&busy_ns, now_ns() - start);
 }
 
 int moe_set_threads(int n) {

@@ -56,6 +56,11 @@ struct Bench: ParsableCommand {
             return
         }
         func f(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
+        func serialLine(_ r: ModelBenchmark.Report) -> String {
+            guard let single = r.decodeSerialFraction, let batched = r.batchSerialFraction else { return "" }
+            return "\nserial         outside the kernel pool's jobs: \(f(100 * single))% of one sequence's decode time, "
+                + "\(f(100 * batched))% of the batched steps' (work on one thread)"
+        }
         let spread = report.decodeTokensPerSecondRuns
         print("""
         model          \(report.model)
@@ -63,7 +68,7 @@ struct Bench: ParsableCommand {
         load           \(f(report.loadSeconds, 3)) s\(report.zstdGBpsPerCore.map { " (zstd \(f($0, 2)) GB/s per core)" } ?? ""), weights \(CheckpointSummary.bytes(report.weightBytes)), peak RSS \(CheckpointSummary.bytes(report.peakRSSBytes))
         prefill        \(f(report.prefillTokensPerSecond)) tokens/s (\(report.promptTokens) tokens), \(f(report.prefillGFLOPS)) GFLOP/s vs sgemm \(f(report.sgemmGFLOPS)) GFLOP/s
         decode         \(f(report.decodeTokensPerSecond)) tokens/s (median of \(spread.count), range \(f(spread.min() ?? 0))–\(f(spread.max() ?? 0)))
-        batched        \(report.batchDecodeTokensPerSecond.map { "\(report.batchStreams) sequences: \(f($0)) tokens/s together, \(f(report.batchSpeedup ?? 0, 2))x one sequence (median of \(report.batchSpeedupRuns.count) paired runs)" } ?? "skipped")
+        batched        \(report.batchDecodeTokensPerSecond.map { "\(report.batchStreams) sequences: \(f($0)) tokens/s together, \(f(report.batchSpeedup ?? 0, 2))x one sequence (median of \(report.batchSpeedupRuns.count) paired runs)" } ?? "skipped")\(serialLine(report))
         decode @ctx    \(report.decodeAtContext.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.key): \(f($0.value)) tok/s" }.joined(separator: ", ")) (KV cache \(report.kvCachePrecision))
         per token      \(CheckpointSummary.bytes(report.activeWeightBytesPerToken)) of active weights
         bandwidth      \(f(report.memoryBandwidthGBps)) GB/s measured; decode reaches \(f(100 * report.decodeBandwidthFraction))% of the limit

@@ -18,6 +18,12 @@ final class BenchCLITests: XCTestCase {
         XCTAssertEqual(report["batchStreams"] as? Int, 2)
         XCTAssertEqual(report["kvCachePrecision"] as? String, "f32", "the tiny checkpoint runs at full precision")
         XCTAssertEqual((report["decodeTokensPerSecondRuns"] as? [Double])?.count, 3)
+        // Part of decoding runs inside the kernel pool's jobs (the pool's clock is wired up) and
+        // part outside them.
+        for key in ["decodeSerialFraction", "batchSerialFraction"] {
+            let share = try XCTUnwrap(report[key] as? Double, key)
+            XCTAssertTrue(share > 0 && share < 1, "\(key) \(share)")
+        }
     }
 
     func testBatchOfOneSkipsTheBatchedMeasurement() throws {
@@ -27,6 +33,7 @@ final class BenchCLITests: XCTestCase {
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         XCTAssertNil(report["batchSpeedup"] as? Double)
         XCTAssertEqual(report["batchSpeedupRuns"] as? [Double], [])
+        XCTAssertNil(report["batchSerialFraction"] as? Double)
         XCTAssertEqual(report["kvCachePrecision"] as? String, "f16", "--kv-cache overrides the model's choice")
     }
 

@@ -127,6 +127,10 @@ int moe_get_threads(void);
  * (any order, any thread; returns when all are done). fn must not call back
  * into the kernels' threaded entry points: the pool runs one job at a time. */
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx);
+/* Wall-clock nanoseconds spent inside pool jobs so far (from a job's call to its return,
+ * single-chunk jobs run on the caller included), for measuring how much of a computation
+ * runs outside them, on one thread. */
+int64_t moe_pool_busy_ns(void);
 
 /*
  * Grouped-query attention of `group` query heads q [group, head_dim]

@@ -40,6 +40,11 @@ public struct ModelBenchmark {
         public var batchDecodeTokensPerSecond: Double?
         public var batchSpeedup: Double?
         public var batchSpeedupRuns: [Double]
+        /// Share of the time outside the kernel pool's jobs (norms, routing, SwiGLU, gathering
+        /// and combining expert rows, sampling: work on one thread), in single-sequence decode
+        /// and in a batched step (medians of the paired runs).
+        public var decodeSerialFraction: Double?
+        public var batchSerialFraction: Double?
         /// How the model's KV cache stores keys and values ("f16" or "f32").
         public var kvCachePrecision: String
         /// zstd decompression speed of the bundle's own payloads on one core (decompressed bytes
@@ -88,14 +93,17 @@ public struct ModelBenchmark {
         // Each run measures one sequence right before the batch, so the ratio compares the two
         // under the same machine conditions (on a shared machine they drift within minutes).
         var batchRates: [Double] = [], speedups: [Double] = []
+        var singleSerial: [Double] = [], batchSerial: [Double] = []
         if options.batch > 1 {
             log("batched decode: \(options.batch) sequences × \(options.runs) runs, each paired with one sequence")
             for _ in 0..<options.runs {
-                let single = try decodeRate(model, context: options.promptTokens, tokens: options.generatedTokens)
-                let batched = try batchedDecodeRate(model, streams: options.batch, context: options.promptTokens,
-                                                    tokens: options.generatedTokens)
-                batchRates.append(batched)
-                speedups.append(batched / single)
+                let single = try decodeTiming(model, context: options.promptTokens, tokens: options.generatedTokens)
+                let batched = try batchedDecodeTiming(model, streams: options.batch, context: options.promptTokens,
+                                                      tokens: options.generatedTokens)
+                batchRates.append(batched.rate)
+                speedups.append(batched.rate / single.rate)
+                singleSerial.append(single.serial)
+                batchSerial.append(batched.serial)
             }
         }
 
@@ -123,6 +131,8 @@ public struct ModelBenchmark {
             batchStreams: options.batch,
             batchDecodeTokensPerSecond: batchRates.isEmpty ? nil : median(batchRates),
             batchSpeedup: speedups.isEmpty ? nil : median(speedups), batchSpeedupRuns: speedups,
+            decodeSerialFraction: singleSerial.isEmpty ? nil : median(singleSerial),
+            batchSerialFraction: batchSerial.isEmpty ? nil : median(batchSerial),
             kvCachePrecision: model.cachePrecision.rawValue,
             zstdGBpsPerCore: zstd,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
@@ -133,17 +143,23 @@ public struct ModelBenchmark {
 
     /// Tokens per second decoding `tokens` tokens one at a time after a `context`-token prefill.
     public func decodeRate(_ model: ErnieModel, context: Int, tokens: Int) throws -> Double {
+        try decodeTiming(model, context: context, tokens: tokens).rate
+    }
+
+    /// decodeRate, and the share of the decoding time spent outside the kernel pool's jobs.
+    func decodeTiming(_ model: ErnieModel, context: Int, tokens: Int) throws -> (rate: Double, serial: Double) {
         let cache = model.makeCache(capacity: context + tokens)
         var rng = SystemRandomNumberGenerator()
         let vocab = Int32(model.config.vocabSize)
         _ = try model.forward((0..<context).map { _ in Int32.random(in: 1..<vocab, using: &rng) }, cache: cache, lastOnly: true)
         var token: Int32 = 1
-        let t = Date()
+        let (t, busy) = (Date(), KernelConfig.poolBusySeconds)
         for _ in 0..<tokens {
             let logits = try model.forward([token], cache: cache, lastOnly: true)
             token = Self.argmax(logits[...])
         }
-        return Double(tokens) / Date().timeIntervalSince(t)
+        let wall = Date().timeIntervalSince(t)
+        return (Double(tokens) / wall, max(0, 1 - (KernelConfig.poolBusySeconds - busy) / wall))
     }
 
     /// Greedy choice (index of the largest logit), in C so the measurement is the model's time.
@@ -154,6 +170,12 @@ public struct ModelBenchmark {
     /// Aggregate tokens per second of `streams` sequences decoding together, each after its own
     /// `context`-token prefill, `tokens` steps of `decodeBatch` (the server's decode loop).
     public func batchedDecodeRate(_ model: ErnieModel, streams: Int, context: Int, tokens: Int) throws -> Double {
+        try batchedDecodeTiming(model, streams: streams, context: context, tokens: tokens).rate
+    }
+
+    /// batchedDecodeRate, and the share of the decoding time spent outside the kernel pool's jobs.
+    func batchedDecodeTiming(_ model: ErnieModel, streams: Int, context: Int, tokens: Int) throws
+        -> (rate: Double, serial: Double) {
         let vocab = Int32(model.config.vocabSize)
         var rng = SystemRandomNumberGenerator()
         var caches: [KVCache] = []
@@ -166,12 +188,13 @@ public struct ModelBenchmark {
             next.append(Self.argmax(logits[...]))
         }
         let v = model.config.vocabSize
-        let t = Date()
+        let (t, busy) = (Date(), KernelConfig.poolBusySeconds)
         for _ in 0..<tokens {
             let logits = try model.decodeBatch(tokens: next, caches: caches)
             next = (0..<streams).map { b in Self.argmax(logits[(b * v)..<((b + 1) * v)]) }
         }
-        return Double(streams * tokens) / Date().timeIntervalSince(t)
+        let wall = Date().timeIntervalSince(t)
+        return (Double(streams * tokens) / wall, max(0, 1 - (KernelConfig.poolBusySeconds - busy) / wall))
     }
 
     /// Decompressed GB/s of zstd on one thread, over the largest zstd payloads of a bundle (up to

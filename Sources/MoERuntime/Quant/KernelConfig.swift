@@ -26,6 +26,10 @@ public enum KernelConfig {
     /// The worker threads are created here once and reused by every call.
     public static var threads: Int { Int(moe_get_threads()) }
 
+    /// Seconds spent inside the worker pool's jobs so far (see `moe_pool_busy_ns`): the time a
+    /// computation spends outside them is what runs on one thread.
+    public static var poolBusySeconds: Double { Double(moe_pool_busy_ns()) / 1e9 }
+
     /// Sizes the pool. OpenBLAS is set to one thread: every parallel section of the runtime
     /// (its sgemm calls included) runs on this pool, so two thread pools never spin against
     /// each other for the same cores.
