@@ -237,7 +237,7 @@ static void quantize_row(const job *j, int64_t t) {
     const float *x = j->x + t * cols;
     const moe_xq *xq = &j->xq[t];
     if (j->fmt == MOE_FMT_INT8) {
-        if (j->k->quant_i16 && cols % MOE_QBLOCK16 == 0) j->k->quant_i16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
+        if (j->k->quant_i16 && cols % 16 == 0) j->k->quant_i16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
         else quantize_x16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
         return;
     }

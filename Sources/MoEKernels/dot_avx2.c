@@ -144,8 +144,8 @@ AVX2 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int gro
 /*
  * Activation quantizers, the same arithmetic as quantize_x/quantize_x16 in
  * dispatch.c (max, one multiply by the same reciprocal, round half to even),
- * so they give the same codes. n must be a multiple of the block here; the
- * driver falls back to the scalar quantizer otherwise.
+ * so they give the same codes. n must be a multiple of 32 (int8 codes) or 16
+ * (int16 codes) here; the driver falls back to the scalar quantizer otherwise.
  */
 AVX2 static inline int block_amax(const float *x, int len, float *amax) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -191,16 +191,19 @@ AVX2 static void quant_i8(const float *x, int64_t n, int8_t *q, float *d, float 
     }
 }
 
+/* n a multiple of 16; a last, shorter block is zero-padded to MOE_QBLOCK16 as in quantize_x16. */
 AVX2 static void quant_i16(const float *x, int64_t n, int16_t *q, float *d) {
     for (int64_t c0 = 0, b = 0; c0 < n; c0 += MOE_QBLOCK16, b++) {
+        const int len = n - c0 < MOE_QBLOCK16 ? (int)(n - c0) : MOE_QBLOCK16;
         float amax;
-        if (!block_amax(x + c0, MOE_QBLOCK16, &amax)) {
-            memset(q + c0, 0, MOE_QBLOCK16 * sizeof(int16_t));
+        if (len < MOE_QBLOCK16) memset(q + c0 + len, 0, (size_t)(MOE_QBLOCK16 - len) * sizeof(int16_t));
+        if (!block_amax(x + c0, len, &amax)) {
+            memset(q + c0, 0, (size_t)len * sizeof(int16_t));
             d[b] = NAN;
             continue;
         }
         __m256 inv = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
-        for (int i = 0; i < MOE_QBLOCK16; i += 16) {
+        for (int i = 0; i < len; i += 16) {
             __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i), inv));
             __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i + 8), inv));
             __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, c), 0xD8);

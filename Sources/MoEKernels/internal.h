@@ -63,7 +63,7 @@ typedef struct {
     void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8);
     void (*tile_i4)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, int group, int asym, float *y, int64_t ystride);
-    /* Optional activation quantizers for n a multiple of the block (32 / 1024),
+    /* Optional activation quantizers for n a multiple of 32 (quant_i8) or 16 (quant_i16),
      * giving the same codes as the portable ones in dispatch.c. */
     void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
     void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);

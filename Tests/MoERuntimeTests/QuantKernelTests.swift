@@ -134,6 +134,28 @@ final class QuantKernelTests: XCTestCase {
         XCTAssertEqual(c.q.matvec(c.x), try run(c, path: KernelConfig.path, threaded: false))
     }
 
+    /// The SIMD activation quantizers give the portable quantizer's codes. With an identity int8
+    /// matrix every output is one code times its block's scale, whatever the order of the sums,
+    /// so the paths must agree exactly. Widths cover one partial block, whole blocks and a whole
+    /// block plus a partial one (every multiple of 16 takes the SIMD quantizer); each 1024-value
+    /// block gets its own magnitude.
+    func testSIMDActivationCodesEqualPortableOnes() throws {
+        for cols in [16, 80, 160, 512, 1024, 1040, 1088, 2048] {
+            var identity = [Float](repeating: 0, count: cols * cols)
+            for i in 0..<cols { identity[i * cols + i] = 1 }
+            let q = try QuantizedMatrix(quantizing: identity, rows: cols, cols: cols, format: .int8)
+            var rng = TestRandom(seed: UInt64(300 + cols))
+            let tokens = 3
+            var x = rng.weights(tokens * cols, scale: 2)
+            for i in x.indices { x[i] *= Float(1 + (i % cols) / 1024 * 7) }
+            let c = Case(q: q, x: x, tokens: tokens, deq: q.dequantize())
+            let scalar = try run(c, path: .scalar, threaded: false)
+            for path in Self.paths where path != .scalar {
+                XCTAssertEqual(try run(c, path: path, threaded: false), scalar, "\(path.name) cols \(cols)")
+            }
+        }
+    }
+
     func testNonFiniteActivationsGiveNaN() throws {
         // Odd widths take the portable activation quantizer, 1024 the SIMD one. No finite result
         // may come out of a non-finite input.
