@@ -168,12 +168,8 @@ public struct ModelBenchmark {
     }
 
     /// Aggregate tokens per second of `streams` sequences decoding together, each after its own
-    /// `context`-token prefill, `tokens` steps of `decodeBatch` (the server's decode loop).
-    public func batchedDecodeRate(_ model: ErnieModel, streams: Int, context: Int, tokens: Int) throws -> Double {
-        try batchedDecodeTiming(model, streams: streams, context: context, tokens: tokens).rate
-    }
-
-    /// batchedDecodeRate, and the share of the decoding time spent outside the kernel pool's jobs.
+    /// `context`-token prefill, `tokens` steps of `decodeBatch` (the server's decode loop), and the
+    /// share of that time spent outside the kernel pool's jobs.
     func batchedDecodeTiming(_ model: ErnieModel, streams: Int, context: Int, tokens: Int) throws
         -> (rate: Double, serial: Double) {
         let vocab = Int32(model.config.vocabSize)
