@@ -4,7 +4,8 @@
 Starts `moepack serve` on the tiny model (or --model) on a free loopback port, then:
   - lists models; completion and chat completion, each with stream false and true;
   - streamed text equals the non-streamed text (greedy), usage counts are consistent;
-  - greedy output equals `moepack run` greedy output for the same prompt;
+  - greedy output equals `moepack run` greedy output for the same prompt, also with the presence,
+    frequency and repetition penalties;
   - an unknown model is a NotFoundError (404), a bad parameter a BadRequestError (400);
   - SIGTERM makes the server exit with status 0.
 
@@ -32,11 +33,16 @@ def check(condition, message):
     print(f"ok: {message}")
 
 
-def run_greedy(binary, model, prompt, max_tokens, chat_system=None):
+PENALTIES = {"frequency_penalty": 0.8, "presence_penalty": 0.4, "repetition_penalty": 1.2}
+
+
+def run_greedy(binary, model, prompt, max_tokens, chat_system=None, penalties=None):
     """`moepack run`'s greedy output for `prompt` (it prints the generated text and a newline)."""
     args = [binary, "run", model, "--prompt", prompt, "--max-tokens", str(max_tokens), "--temperature", "0"]
     if chat_system is not None:
         args += ["--chat", "--system", chat_system]
+    for name, value in (penalties or {}).items():
+        args += ["--" + name.replace("_", "-"), str(value)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         fail(f"moepack run failed: {out.stderr}")
@@ -102,6 +108,13 @@ def main():
                                              seed=7, extra_body={"top_k": 40}).choices[0].text for _ in range(2)]
         check(sampled[0] == sampled[1], "the same seed gives the same sample")
 
+        penalised = client.completions.create(
+            model=model, prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0,
+            frequency_penalty=PENALTIES["frequency_penalty"], presence_penalty=PENALTIES["presence_penalty"],
+            extra_body={"repetition_penalty": PENALTIES["repetition_penalty"]}).choices[0].text
+        check(penalised != text, "penalties change the greedy completion")
+        print(f"   with penalties: {PROMPT!r} -> {penalised!r}")
+
         try:
             client.completions.create(model="no-such-model", prompt="x", max_tokens=2)
             fail("unknown model was accepted")
@@ -119,6 +132,8 @@ def main():
             cli_chat = run_greedy(args.moepack, args.model, messages[1]["content"], MAX_TOKENS,
                                   chat_system=messages[0]["content"])
             check(cli_chat == answer, f"greedy chat equals `moepack run --chat` ({cli_chat!r})")
+            cli_penalised = run_greedy(args.moepack, args.model, PROMPT, MAX_TOKENS, penalties=PENALTIES)
+            check(cli_penalised == penalised, f"greedy completion with penalties equals `moepack run` ({cli_penalised!r})")
     finally:
         code = server.stop()
     check(code == 0, f"SIGTERM: the server exited with status {code}")

@@ -8,6 +8,7 @@ Steps (each can be re-run on its own, see --stage):
   train      Ernie4_5_MoeForCausalLM trained with AdamW + light Switch balancing loss
   export     hub-style config.json + per-expert safetensors, verified by reloading
   golden     reference outputs (generate, perplexity, logits) from the saved directory
+  generate   only the generate() outputs (generate.json), from the saved directory
 
 Usage: /work/venv/bin/python tools/train_tiny_moe.py [--stage all] [--minutes 30]
 """
@@ -520,6 +521,45 @@ def perplexity(model, ids, ctx):
     return nll, n
 
 
+def golden_generate(model, sp, msgs):
+    """Greedy generate() outputs, plain and with transformers' repetition_penalty."""
+    prompts = [
+        {"text": "It is a truth universally acknowledged, that", "add_bos": True},
+        {"text": "Anne Elliot walked into the garden and", "add_bos": True},
+        {"text": render_chat(msgs, True), "add_bos": False, "messages": msgs},
+        {"text": "It is a truth universally acknowledged, that", "add_bos": True, "repetition_penalty": 1.3},
+        {"text": "Anne Elliot walked into the garden and", "add_bos": True, "repetition_penalty": 1.15},
+        {"text": render_chat(msgs, True), "add_bos": False, "messages": msgs, "repetition_penalty": 0.8},
+    ]
+    gens = []
+    for p in prompts:
+        ids = ([MODEL_CFG["bos_token_id"]] if p["add_bos"] else []) + sp.encode(p["text"])
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 max_new_tokens=32, do_sample=False, repetition_penalty=p.get("repetition_penalty", 1.0))
+        new = out[0, len(ids):].tolist()
+        gens.append({**p, "prompt_ids": ids, "output_ids": new, "output_text": sp.decode(new)})
+        log("generate", repr(p["text"][-40:]), p.get("repetition_penalty", ""), "->", repr(sp.decode(new)))
+    json.dump({
+        "description": "transformers generate() (eager attention), greedy (do_sample=False), max_new_tokens=32, float32, "
+                       "stops early on eos ids from generation_config.json [2 '</s>', 5 '<|end_of_sentence|>']. "
+                       "prompt_ids = (bos id 1 if add_bos) + sentencepiece encode(text); output_ids excludes the prompt. "
+                       "Cases with repetition_penalty pass it to generate() (it covers prompt and generated ids).",
+        "eos_token_ids": [2, 5],
+        "cases": gens,
+    }, open(GOLD / "generate.json", "w"), indent=1)
+
+
+def stage_generate():
+    """Only generate.json, from the saved directory (no training work directory needed)."""
+    from transformers import Ernie4_5_MoeForCausalLM
+    model = Ernie4_5_MoeForCausalLM.from_pretrained(str(OUT), dtype=torch.float32,
+                                                    attn_implementation="eager").eval()
+    msgs = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Who is Mr. Darcy?"}]
+    golden_generate(model, load_sp(), msgs)
+
+
 def stage_golden(work: Path):
     from jinja2.sandbox import ImmutableSandboxedEnvironment
     from transformers import Ernie4_5_MoeForCausalLM
@@ -538,27 +578,7 @@ def stage_golden(work: Path):
     jinja = env.from_string(tpl).render(messages=msgs, add_generation_prompt=True)
     assert jinja == render_chat(msgs, True), (jinja, render_chat(msgs, True))
 
-    prompts = [
-        {"text": "It is a truth universally acknowledged, that", "add_bos": True},
-        {"text": "Anne Elliot walked into the garden and", "add_bos": True},
-        {"text": render_chat(msgs, True), "add_bos": False, "messages": msgs},
-    ]
-    gens = []
-    for p in prompts:
-        ids = ([MODEL_CFG["bos_token_id"]] if p["add_bos"] else []) + sp.encode(p["text"])
-        with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=32, do_sample=False)
-        new = out[0, len(ids):].tolist()
-        gens.append({**p, "prompt_ids": ids, "output_ids": new, "output_text": sp.decode(new)})
-        log("generate", repr(p["text"][-40:]), "->", repr(sp.decode(new)))
-    json.dump({
-        "description": "transformers generate() (eager attention), greedy (do_sample=False), max_new_tokens=32, float32, "
-                       "stops early on eos ids from generation_config.json [2 '</s>', 5 '<|end_of_sentence|>']. "
-                       "prompt_ids = (bos id 1 if add_bos) + sentencepiece encode(text); output_ids excludes the prompt.",
-        "eos_token_ids": [2, 5],
-        "cases": gens,
-    }, open(GOLD / "generate.json", "w"), indent=1)
+    golden_generate(model, sp, msgs)
 
     text = (OUT / "heldout.txt").read_text()
     ids = sp.encode(text)
@@ -734,7 +754,7 @@ columns show the selection on the router softmax alone (the bias barely changes 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stage", default="all", choices=["all", "corpus", "tokenizer", "train", "export", "golden", "readme"])
+    ap.add_argument("--stage", default="all", choices=["all", "corpus", "tokenizer", "train", "export", "golden", "generate", "readme"])
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/moepack-tiny"))
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--max-steps", type=int, default=100000)
@@ -758,6 +778,8 @@ def main():
         stage_export(work)
     if st in ("all", "golden"):
         stage_golden(work)
+    if st == "generate":
+        stage_generate()
     if st in ("all", "golden", "readme"):
         stage_readme(work)
 

@@ -169,8 +169,17 @@ extension CommonParameters {
         stop = try Self.stopStrings(fields["stop"])
         ignoreEOS = try fields.bool("ignore_eos") ?? false
         try fields.requireUnset("n", allowing: .int(1), "must be 1: only one choice per request is supported")
-        for key in ["presence_penalty", "frequency_penalty"] {
-            if let value = try fields.number(key), value != 0 { throw APIError.unsupported(key, "is not supported (must be 0)") }
+        if let value = try fields.number("presence_penalty") {
+            guard value >= -2, value <= 2 else { throw APIError.invalidValue("presence_penalty", "must be between -2 and 2 (got \(value))") }
+            sampling.presencePenalty = value
+        }
+        if let value = try fields.number("frequency_penalty") {
+            guard value >= -2, value <= 2 else { throw APIError.invalidValue("frequency_penalty", "must be between -2 and 2 (got \(value))") }
+            sampling.frequencyPenalty = value
+        }
+        if let value = try fields.number("repetition_penalty") {
+            guard value > 0 else { throw APIError.invalidValue("repetition_penalty", "must be greater than 0 (got \(value))") }
+            sampling.repetitionPenalty = value
         }
         if let bias = fields["logit_bias"], bias != .null, bias != .object([:]) {
             throw APIError.unsupported("logit_bias", "is not supported")

@@ -20,7 +20,7 @@ struct TokenDecoder {
 
     /// `ignoreEOS`: end-of-sequence ids do not end the sequence (benchmarks).
     init(model: LanguageModel, prompt: [Int32], options: GenerationOptions, ignoreEOS: Bool = false) {
-        sampler = Sampler(options: options.sampling)
+        sampler = Sampler(options: options.sampling, prompt: prompt)
         text = TextStream(tokenizer: model.tokenizer, context: prompt)
         stops = StopMatcher(stopStrings: options.stopStrings)
         stopTokenIDs = ignoreEOS ? [] : model.stopTokenIDs

@@ -31,6 +31,15 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Sample only from the most likely tokens that together reach probability P (1: all).")
     var topP = 1.0
 
+    @Option(help: "Divide the positive logits of tokens already in the text by this and multiply the negative ones (transformers' repetition_penalty); 1 is off.")
+    var repetitionPenalty = 1.0
+
+    @Option(help: "Subtract this from the logit of every token generated so far (OpenAI's presence_penalty, -2 to 2).")
+    var presencePenalty = 0.0
+
+    @Option(help: "Subtract this from a token's logit once per time it was generated (OpenAI's frequency_penalty, -2 to 2).")
+    var frequencyPenalty = 0.0
+
     @Option(help: "Random seed; the same seed gives the same text (default: a random seed, printed).")
     var seed: UInt64?
 
@@ -51,7 +60,9 @@ struct Run: AsyncParsableCommand {
         let seed = self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var options = GenerationOptions(
             maxTokens: maxTokens,
-            sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed),
+            sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed,
+                                      repetitionPenalty: repetitionPenalty, presencePenalty: presencePenalty,
+                                      frequencyPenalty: frequencyPenalty),
             stopStrings: stop, addBOS: !chat)
         try options.validate()
         let text: String

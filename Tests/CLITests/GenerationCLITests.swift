@@ -44,18 +44,20 @@ final class GenerationCLITests: XCTestCase {
             let prompt_ids: [Int]
             let output_text: String
             let messages: [Message]?
+            let repetition_penalty: Double?
         }
         let cases: [Case]
     }
 
-    /// Greedy `moepack run` prints transformers' greedy continuation; its prompts encode to the
-    /// golden prompt ids.
+    /// Greedy `moepack run` prints transformers' greedy continuation, with and without
+    /// `--repetition-penalty`; its prompts encode to the golden prompt ids.
     func testRunGreedyMatchesTransformersGenerate() throws {
         let golden = try JSONDecoder().decode(GenerateGolden.self,
                                               from: Data(contentsOf: tinyGolden.appendingPathComponent("generate.json")))
         let model = Fixtures.tinyModel.path
         for c in golden.cases {
             var arguments = ["run", model, "--max-tokens", "32", "--temperature", "0"]
+            if let penalty = c.repetition_penalty { arguments += ["--repetition-penalty", String(penalty)] }
             if let messages = c.messages {
                 let system = try XCTUnwrap(messages.first { $0.role == "system" }).content
                 let user = try XCTUnwrap(messages.first { $0.role == "user" }).content

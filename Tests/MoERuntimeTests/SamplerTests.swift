@@ -58,6 +58,69 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(hot[0].probability, 1 / (1 + exp(-0.5)), accuracy: 1e-12)
     }
 
+    /// transformers' repetition_penalty: a positive logit of a token in the sequence (prompt or
+    /// generated) is divided by the penalty, a negative one multiplied, once per token however
+    /// often it occurs.
+    func testRepetitionPenaltyScalesTheLogitsOfTokensInTheSequence() {
+        let logits: [Float] = [2, -1, 0.5, 1.9, -3]
+        var sampler = Sampler(options: SamplingOptions(repetitionPenalty: 2), prompt: [0, 1, 1, 4])
+        XCTAssertEqual(logits.withUnsafeBufferPointer { sampler.penalized($0) }, [1, -2, 0.5, 1.9, -6])
+        // 3 is the most likely after the penalty; once generated it is penalised too (0.95), so 0
+        // (1.0) follows, and stays first: its penalty does not grow with repeats.
+        XCTAssertEqual((0..<4).map { _ in sampler.sample(logits) }, [3, 0, 0, 0])
+        // Below 1 the penalty favours the tokens already there.
+        let favouring = Sampler(options: SamplingOptions(repetitionPenalty: 0.5), prompt: [1, 2])
+        XCTAssertEqual(logits.withUnsafeBufferPointer { favouring.penalized($0) }, [2, -0.5, 1, 1.9, -3])
+    }
+
+    /// OpenAI's penalties, logit -= frequency * count + presence * (count > 0), over the generated
+    /// tokens only (not the prompt): frequency pushes repeated tokens down further each time,
+    /// presence only once.
+    func testPresenceAndFrequencyPenaltiesFollowOpenAIsFormula() {
+        let logits: [Float] = [1, 0.875, 0]
+        // frequency 0.3: 1 - 0.3 c0 against 0.875 - 0.3 c1 take turns until both are below 0
+        // (c0 = 4, c1 = 3), and the prompt's zeros do not count.
+        var frequency = Sampler(options: SamplingOptions(frequencyPenalty: 0.3), prompt: [0, 0, 0])
+        XCTAssertEqual((0..<8).map { _ in frequency.sample(logits) }, [0, 1, 0, 1, 0, 1, 0, 2])
+        // presence 0.5: 0 (then 0.5) and 1 (then 0.375) are each pushed down once; 0 stays ahead.
+        var presence = Sampler(options: SamplingOptions(presencePenalty: 0.5))
+        XCTAssertEqual((0..<5).map { _ in presence.sample(logits) }, [0, 1, 0, 0, 0])
+        XCTAssertEqual(logits.withUnsafeBufferPointer { presence.penalized($0) }, [0.5, 0.375, 0])
+        // Negative values reward repeats.
+        var rewarding = Sampler(options: SamplingOptions(frequencyPenalty: -1))
+        XCTAssertEqual((0..<4).map { _ in rewarding.sample([0.9, 1, 0.95]) }, [1, 1, 1, 1])
+    }
+
+    func testCandidatesAreTheSoftmaxOfThePenalisedLogits() {
+        var sampler = Sampler(options: SamplingOptions(temperature: 1, seed: 3, presencePenalty: 1))
+        let logits: [Float] = [0, 0]
+        let first = sampler.sample(logits)
+        let candidates = sampler.candidates(logits)
+        XCTAssertEqual(candidates.map(\.id), [0, 1])
+        let drawnAgain = 1 / (1 + exp(1.0))
+        XCTAssertEqual(candidates[Int(first)].probability, drawnAgain, accuracy: 1e-7)
+        XCTAssertEqual(candidates[1 - Int(first)].probability, 1 - drawnAgain, accuracy: 1e-7)
+    }
+
+    func testPenaltiesOutOfRangeAreRejected() {
+        for options in [SamplingOptions(repetitionPenalty: 0), SamplingOptions(repetitionPenalty: -1),
+                        SamplingOptions(repetitionPenalty: .infinity), SamplingOptions(presencePenalty: 2.5),
+                        SamplingOptions(frequencyPenalty: -2.01), SamplingOptions(frequencyPenalty: .nan)] {
+            XCTAssertThrowsError(try options.validate(), "\(options)")
+        }
+        XCTAssertNoThrow(try SamplingOptions(repetitionPenalty: 1.3, presencePenalty: -2, frequencyPenalty: 2).validate())
+    }
+
+    /// Options encoded before the penalties existed still decode, with the penalties off.
+    func testOptionsWithoutPenaltiesDecode() throws {
+        let old = #"{"temperature": 0.7, "topK": 40, "topP": 0.9, "seed": 7}"#
+        let options = try JSONDecoder().decode(SamplingOptions.self, from: Data(old.utf8))
+        XCTAssertEqual(options, SamplingOptions(temperature: 0.7, topK: 40, topP: 0.9, seed: 7))
+        XCTAssertFalse(options.hasPenalties)
+        let penalised = SamplingOptions(temperature: 1, repetitionPenalty: 1.1, presencePenalty: 0.5, frequencyPenalty: 0.25)
+        XCTAssertEqual(try JSONDecoder().decode(SamplingOptions.self, from: JSONEncoder().encode(penalised)), penalised)
+    }
+
     func testSameSeedSameTokensDifferentSeedDifferentTokens() {
         let logits = (0..<50).map { Float($0 % 7) * 0.3 }
         func draws(_ seed: UInt64) -> [Int32] {

@@ -14,23 +14,27 @@ final class TinyModelTests: XCTestCase {
             let text: String
             let prompt_ids: [Int32]
             let output_ids: [Int32]
+            let repetition_penalty: Double?
         }
         let eos_token_ids: [Int32]
         let cases: [Case]
     }
 
+    /// Greedy decoding, plain and with transformers' repetition_penalty (over prompt and output).
     func testGreedyGenerationMatchesTransformersGenerate() throws {
         let golden = try JSONDecoder().decode(
             GenerateGolden.self, from: Data(contentsOf: Self.golden.appendingPathComponent("generate.json")))
         let model = try ModelLoader.model(at: Self.modelPath)
         let lm = LanguageModel(model: model, tokenizer: WordTokenizer(), stopTokenIDs: Set(golden.eos_token_ids))
-        XCTAssertEqual(golden.cases.count, 3)
+        XCTAssertEqual(golden.cases.count, 6)
+        XCTAssertEqual(golden.cases.filter { $0.repetition_penalty != nil }.count, 3)
         for c in golden.cases {
             var ids: [Int32] = []
-            try lm.makeSession().generate(tokens: c.prompt_ids, options: GenerationOptions(maxTokens: 32)) { event in
+            let sampling = SamplingOptions(repetitionPenalty: c.repetition_penalty ?? 1)
+            try lm.makeSession().generate(tokens: c.prompt_ids, options: GenerationOptions(maxTokens: 32, sampling: sampling)) { event in
                 if case .token(let id, _) = event { ids.append(id) }
             }
-            XCTAssertEqual(ids, c.output_ids, c.text)
+            XCTAssertEqual(ids, c.output_ids, "\(c.text) repetition penalty \(c.repetition_penalty ?? 1)")
         }
     }
 

@@ -7,9 +7,10 @@ import XCTest
 /// What the server generates: the generation API's output, in OpenAI's formats, batched.
 final class GenerationTests: XCTestCase {
     /// The generation API's greedy continuation of `prompt`.
-    func reference(_ model: ServedModel, prompt: String, maxTokens: Int, stop: [String] = []) throws -> (text: String, summary: GenerationSummary) {
+    func reference(_ model: ServedModel, prompt: String, maxTokens: Int, stop: [String] = [],
+                   sampling: SamplingOptions = .greedy) throws -> (text: String, summary: GenerationSummary) {
         let session = model.language.makeSession()
-        let options = GenerationOptions(maxTokens: maxTokens, sampling: .greedy, stopStrings: stop, addBOS: true)
+        let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: stop, addBOS: true)
         var text = ""
         let summary = try session.generate(tokens: try session.encode(prompt: prompt, addBOS: true), options: options) { event in
             if case .token(_, let piece) = event { text += piece }
@@ -62,6 +63,47 @@ final class GenerationTests: XCTestCase {
         // The requests really were decoded together.
         XCTAssertTrue(server.server.metrics.render(running: 0, queued: 0).contains("moepack_decode_rows_total"))
         XCTAssertGreaterThan(server.server.metrics.decodeRowsPerStep, 1.0)
+        await server.stop()
+    }
+
+    /// presence_penalty, frequency_penalty and repetition_penalty reach the sampler: requests that
+    /// share decode steps each equal the generation API's greedy output under the same penalties,
+    /// which differs from the output without them.
+    func testPenaltiesEqualGenerationAPI() async throws {
+        let model = try TestModels.fixture()
+        let server = try await TestServer.start(model, options: ServerOptions(maxBatch: 4))
+        let port = server.port
+        let prompt = "The quick brown fox"
+        let penalties: [(body: [String: Any], sampling: SamplingOptions)] = [
+            (["frequency_penalty": 1.5], SamplingOptions(frequencyPenalty: 1.5)),
+            (["presence_penalty": 2], SamplingOptions(presencePenalty: 2)),
+            (["repetition_penalty": 1.8], SamplingOptions(repetitionPenalty: 1.8)),
+            (["repetition_penalty": 1.2, "frequency_penalty": 0.5, "presence_penalty": -0.7],
+             SamplingOptions(repetitionPenalty: 1.2, presencePenalty: -0.7, frequencyPenalty: 0.5)),
+        ]
+        let bodies = try penalties.map {
+            try JSONSerialization.data(withJSONObject: ["model": "fixture", "prompt": prompt, "max_tokens": 40,
+                                                        "temperature": 0].merging($0.body) { $1 })
+        }
+        let results = try await withThrowingTaskGroup(of: (Int, HTTPResult).self) { group in
+            for (i, body) in bodies.enumerated() {
+                group.addTask {
+                    (i, try await offThread { try httpRequest(port: port, method: "POST", path: "/v1/completions", body: body) })
+                }
+            }
+            var byIndex: [Int: HTTPResult] = [:]
+            for try await (i, result) in group { byIndex[i] = result }
+            return byIndex
+        }
+        let plain = try reference(model, prompt: prompt, maxTokens: 40).text
+        for (i, p) in penalties.enumerated() {
+            let result = try XCTUnwrap(results[i])
+            XCTAssertEqual(result.status, 200, result.text)
+            let text = (result.json["choices"] as? [[String: Any]])?.first?["text"] as? String
+            let expected = try reference(model, prompt: prompt, maxTokens: 40, sampling: p.sampling).text
+            XCTAssertEqual(text, expected, "\(p.body)")
+            XCTAssertNotEqual(expected, plain, "\(p.body) changes nothing on this prompt")
+        }
         await server.stop()
     }
 

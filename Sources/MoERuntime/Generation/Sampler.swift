@@ -10,17 +10,31 @@ public struct SamplingOptions: Sendable, Equatable, Codable {
     public var topP: Double
     /// Seed of the random generator; the same seed and logits give the same tokens everywhere.
     public var seed: UInt64
+    /// transformers' `repetition_penalty`: the logit of every token already in the sequence (prompt
+    /// or generated) is divided by this when positive and multiplied by it when negative; 1 is off.
+    public var repetitionPenalty: Double
+    /// OpenAI's `presence_penalty`: subtracted once from the logit of every token generated so far.
+    public var presencePenalty: Double
+    /// OpenAI's `frequency_penalty`: subtracted from a token's logit once per time it was generated.
+    public var frequencyPenalty: Double
 
-    public init(temperature: Double = 0, topK: Int = 0, topP: Double = 1, seed: UInt64 = 0) {
+    public init(temperature: Double = 0, topK: Int = 0, topP: Double = 1, seed: UInt64 = 0,
+                repetitionPenalty: Double = 1, presencePenalty: Double = 0, frequencyPenalty: Double = 0) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.seed = seed
+        self.repetitionPenalty = repetitionPenalty
+        self.presencePenalty = presencePenalty
+        self.frequencyPenalty = frequencyPenalty
     }
 
     public static let greedy = SamplingOptions()
 
     public var isGreedy: Bool { temperature <= 0 || topK == 1 }
+
+    /// Whether the logits are changed by what the sequence already holds.
+    public var hasPenalties: Bool { repetitionPenalty != 1 || presencePenalty != 0 || frequencyPenalty != 0 }
 
     public func validate() throws {
         guard temperature.isFinite, temperature >= 0 else {
@@ -28,18 +42,50 @@ public struct SamplingOptions: Sendable, Equatable, Codable {
         }
         guard topK >= 0 else { throw RuntimeError("top-k must be >= 0 (got \(topK))") }
         guard topP > 0, topP <= 1 else { throw RuntimeError("top-p must be in (0, 1] (got \(topP))") }
+        guard repetitionPenalty.isFinite, repetitionPenalty > 0 else {
+            throw RuntimeError("repetition penalty must be a finite number > 0 (got \(repetitionPenalty))")
+        }
+        for (name, value) in [("presence", presencePenalty), ("frequency", frequencyPenalty)] {
+            guard value >= -2, value <= 2 else { throw RuntimeError("\(name) penalty must be in [-2, 2] (got \(value))") }
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case temperature, topK, topP, seed, repetitionPenalty, presencePenalty, frequencyPenalty
+    }
+
+    /// Options saved before the penalties existed decode with them off.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(temperature: try c.decode(Double.self, forKey: .temperature),
+                  topK: try c.decode(Int.self, forKey: .topK),
+                  topP: try c.decode(Double.self, forKey: .topP),
+                  seed: try c.decode(UInt64.self, forKey: .seed),
+                  repetitionPenalty: try c.decodeIfPresent(Double.self, forKey: .repetitionPenalty) ?? 1,
+                  presencePenalty: try c.decodeIfPresent(Double.self, forKey: .presencePenalty) ?? 0,
+                  frequencyPenalty: try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty) ?? 0)
     }
 }
 
-/// Picks tokens from logits: greedy, or temperature, then top-k, then top-p (the order transformers
+/// Picks tokens from logits: the penalties first (repetition, then presence and frequency, as
+/// vLLM orders them), then greedy, or temperature, then top-k, then top-p (the order transformers
 /// applies them), then a draw from the renormalised distribution with a seeded generator.
+///
+/// A sampler follows one sequence: with penalties it remembers the prompt it was made with and
+/// every token it picked, so make a new one per sequence and take every token from it.
 public struct Sampler: Sendable {
     public let options: SamplingOptions
     private var random: SeededRandom
+    /// Tokens of the prompt and of the generated text (repetition penalty).
+    private var sequenceTokens: Set<Int32> = []
+    /// Times each token was generated (presence and frequency penalties).
+    private var generatedCounts: [Int32: Int] = [:]
 
-    public init(options: SamplingOptions) {
+    /// `prompt`: the tokens the sequence starts with, which the repetition penalty counts.
+    public init(options: SamplingOptions, prompt: [Int32] = []) {
         self.options = options
         random = SeededRandom(seed: options.seed)
+        if options.repetitionPenalty != 1 { sequenceTokens = Set(prompt) }
     }
 
     public mutating func sample(_ logits: [Float]) -> Int32 {
@@ -47,8 +93,16 @@ public struct Sampler: Sendable {
     }
 
     public mutating func sample(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+        guard options.hasPenalties else { return pick(logits) }
+        let token = penalized(logits).withUnsafeBufferPointer { pick($0) }
+        sequenceTokens.insert(token)
+        generatedCounts[token, default: 0] += 1
+        return token
+    }
+
+    private mutating func pick(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
         if options.isGreedy { return Sampler.argmax(logits) }
-        let candidates = candidates(logits)
+        let candidates = drawable(logits)
         let u = random.nextUnit()
         var cumulative = 0.0
         for c in candidates {
@@ -58,13 +112,35 @@ public struct Sampler: Sendable {
         return candidates.last?.id ?? Sampler.argmax(logits)
     }
 
-    /// The tokens that can be drawn with their renormalised probabilities: most likely first when
-    /// top-k or top-p truncates, else every token in id order.
+    /// The logits with the penalties of what the sequence holds so far applied.
+    public func penalized(_ logits: UnsafeBufferPointer<Float>) -> [Float] {
+        var out = Array(logits)
+        let repetition = Float(options.repetitionPenalty)
+        if repetition != 1 {
+            for token in sequenceTokens where token >= 0 && Int(token) < out.count {
+                let value = out[Int(token)]
+                out[Int(token)] = value < 0 ? value * repetition : value / repetition
+            }
+        }
+        for (token, count) in generatedCounts where token >= 0 && Int(token) < out.count {
+            out[Int(token)] -= Float(options.frequencyPenalty * Double(count) + options.presencePenalty)
+        }
+        return out
+    }
+
+    /// The tokens that can be drawn next with their renormalised probabilities (after the
+    /// penalties of the sequence so far): most likely first when top-k or top-p truncates, else
+    /// every token in id order.
     public func candidates(_ logits: [Float]) -> [(id: Int32, probability: Double)] {
         logits.withUnsafeBufferPointer { candidates($0) }
     }
 
     public func candidates(_ logits: UnsafeBufferPointer<Float>) -> [(id: Int32, probability: Double)] {
+        guard options.hasPenalties else { return drawable(logits) }
+        return penalized(logits).withUnsafeBufferPointer { drawable($0) }
+    }
+
+    private func drawable(_ logits: UnsafeBufferPointer<Float>) -> [(id: Int32, probability: Double)] {
         if options.isGreedy { return [(Sampler.argmax(logits), 1)] }
         // NaN logits (a broken model) count as impossible rather than poisoning the sort.
         let values = logits.map { $0.isNaN ? -Float.infinity : $0 }

@@ -72,7 +72,7 @@ public final class Session: @unchecked Sendable {
         var summary = GenerationSummary(finishReason: .maxTokens, promptTokens: prompt.count,
                                         reusedPromptTokens: reused, generatedTokens: 0,
                                         prefillSeconds: seconds(prefilled - start), decodeSeconds: 0)
-        var sampler = Sampler(options: options.sampling)
+        var sampler = Sampler(options: options.sampling, prompt: prompt)
         var text = TextStream(tokenizer: languageModel.tokenizer, context: prompt)
         var stops = StopMatcher(stopStrings: options.stopStrings)
         func tail() -> String { stops.append(text.flush()) + stops.flush() }
