@@ -6,6 +6,7 @@ Starts `moepack serve` on the tiny model (or --model) on a free loopback port, t
   - streamed text equals the non-streamed text (greedy), usage counts are consistent;
   - greedy output equals `moepack run` greedy output for the same prompt, also with the presence,
     frequency and repetition penalties;
+  - log-probabilities of completion and chat tokens come back in the shapes the client parses;
   - an unknown model is a NotFoundError (404), a bad parameter a BadRequestError (400);
   - SIGTERM makes the server exit with status 0.
 
@@ -114,6 +115,19 @@ def main():
             extra_body={"repetition_penalty": PENALTIES["repetition_penalty"]}).choices[0].text
         check(penalised != text, "penalties change the greedy completion")
         print(f"   with penalties: {PROMPT!r} -> {penalised!r}")
+
+        scored = client.completions.create(model=model, prompt=PROMPT, max_tokens=8, temperature=0, logprobs=2)
+        listing = scored.choices[0].logprobs
+        check(len(listing.token_logprobs) == scored.usage.completion_tokens == len(listing.tokens)
+              and "".join(listing.tokens) == scored.choices[0].text, "completion logprobs: one per token, spelling the text")
+        check(all(top[token] == value for top, token, value in zip(listing.top_logprobs, listing.tokens, listing.token_logprobs)),
+              "completion logprobs: the chosen token is in each top map")
+        scored_chat = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0,
+                                                     logprobs=True, top_logprobs=2)
+        content = scored_chat.choices[0].logprobs.content
+        check(len(content) == scored_chat.usage.completion_tokens and all(len(e.top_logprobs) == 2 for e in content)
+              and all(e.top_logprobs[0].logprob == e.logprob <= 0 for e in content),
+              "chat logprobs: one entry per token, the greedy choice first in its top list")
 
         try:
             client.completions.create(model="no-such-model", prompt="x", max_tokens=2)

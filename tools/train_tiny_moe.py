@@ -536,15 +536,24 @@ def golden_generate(model, sp, msgs):
         ids = ([MODEL_CFG["bos_token_id"]] if p["add_bos"] else []) + sp.encode(p["text"])
         with torch.no_grad():
             out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=32, do_sample=False, repetition_penalty=p.get("repetition_penalty", 1.0))
-        new = out[0, len(ids):].tolist()
-        gens.append({**p, "prompt_ids": ids, "output_ids": new, "output_text": sp.decode(new)})
+                                 max_new_tokens=32, do_sample=False, repetition_penalty=p.get("repetition_penalty", 1.0),
+                                 return_dict_in_generate=True, output_logits=True)
+        new = out.sequences[0, len(ids):].tolist()
+        # log-softmax of the model's raw logits at each step (before the repetition penalty)
+        logprobs = [torch.log_softmax(step[0].double(), dim=-1) for step in out.logits]
+        top = [torch.topk(lp, 5) for lp in logprobs]
+        gens.append({**p, "prompt_ids": ids, "output_ids": new, "output_text": sp.decode(new),
+                     "output_logprobs": [lp[t].item() for lp, t in zip(logprobs, new)],
+                     "top5_ids": [t.indices.tolist() for t in top],
+                     "top5_logprobs": [t.values.tolist() for t in top]})
         log("generate", repr(p["text"][-40:]), p.get("repetition_penalty", ""), "->", repr(sp.decode(new)))
     json.dump({
         "description": "transformers generate() (eager attention), greedy (do_sample=False), max_new_tokens=32, float32, "
                        "stops early on eos ids from generation_config.json [2 '</s>', 5 '<|end_of_sentence|>']. "
                        "prompt_ids = (bos id 1 if add_bos) + sentencepiece encode(text); output_ids excludes the prompt. "
-                       "Cases with repetition_penalty pass it to generate() (it covers prompt and generated ids).",
+                       "Cases with repetition_penalty pass it to generate() (it covers prompt and generated ids). "
+                       "output_logprobs: log_softmax (float64) of generate()'s raw logits (output_logits, before the "
+                       "penalty) at each generated token; top5_ids/top5_logprobs: the five largest at each step.",
         "eos_token_ids": [2, 5],
         "cases": gens,
     }, open(GOLD / "generate.json", "w"), indent=1)

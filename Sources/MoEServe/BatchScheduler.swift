@@ -4,7 +4,8 @@ import MoERuntime
 /// What a submitted generation produces, in order: `.token` per generated token, then one
 /// `.finished` (or `.failed`).
 public enum JobEvent: Sendable, Equatable {
-    case token(id: Int32, text: String)
+    /// `logprobs` when the submission asked for them.
+    case token(id: Int32, text: String, logprobs: TokenLogprobs?)
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
     case failed(String)
 }
@@ -76,8 +77,9 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Queues a generation. `cacheCapacity` bounds prompt + generated tokens. The stream ends after
     /// `.finished` or `.failed`; `cancel()`, or dropping the stream, cancels the sequence.
+    /// `logprobs`: give every token's log-probability with this many most likely alternatives.
     public func submit(prompt: [Int32], options: GenerationOptions, cacheCapacity: Int,
-                       ignoreEOS: Bool = false) throws -> GenerationHandle {
+                       ignoreEOS: Bool = false, logprobs: Int? = nil) throws -> GenerationHandle {
         guard !prompt.isEmpty else { throw APIError.invalidRequest("the prompt is empty") }
         let (stream, continuation) = AsyncStream<JobEvent>.makeStream()
         let sequence = try condition.withLock {
@@ -88,7 +90,7 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             nextID += 1
             let sequence = ScheduledSequence(id: nextID, prompt: prompt, options: options, capacity: cacheCapacity,
-                                             ignoreEOS: ignoreEOS, continuation: continuation)
+                                             ignoreEOS: ignoreEOS, logprobs: logprobs, continuation: continuation)
             // No lock here: this also runs when the scheduler itself finishes the stream. The loop
             // only sleeps when it has no sequences, so a cancel flag needs no wake-up.
             continuation.onTermination = { [weak sequence] _ in sequence?.cancel() }
@@ -230,7 +232,8 @@ public final class BatchScheduler: @unchecked Sendable {
             metrics.recordFirstToken(after: seconds(now - sequence.submitted))
         }
         sequence.lastTokenTime = now
-        sequence.continuation.yield(.token(id: step.token, text: step.text))
+        let logprobs = sequence.logprobs.map { TokenLogprobs(token: step.token, logits: logits, top: $0) }
+        sequence.continuation.yield(.token(id: step.token, text: step.text, logprobs: logprobs))
         if let finish = step.finish {
             sequence.finish(finish)
         } else {
@@ -246,6 +249,7 @@ public final class BatchScheduler: @unchecked Sendable {
         let options: GenerationOptions
         let capacity: Int
         let ignoreEOS: Bool
+        let logprobs: Int?
         let continuation: AsyncStream<JobEvent>.Continuation
         let submitted = ContinuousClock.now
 
@@ -260,13 +264,14 @@ public final class BatchScheduler: @unchecked Sendable {
         var lastTokenTime: ContinuousClock.Instant?
         private(set) var isDone = false
 
-        init(id: Int, prompt: [Int32], options: GenerationOptions, capacity: Int, ignoreEOS: Bool,
+        init(id: Int, prompt: [Int32], options: GenerationOptions, capacity: Int, ignoreEOS: Bool, logprobs: Int?,
              continuation: AsyncStream<JobEvent>.Continuation) {
             self.id = id
             self.prompt = prompt
             self.options = options
             self.capacity = capacity
             self.ignoreEOS = ignoreEOS
+            self.logprobs = logprobs
             self.continuation = continuation
         }
 

@@ -15,7 +15,8 @@ extension OpenAIServer {
         case .tokens(let ids): prompt = ids
         }
         let format = ResponseFormat(kind: .completion, model: served.name,
-                                    includeUsage: parsed.parameters.includeUsageInStream)
+                                    includeUsage: parsed.parameters.includeUsageInStream,
+                                    logprobsTokenizer: parsed.parameters.logprobs == nil ? nil : served.language.tokenizer)
         return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "prompt", format: format)
     }
 
@@ -31,7 +32,8 @@ extension OpenAIServer {
         }
         // The rendered conversation starts with its own beginning-of-sequence marker.
         let prompt = try encode(text, addBOS: false, param: "messages")
-        let format = ResponseFormat(kind: .chat, model: served.name, includeUsage: parsed.parameters.includeUsageInStream)
+        let format = ResponseFormat(kind: .chat, model: served.name, includeUsage: parsed.parameters.includeUsageInStream,
+                                    logprobsTokenizer: parsed.parameters.logprobs == nil ? nil : served.language.tokenizer)
         return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "messages", format: format)
     }
 
@@ -77,20 +79,23 @@ extension OpenAIServer {
         let generation = GenerationOptions(maxTokens: maxTokens, sampling: parameters.sampling,
                                            stopStrings: parameters.stop, addBOS: false)
         let job = try scheduler.submit(prompt: prompt, options: generation, cacheCapacity: prompt.count + maxTokens,
-                                       ignoreEOS: parameters.ignoreEOS)
+                                       ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs)
         return parameters.stream ? streamResponse(job, format: format) : try await wholeResponse(job, format: format)
     }
 
     private func wholeResponse(_ job: GenerationHandle, format: ResponseFormat) async throws -> Response {
         defer { job.cancel() }
-        var text = ""
+        var text = "", textLength = 0
+        var logprobs: [LogprobEntry] = []
         for await event in job.events {
             switch event {
-            case .token(_, let piece):
+            case .token(_, let piece, let tokenLogprobs):
+                if let tokenLogprobs { logprobs.append(LogprobEntry(logprobs: tokenLogprobs, textOffset: textLength)) }
                 text += piece
+                textLength += piece.unicodeScalars.count
             case .finished(let reason, let promptTokens, let completionTokens):
                 return jsonResponse(format.complete(text: text, finish: reason, promptTokens: promptTokens,
-                                                    completionTokens: completionTokens))
+                                                    completionTokens: completionTokens, logprobs: logprobs))
             case .failed(let message):
                 throw Self.failure(message)
             }
@@ -106,13 +111,20 @@ extension OpenAIServer {
             if format.kind == .chat {
                 try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: "", first: true))))
             }
+            // Tokens whose text is held back (an unfinished character, a possible stop string)
+            // have their log-probabilities sent with the next chunk that has text.
+            var pending: [LogprobEntry] = []
+            var textLength = 0
             loop: for await event in job.events {
                 switch event {
-                case .token(_, let piece):
+                case .token(_, let piece, let tokenLogprobs):
+                    if let tokenLogprobs { pending.append(LogprobEntry(logprobs: tokenLogprobs, textOffset: textLength)) }
                     guard !piece.isEmpty else { continue }
-                    try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: piece))))
+                    textLength += piece.unicodeScalars.count
+                    try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: piece, logprobs: pending))))
+                    pending = []
                 case .finished(let reason, let promptTokens, let completionTokens):
-                    var out = ResponseFormat.event(format.chunk(text: "", finish: reason))
+                    var out = ResponseFormat.event(format.chunk(text: "", finish: reason, logprobs: pending))
                     if format.includeUsage {
                         out += ResponseFormat.event(format.usageChunk(promptTokens: promptTokens,
                                                                       completionTokens: completionTokens))

@@ -19,6 +19,9 @@ struct CommonParameters: Sendable {
     var stop: [String] = []
     /// Non-standard (as in vLLM): keep generating past end-of-sequence, for benchmarks.
     var ignoreEOS = false
+    /// Report each generated token's log-probability with this many most likely alternatives
+    /// (nil: no log-probabilities).
+    var logprobs: Int?
 }
 
 struct CompletionRequest: Sendable {
@@ -38,8 +41,9 @@ extension CompletionRequest {
         try fields.requireUnset("echo", allowing: .bool(false), "is not supported (echo must be false)")
         try fields.requireUnset("suffix", "is not supported")
         try fields.requireUnset("best_of", allowing: .int(1), "must be 1: only one candidate is generated")
-        if let logprobs = fields["logprobs"], logprobs != .null, logprobs != .int(0) {
-            throw APIError.unsupported("logprobs", "is not supported")
+        if let count = try fields.int("logprobs") {
+            guard count >= 0, count <= 5 else { throw APIError.invalidValue("logprobs", "must be between 0 and 5 (got \(count))") }
+            parameters.logprobs = count
         }
         guard let value = fields["prompt"], value != .null else {
             throw APIError.invalidRequest("'prompt' is required", param: "prompt", code: "missing_required_parameter")
@@ -77,8 +81,14 @@ extension ChatRequest {
     init(json: JSONValue) throws {
         let fields = try FieldReader(json)
         parameters = try CommonParameters(fields, maxTokensKeys: ["max_completion_tokens", "max_tokens"])
-        if let logprobs = fields["logprobs"], logprobs != .null, logprobs != .bool(false) {
-            throw APIError.unsupported("logprobs", "is not supported")
+        let top = try fields.int("top_logprobs")
+        if try fields.bool("logprobs") == true {
+            if let top, top < 0 || top > 20 {
+                throw APIError.invalidValue("top_logprobs", "must be between 0 and 20 (got \(top))")
+            }
+            parameters.logprobs = top ?? 0
+        } else if top != nil {
+            throw APIError.invalidValue("top_logprobs", "needs logprobs: true")
         }
         if let tools = fields["tools"], tools != .null, tools != .array([]) {
             throw APIError.unsupported("tools", "is not supported")

@@ -14,11 +14,14 @@ struct ResponseFormat: Sendable {
     let model: String
     /// With stream_options.include_usage every chunk carries "usage" (null until the last).
     let includeUsage: Bool
+    /// Names tokens in log-probability listings; nil when the request asked for none.
+    let logprobsTokenizer: (any TextTokenizer)?
 
-    init(kind: Kind, model: String, includeUsage: Bool = false) {
+    init(kind: Kind, model: String, includeUsage: Bool = false, logprobsTokenizer: (any TextTokenizer)? = nil) {
         self.kind = kind
         self.model = model
         self.includeUsage = includeUsage
+        self.logprobsTokenizer = logprobsTokenizer
         let hex = (0..<12).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         id = (kind == .chat ? "chatcmpl-" : "cmpl-") + hex
         created = Int(Date().timeIntervalSince1970)
@@ -41,20 +44,21 @@ struct ResponseFormat: Sendable {
     }
 
     /// The whole answer of a non-streaming request.
-    func complete(text: String, finish: FinishReason, promptTokens: Int, completionTokens: Int) -> JSONValue {
+    func complete(text: String, finish: FinishReason, promptTokens: Int, completionTokens: Int,
+                  logprobs: [LogprobEntry] = []) -> JSONValue {
         var body = header
         let reason = JSONValue.string(Self.finishReason(finish))
         switch kind {
         case .completion:
             body["object"] = .string("text_completion")
-            body["choices"] = .array([.object(["index": .int(0), "text": .string(text), "logprobs": .null,
+            body["choices"] = .array([.object(["index": .int(0), "text": .string(text), "logprobs": listing(logprobs),
                                                "finish_reason": reason])])
         case .chat:
             body["object"] = .string("chat.completion")
             body["choices"] = .array([.object([
                 "index": .int(0),
                 "message": .object(["role": .string("assistant"), "content": .string(text)]),
-                "logprobs": .null,
+                "logprobs": listing(logprobs),
                 "finish_reason": reason,
             ])])
         }
@@ -62,21 +66,22 @@ struct ResponseFormat: Sendable {
         return .object(body)
     }
 
-    /// A streamed piece of text (for chat, the first chunk also names the role).
-    func chunk(text: String, first: Bool = false, finish: FinishReason? = nil) -> JSONValue {
+    /// A streamed piece of text (for chat, the first chunk also names the role) with the
+    /// log-probabilities of the tokens it completes.
+    func chunk(text: String, first: Bool = false, finish: FinishReason? = nil, logprobs: [LogprobEntry] = []) -> JSONValue {
         var body = header
         let reason = finish.map { JSONValue.string(Self.finishReason($0)) } ?? .null
         switch kind {
         case .completion:
             body["object"] = .string("text_completion")
-            body["choices"] = .array([.object(["index": .int(0), "text": .string(text), "logprobs": .null,
+            body["choices"] = .array([.object(["index": .int(0), "text": .string(text), "logprobs": listing(logprobs),
                                                "finish_reason": reason])])
         case .chat:
             body["object"] = .string("chat.completion.chunk")
             var delta: [String: JSONValue] = [:]
             if first { delta["role"] = .string("assistant") }
             if first || !text.isEmpty || finish == nil { delta["content"] = .string(text) }
-            body["choices"] = .array([.object(["index": .int(0), "delta": .object(delta), "logprobs": .null,
+            body["choices"] = .array([.object(["index": .int(0), "delta": .object(delta), "logprobs": listing(logprobs),
                                                "finish_reason": reason])])
         }
         if includeUsage { body["usage"] = .null }
@@ -92,6 +97,52 @@ struct ResponseFormat: Sendable {
         return .object(body)
     }
 
+    /// OpenAI's logprobs object of a choice: for completions parallel lists (`tokens`,
+    /// `token_logprobs`, `top_logprobs` as token-to-logprob maps that always hold the chosen token,
+    /// `text_offset`), for chat one `content` entry per token with its UTF-8 `bytes` and its
+    /// `top_logprobs` list. null when the request asked for none (or, streaming, for a chunk that
+    /// completes no token).
+    func listing(_ entries: [LogprobEntry]) -> JSONValue {
+        guard let tokenizer = logprobsTokenizer, !entries.isEmpty else { return .null }
+        func bytes(_ id: Int32) -> [UInt8] { tokenizer.tokenBytes(id) }
+        func text(_ id: Int32) -> String { String(decoding: bytes(id), as: UTF8.self) }
+        // JSON has no -infinity; vLLM writes -9999 for a token the model rules out.
+        func number(_ value: Float) -> JSONValue { .double(value.isFinite ? Double(value) : -9999) }
+        switch kind {
+        case .completion:
+            let tops = entries.map { entry -> JSONValue in
+                var top: [String: JSONValue] = [:]
+                for alternative in entry.logprobs.top where top[text(alternative.token)] == nil {
+                    top[text(alternative.token)] = number(alternative.logprob)
+                }
+                top[text(entry.logprobs.token)] = number(entry.logprobs.logprob)
+                return .object(top)
+            }
+            return .object([
+                "tokens": .array(entries.map { .string(text($0.logprobs.token)) }),
+                "token_logprobs": .array(entries.map { number($0.logprobs.logprob) }),
+                "top_logprobs": .array(tops),
+                "text_offset": .array(entries.map { .int($0.textOffset) }),
+            ])
+        case .chat:
+            func token(_ id: Int32, _ logprob: Float) -> [String: JSONValue] {
+                ["token": .string(text(id)), "logprob": number(logprob), "bytes": .array(bytes(id).map { .int(Int($0)) })]
+            }
+            return .object(["content": .array(entries.map { entry in
+                var item = token(entry.logprobs.token, entry.logprobs.logprob)
+                item["top_logprobs"] = .array(entry.logprobs.top.map { .object(token($0.token, $0.logprob)) })
+                return .object(item)
+            })])
+        }
+    }
+
     static func event(_ value: JSONValue) -> String { "data: \(value.encodedString)\n\n" }
     static let done = "data: [DONE]\n\n"
+}
+
+/// One generated token's log-probabilities and where its text starts in the completion's text
+/// (in Unicode scalars, as Python counts string positions).
+struct LogprobEntry: Sendable {
+    var logprobs: TokenLogprobs
+    var textOffset: Int
 }

@@ -50,16 +50,7 @@ struct PieceDecoder: Sendable {
             // With extra whitespace removal every leading marker is dropped, not just one.
             if model.removeExtraWhitespaces { hasBosWs = false }
         }
-        var i = piece.startIndex
-        while i < piece.endIndex {
-            if piece[i] == 0xE2, i + 2 < piece.endIndex, piece[i + 1] == 0x96, piece[i + 2] == 0x81 {
-                out.append(0x20)
-                i += 3
-            } else {
-                out.append(piece[i])
-                i += 1
-            }
-        }
+        appendWithSpaces(piece, into: &out)
         return hasBosWs
     }
 
@@ -115,4 +106,18 @@ func validUTF8Length(_ b: [UInt8], _ offset: Int) -> Int? {
         return trail(1) && trail(2) && trail(3) && cp >= 0x10000 && valid(cp) ? 4 : nil
     }
     return nil
+}
+
+/// Appends a piece's bytes with each U+2581 (the space marker) turned back into a space.
+func appendWithSpaces(_ piece: ArraySlice<UInt8>, into out: inout [UInt8]) {
+    var i = piece.startIndex
+    while i < piece.endIndex {
+        if piece[i] == 0xE2, i + 2 < piece.endIndex, piece[i + 1] == 0x96, piece[i + 2] == 0x81 {
+            out.append(0x20)
+            i += 3
+        } else {
+            out.append(piece[i])
+            i += 1
+        }
+    }
 }

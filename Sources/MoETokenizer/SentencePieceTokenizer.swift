@@ -84,6 +84,21 @@ public final class SentencePieceTokenizer: Sendable {
 
     public func pieceType(for id: Int32) -> PieceType? { vocab.type(id) }
 
+    /// The bytes one token stands for wherever it appears in a text: a byte-fallback piece its
+    /// byte, any other piece its text with U+2581 as a space (also at the start of a text, where
+    /// `decode` drops it), a control piece nothing. Empty for an id out of range.
+    public func bytes(of id: Int32) -> [UInt8] {
+        switch vocab.type(id) {
+        case nil, .control?: return []
+        case .unknown?: return unkSurface
+        case .byte?: return byteValue(ofPiece: vocab.pieces[Int(id)]).map { [$0] } ?? []
+        default:
+            var out: [UInt8] = []
+            appendWithSpaces(vocab.pieceBytes[Int(id)][...], into: &out)
+            return out
+        }
+    }
+
     public func score(for id: Int32) -> Float? {
         vocab.type(id) == nil ? nil : vocab.scores[Int(id)]
     }

@@ -154,6 +154,13 @@ public struct Tokenizer: Sendable {
         return result + sentencePiece.decode(run)
     }
 
+    /// The bytes one token stands for in a text (special and added tokens: their text); see
+    /// `SentencePieceTokenizer.bytes(of:)`.
+    public func tokenBytes(_ id: Int32) -> [UInt8] {
+        if let text = tokenText[id] { return Array(text.utf8) }
+        return sentencePiece.bytes(of: id)
+    }
+
     /// Renders `messages` with the chat template and encodes the result, special tokens parsed.
     public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> [Int32] {
         encode(chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt))

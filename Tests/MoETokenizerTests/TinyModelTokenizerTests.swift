@@ -36,6 +36,25 @@ final class TinyModelTokenizerTests: XCTestCase {
         for (ids, text) in zip(randomIDs, randomText) { XCTAssertEqual(sp.decode(ids), text, "\(ids)") }
     }
 
+    /// A token's bytes are its share of the text: concatenated over a line's ids they give the
+    /// decoded line, byte-fallback pieces included (the held-out text has non-ASCII characters).
+    /// (This tokenizer adds no dummy prefix, so decoding drops no leading space.)
+    func testTokenBytesConcatenateToTheDecodedText() throws {
+        let tok = try Tokenizer(directory: Self.tinyDirectory)
+        let text = try String(contentsOf: Self.tinyDirectory.appendingPathComponent("heldout.txt"), encoding: .utf8)
+        var byteFallback = 0
+        for line in text.split(separator: "\n").prefix(300) {
+            let ids = tok.encode(String(line), addBOS: false)
+            byteFallback += ids.filter { tok.sentencePiece.pieceType(for: $0) == .byte }.count
+            let joined = String(decoding: ids.flatMap { tok.tokenBytes($0) }, as: UTF8.self)
+            XCTAssertEqual(joined, tok.decode(ids), String(line))
+        }
+        XCTAssertGreaterThan(byteFallback, 0)
+        XCTAssertEqual(tok.tokenBytes(try XCTUnwrap(tok.specialTokenID("<|end_of_sentence|>"))), Array("<|end_of_sentence|>".utf8))
+        XCTAssertEqual(tok.tokenBytes(tok.sentencePiece.id(for: "<0x0A>")), [0x0A])
+        XCTAssertEqual(tok.tokenBytes(Int32(tok.vocabularySize + 10)), [])
+    }
+
     func testDirectoryWithConfigFiles() throws {
         let tok = try Tokenizer(directory: Self.tinyDirectory)
         let sp = tok.sentencePiece

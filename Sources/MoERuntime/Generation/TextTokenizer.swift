@@ -13,6 +13,13 @@ public protocol TextTokenizer: Sendable {
     var stopTokenIDs: Set<Int32> { get }
     /// A conversation as prompt text in the model's chat format, ending with the assistant's marker.
     func chatPrompt(_ messages: [ChatMessage]) throws -> String
+    /// The bytes one token stands for in a text (log-probability listings name tokens by them).
+    func tokenBytes(_ id: Int32) -> [UInt8]
+}
+
+extension TextTokenizer {
+    /// The token decoded on its own (a piece at the start of a text may lose its leading space).
+    public func tokenBytes(_ id: Int32) -> [UInt8] { Array(decode([id], skipSpecialTokens: false).utf8) }
 }
 
 extension Tokenizer: TextTokenizer {

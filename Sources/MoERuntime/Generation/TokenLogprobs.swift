@@ -1,0 +1,44 @@
+import Foundation
+
+/// The log-probability of a generated token under the model's distribution at its position, with
+/// the most likely alternatives there. The distribution is the softmax of the model's own logits:
+/// before penalties, temperature, top-k and top-p (as vLLM reports them by default).
+public struct TokenLogprobs: Sendable, Equatable {
+    public struct Alternative: Sendable, Equatable {
+        public var token: Int32
+        public var logprob: Float
+    }
+
+    public var token: Int32
+    public var logprob: Float
+    /// The `count` most likely tokens, most likely first (the lower id first on a tie).
+    public var top: [Alternative]
+
+    /// `token`'s log-probability in `logits` and the `count` most likely tokens.
+    public init(token: Int32, logits: UnsafeBufferPointer<Float>, top count: Int) {
+        // log softmax: x - (max + log sum exp(x - max)), the sum in double.
+        var maxValue = -Float.infinity
+        for value in logits where value > maxValue { maxValue = value }
+        var sum = 0.0
+        for value in logits { sum += Double(expf(value - maxValue)) }
+        let logNorm = maxValue + Float(log(sum))
+        self.token = token
+        logprob = Int(token) < logits.count && token >= 0 ? logits[Int(token)] - logNorm : -.infinity
+        top = Self.largest(logits, count: count).map { Alternative(token: Int32($0), logprob: logits[$0] - logNorm) }
+    }
+
+    /// Indices of the `count` largest values, largest first, by insertion into a short list.
+    static func largest(_ values: UnsafeBufferPointer<Float>, count: Int) -> [Int] {
+        guard count > 0 else { return [] }
+        var top: [Int] = []
+        top.reserveCapacity(count + 1)
+        for i in values.indices where !values[i].isNaN {
+            if top.count == count, values[i] <= values[top[count - 1]] { continue }
+            var at = top.count
+            while at > 0 && values[top[at - 1]] < values[i] { at -= 1 }
+            top.insert(i, at: at)
+            if top.count > count { top.removeLast() }
+        }
+        return top
+    }
+}
