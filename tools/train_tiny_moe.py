@@ -542,7 +542,11 @@ def golden_generate(model, sp, msgs):
         # log-softmax of the model's raw logits at each step (before the repetition penalty)
         logprobs = [torch.log_softmax(step[0].double(), dim=-1) for step in out.logits]
         top = [torch.topk(lp, 5) for lp in logprobs]
+        with torch.no_grad():
+            prompt_lp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), dim=-1)
         gens.append({**p, "prompt_ids": ids, "output_ids": new, "output_text": sp.decode(new),
+                     "prompt_logprobs": [prompt_lp[i, ids[i + 1]].item() for i in range(len(ids) - 1)],
+                     "prompt_argmax_ids": prompt_lp[:-1].argmax(dim=-1).tolist(),
                      "output_logprobs": [lp[t].item() for lp, t in zip(logprobs, new)],
                      "top5_ids": [t.indices.tolist() for t in top],
                      "top5_logprobs": [t.values.tolist() for t in top]})
@@ -553,7 +557,9 @@ def golden_generate(model, sp, msgs):
                        "prompt_ids = (bos id 1 if add_bos) + sentencepiece encode(text); output_ids excludes the prompt. "
                        "Cases with repetition_penalty pass it to generate() (it covers prompt and generated ids). "
                        "output_logprobs: log_softmax (float64) of generate()'s raw logits (output_logits, before the "
-                       "penalty) at each generated token; top5_ids/top5_logprobs: the five largest at each step.",
+                       "penalty) at each generated token; top5_ids/top5_logprobs: the five largest at each step. "
+                       "prompt_logprobs[i]: log_softmax of a forward pass over prompt_ids at position i, taken at "
+                       "prompt_ids[i + 1]; prompt_argmax_ids[i]: the most likely token there.",
         "eos_token_ids": [2, 5],
         "cases": gens,
     }, open(GOLD / "generate.json", "w"), indent=1)

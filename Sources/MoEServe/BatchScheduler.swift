@@ -4,6 +4,9 @@ import MoERuntime
 /// What a submitted generation produces, in order: `.token` per generated token, then one
 /// `.finished` (or `.failed`).
 public enum JobEvent: Sendable, Equatable {
+    /// Log-probabilities of the prompt's tokens after the first (each under the logits of the
+    /// position before it), once the prompt is prefilled, when the submission asked for them.
+    case prompt(logprobs: [TokenLogprobs])
     /// `logprobs` when the submission asked for them.
     case token(id: Int32, text: String, logprobs: TokenLogprobs?)
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
@@ -77,9 +80,11 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Queues a generation. `cacheCapacity` bounds prompt + generated tokens. The stream ends after
     /// `.finished` or `.failed`; `cancel()`, or dropping the stream, cancels the sequence.
-    /// `logprobs`: give every token's log-probability with this many most likely alternatives.
+    /// `logprobs`: give every token's log-probability with this many most likely alternatives;
+    /// `promptLogprobs`: the prompt's tokens' as well (one `.prompt` event). With `maxTokens` 0 the
+    /// sequence ends after its prefill.
     public func submit(prompt: [Int32], options: GenerationOptions, cacheCapacity: Int,
-                       ignoreEOS: Bool = false, logprobs: Int? = nil) throws -> GenerationHandle {
+                       ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false) throws -> GenerationHandle {
         guard !prompt.isEmpty else { throw APIError.invalidRequest("the prompt is empty") }
         let (stream, continuation) = AsyncStream<JobEvent>.makeStream()
         let sequence = try condition.withLock {
@@ -90,7 +95,8 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             nextID += 1
             let sequence = ScheduledSequence(id: nextID, prompt: prompt, options: options, capacity: cacheCapacity,
-                                             ignoreEOS: ignoreEOS, logprobs: logprobs, continuation: continuation)
+                                             ignoreEOS: ignoreEOS, logprobs: logprobs,
+                                             promptLogprobs: promptLogprobs && logprobs != nil, continuation: continuation)
             // No lock here: this also runs when the scheduler itself finishes the stream. The loop
             // only sleeps when it has no sequences, so a cancel flag needs no wake-up.
             continuation.onTermination = { [weak sequence] _ in sequence?.cancel() }
@@ -208,12 +214,30 @@ public final class BatchScheduler: @unchecked Sendable {
                 sequence.cache = cache
                 metrics.recordPrompt(tokens: sequence.prompt.count)
             }
-            let logits = try model.model.forward(Array(sequence.prompt[start..<end]), cache: cache, lastOnly: true)
+            let scoring = sequence.promptLogprobs
+            let logits = try model.model.forward(Array(sequence.prompt[start..<end]), cache: cache, lastOnly: !scoring)
+            let vocab = model.model.config.vocabSize
+            if scoring, let top = sequence.logprobs {
+                // Row r predicts the token after position start + r.
+                logits.withUnsafeBufferPointer { all in
+                    for r in 0..<(end - start) where start + r + 1 < sequence.prompt.count {
+                        let row = UnsafeBufferPointer(rebasing: all[(r * vocab)..<((r + 1) * vocab)])
+                        sequence.promptEntries.append(TokenLogprobs(token: sequence.prompt[start + r + 1], logits: row, top: top))
+                    }
+                }
+            }
             sequence.prefilled = end
             if end == sequence.prompt.count {
+                if scoring { sequence.continuation.yield(.prompt(logprobs: sequence.promptEntries)) }
                 sequence.decoder = TokenDecoder(model: model, prompt: sequence.prompt, options: sequence.options,
                                                 ignoreEOS: sequence.ignoreEOS)
-                logits.withUnsafeBufferPointer { emit(sequence, logits: $0) }
+                if sequence.options.maxTokens == 0 {
+                    sequence.finish(.maxTokens)
+                    return
+                }
+                logits.withUnsafeBufferPointer { all in
+                    emit(sequence, logits: UnsafeBufferPointer(rebasing: all[(all.count - vocab)...]))
+                }
             }
         } catch {
             sequence.fail("prefill failed: \(error)")
@@ -250,6 +274,7 @@ public final class BatchScheduler: @unchecked Sendable {
         let capacity: Int
         let ignoreEOS: Bool
         let logprobs: Int?
+        let promptLogprobs: Bool
         let continuation: AsyncStream<JobEvent>.Continuation
         let submitted = ContinuousClock.now
 
@@ -259,19 +284,22 @@ public final class BatchScheduler: @unchecked Sendable {
 
         var cache: KVCache?
         var prefilled = 0
+        /// With `promptLogprobs`: the prompt's tokens' so far, gathered chunk by chunk.
+        var promptEntries: [TokenLogprobs] = []
         var decoder: TokenDecoder?
         var pendingToken: Int32?
         var lastTokenTime: ContinuousClock.Instant?
         private(set) var isDone = false
 
         init(id: Int, prompt: [Int32], options: GenerationOptions, capacity: Int, ignoreEOS: Bool, logprobs: Int?,
-             continuation: AsyncStream<JobEvent>.Continuation) {
+             promptLogprobs: Bool, continuation: AsyncStream<JobEvent>.Continuation) {
             self.id = id
             self.prompt = prompt
             self.options = options
             self.capacity = capacity
             self.ignoreEOS = ignoreEOS
             self.logprobs = logprobs
+            self.promptLogprobs = promptLogprobs
             self.continuation = continuation
         }
 

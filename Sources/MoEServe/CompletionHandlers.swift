@@ -17,7 +17,15 @@ extension OpenAIServer {
         let format = ResponseFormat(kind: .completion, model: served.name,
                                     includeUsage: parsed.parameters.includeUsageInStream,
                                     logprobsTokenizer: parsed.parameters.logprobs == nil ? nil : served.language.tokenizer)
-        return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "prompt", format: format)
+        var echo: Echo?
+        if parsed.parameters.echo {
+            switch parsed.prompt {
+            case .text(let text): echo = Echo(text: text, prompt: prompt)
+            case .tokens(let ids): echo = Echo(text: served.language.tokenizer.decode(ids, skipSpecialTokens: true), prompt: ids)
+            }
+        }
+        return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "prompt", format: format,
+                                  echo: echo)
     }
 
     func chatCompletions(_ request: Request) async throws -> Response {
@@ -64,9 +72,15 @@ extension OpenAIServer {
         }
     }
 
+    /// A completion's prompt as its answer repeats it (`echo`).
+    struct Echo: Sendable {
+        var text: String
+        var prompt: [Int32]
+    }
+
     /// Checks the context, queues the sequence and answers as one JSON body or as server-sent events.
     func generate(prompt: [Int32], parameters: CommonParameters, promptParam: String,
-                  format: ResponseFormat) async throws -> Response {
+                  format: ResponseFormat, echo: Echo? = nil) async throws -> Response {
         guard !prompt.isEmpty else { throw APIError.invalidValue(promptParam, "is empty") }
         let limit = contextLimit
         if let maxTokens = parameters.maxTokens, prompt.count + maxTokens > limit {
@@ -79,18 +93,22 @@ extension OpenAIServer {
         let generation = GenerationOptions(maxTokens: maxTokens, sampling: parameters.sampling,
                                            stopStrings: parameters.stop, addBOS: false)
         let job = try scheduler.submit(prompt: prompt, options: generation, cacheCapacity: prompt.count + maxTokens,
-                                       ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs)
-        return parameters.stream ? streamResponse(job, format: format) : try await wholeResponse(job, format: format)
+                                       ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs,
+                                       promptLogprobs: echo != nil)
+        return parameters.stream ? streamResponse(job, format: format, echo: echo)
+            : try await wholeResponse(job, format: format, echo: echo)
     }
 
-    private func wholeResponse(_ job: GenerationHandle, format: ResponseFormat) async throws -> Response {
+    private func wholeResponse(_ job: GenerationHandle, format: ResponseFormat, echo: Echo?) async throws -> Response {
         defer { job.cancel() }
-        var text = "", textLength = 0
+        var text = echo?.text ?? "", textLength = 0
         var logprobs: [LogprobEntry] = []
         for await event in job.events {
             switch event {
-            case .token(_, let piece, let tokenLogprobs):
-                if let tokenLogprobs { logprobs.append(LogprobEntry(logprobs: tokenLogprobs, textOffset: textLength)) }
+            case .prompt(let scored):
+                (logprobs, textLength) = format.promptEntries(echo?.prompt ?? [], scored: scored)
+            case .token(let id, let piece, let tokenLogprobs):
+                if let tokenLogprobs { logprobs.append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength)) }
                 text += piece
                 textLength += piece.unicodeScalars.count
             case .finished(let reason, let promptTokens, let completionTokens):
@@ -103,7 +121,7 @@ extension OpenAIServer {
         throw APIError.internalError("generation ended without a result")
     }
 
-    private func streamResponse(_ job: GenerationHandle, format: ResponseFormat) -> Response {
+    private func streamResponse(_ job: GenerationHandle, format: ResponseFormat, echo: Echo?) -> Response {
         let body = ResponseBody { writer in
             // However this ends (finished, write failed because the client left, task cancelled),
             // the sequence leaves the batch and its cache is freed.
@@ -115,10 +133,18 @@ extension OpenAIServer {
             // have their log-probabilities sent with the next chunk that has text.
             var pending: [LogprobEntry] = []
             var textLength = 0
+            // An echoed prompt comes first; with log-probabilities once the prompt is scored.
+            if let echo, format.logprobsTokenizer == nil {
+                try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: echo.text))))
+            }
             loop: for await event in job.events {
                 switch event {
-                case .token(_, let piece, let tokenLogprobs):
-                    if let tokenLogprobs { pending.append(LogprobEntry(logprobs: tokenLogprobs, textOffset: textLength)) }
+                case .prompt(let scored):
+                    let (entries, length) = format.promptEntries(echo?.prompt ?? [], scored: scored)
+                    textLength = length
+                    try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: echo?.text ?? "", logprobs: entries))))
+                case .token(let id, let piece, let tokenLogprobs):
+                    if let tokenLogprobs { pending.append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength)) }
                     guard !piece.isEmpty else { continue }
                     textLength += piece.unicodeScalars.count
                     try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: piece, logprobs: pending))))

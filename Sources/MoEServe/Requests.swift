@@ -22,6 +22,8 @@ struct CommonParameters: Sendable {
     /// Report each generated token's log-probability with this many most likely alternatives
     /// (nil: no log-probabilities).
     var logprobs: Int?
+    /// Completions only: the answer starts with the prompt (with `logprobs`, scored token by token).
+    var echo = false
 }
 
 struct CompletionRequest: Sendable {
@@ -37,8 +39,10 @@ struct ChatRequest: Sendable {
 extension CompletionRequest {
     init(json: JSONValue, vocabularySize: Int) throws {
         let fields = try FieldReader(json)
-        parameters = try CommonParameters(fields, maxTokensKeys: ["max_tokens"])
-        try fields.requireUnset("echo", allowing: .bool(false), "is not supported (echo must be false)")
+        let echo = try fields.bool("echo") ?? false
+        // With echo, max_tokens 0 scores a prompt without generating (as OpenAI's legacy API allowed).
+        parameters = try CommonParameters(fields, maxTokensKeys: ["max_tokens"], minimumMaxTokens: echo ? 0 : 1)
+        parameters.echo = echo
         try fields.requireUnset("suffix", "is not supported")
         try fields.requireUnset("best_of", allowing: .int(1), "must be 1: only one candidate is generated")
         if let count = try fields.int("logprobs") {
@@ -142,7 +146,7 @@ extension ChatRequest {
 }
 
 extension CommonParameters {
-    init(_ fields: FieldReader, maxTokensKeys: [String]) throws {
+    init(_ fields: FieldReader, maxTokensKeys: [String], minimumMaxTokens: Int = 1) throws {
         guard let name = try fields.string("model") else {
             throw APIError.invalidRequest("'model' is required", param: "model", code: "missing_required_parameter")
         }
@@ -155,7 +159,9 @@ extension CommonParameters {
         }
         for key in maxTokensKeys {
             guard let value = try fields.int(key) else { continue }
-            guard value >= 1 else { throw APIError.invalidValue(key, "must be at least 1 (got \(value))") }
+            guard value >= minimumMaxTokens else {
+                throw APIError.invalidValue(key, "must be at least \(minimumMaxTokens) (got \(value))")
+            }
             maxTokens = value
             break
         }

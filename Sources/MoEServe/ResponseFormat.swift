@@ -111,16 +111,17 @@ struct ResponseFormat: Sendable {
         switch kind {
         case .completion:
             let tops = entries.map { entry -> JSONValue in
+                guard let logprobs = entry.logprobs else { return .null }
                 var top: [String: JSONValue] = [:]
-                for alternative in entry.logprobs.top where top[text(alternative.token)] == nil {
+                for alternative in logprobs.top where top[text(alternative.token)] == nil {
                     top[text(alternative.token)] = number(alternative.logprob)
                 }
-                top[text(entry.logprobs.token)] = number(entry.logprobs.logprob)
+                top[text(entry.token)] = number(logprobs.logprob)
                 return .object(top)
             }
             return .object([
-                "tokens": .array(entries.map { .string(text($0.logprobs.token)) }),
-                "token_logprobs": .array(entries.map { number($0.logprobs.logprob) }),
+                "tokens": .array(entries.map { .string(text($0.token)) }),
+                "token_logprobs": .array(entries.map { $0.logprobs.map { number($0.logprob) } ?? .null }),
                 "top_logprobs": .array(tops),
                 "text_offset": .array(entries.map { .int($0.textOffset) }),
             ])
@@ -128,21 +129,37 @@ struct ResponseFormat: Sendable {
             func token(_ id: Int32, _ logprob: Float) -> [String: JSONValue] {
                 ["token": .string(text(id)), "logprob": number(logprob), "bytes": .array(bytes(id).map { .int(Int($0)) })]
             }
-            return .object(["content": .array(entries.map { entry in
-                var item = token(entry.logprobs.token, entry.logprobs.logprob)
-                item["top_logprobs"] = .array(entry.logprobs.top.map { .object(token($0.token, $0.logprob)) })
+            return .object(["content": .array(entries.compactMap { entry in
+                guard let logprobs = entry.logprobs else { return nil }
+                var item = token(entry.token, logprobs.logprob)
+                item["top_logprobs"] = .array(logprobs.top.map { .object(token($0.token, $0.logprob)) })
                 return .object(item)
             })])
         }
+    }
+
+    /// An echoed prompt's listing: its first token without a log-probability, then `scored` (the
+    /// rest), offsets counting the listed token texts; and the length of those texts, where the
+    /// generated tokens' offsets continue.
+    func promptEntries(_ prompt: [Int32], scored: [TokenLogprobs]) -> (entries: [LogprobEntry], length: Int) {
+        var entries: [LogprobEntry] = []
+        var offset = 0
+        for (i, token) in prompt.enumerated() {
+            entries.append(LogprobEntry(token: token, logprobs: i > 0 && i - 1 < scored.count ? scored[i - 1] : nil,
+                                        textOffset: offset))
+            offset += String(decoding: logprobsTokenizer?.tokenBytes(token) ?? [], as: UTF8.self).unicodeScalars.count
+        }
+        return (entries, offset)
     }
 
     static func event(_ value: JSONValue) -> String { "data: \(value.encodedString)\n\n" }
     static let done = "data: [DONE]\n\n"
 }
 
-/// One generated token's log-probabilities and where its text starts in the completion's text
-/// (in Unicode scalars, as Python counts string positions).
+/// One token's log-probabilities (none for an echoed prompt's first token) and where its text
+/// starts in the listing (in Unicode scalars, as Python counts string positions).
 struct LogprobEntry: Sendable {
-    var logprobs: TokenLogprobs
+    var token: Int32
+    var logprobs: TokenLogprobs?
     var textOffset: Int
 }

@@ -16,6 +16,8 @@ final class LogprobsTests: XCTestCase {
             let output_logprobs: [Double]
             let top5_ids: [[Int32]]
             let top5_logprobs: [[Double]]
+            let prompt_logprobs: [Double]
+            let prompt_argmax_ids: [Int32]
         }
         let eos_token_ids: [Int32]
         let cases: [Case]
@@ -141,6 +143,53 @@ final class LogprobsTests: XCTestCase {
         }
         XCTAssertEqual(streamedContent.map { $0["token"] as? String }, content.map { $0["token"] as? String })
         XCTAssertEqual(streamedContent.map { $0["logprob"] as? Double }, content.map { $0["logprob"] as? Double })
+        await server.stop()
+    }
+
+    /// `echo` with `logprobs` scores the prompt as lm-eval-harness asks for it: the first token
+    /// without a value, every later one under the logits of the position before, equal to a
+    /// transformers forward pass over the prompt within 2e-4, the most likely token among the
+    /// alternatives; across prefill chunks (4 tokens), with `max_tokens` 0 (no generation) or
+    /// followed by the generated tokens.
+    func testEchoScoresThePromptLikeTransformers() async throws {
+        let golden = try Self.golden()
+        let served = try Self.tinyModel()
+        let server = try await TestServer.start(served, options: ServerOptions(prefillChunk: 4))
+        let port = server.port
+        func name(_ id: Int32) -> String { String(decoding: served.language.tokenizer.tokenBytes(id), as: UTF8.self) }
+        for c in golden.cases where c.repetition_penalty == nil {
+            for generated in [0, 2] {
+                let body = try JSONSerialization.data(withJSONObject: [
+                    "model": "tiny", "prompt": c.prompt_ids.map(Int.init), "max_tokens": generated, "temperature": 0,
+                    "echo": true, "logprobs": 1,
+                ] as [String: Any])
+                let result = try await offThread { try httpRequest(port: port, method: "POST", path: "/v1/completions", body: body) }
+                XCTAssertEqual(result.status, 200, result.text)
+                let choice = try XCTUnwrap((result.json["choices"] as? [[String: Any]])?.first)
+                let listing = try XCTUnwrap(choice["logprobs"] as? [String: Any])
+                let values = try XCTUnwrap(listing["token_logprobs"] as? [Any])
+                let tops = try XCTUnwrap(listing["top_logprobs"] as? [Any])
+                let tokens = try XCTUnwrap(listing["tokens"] as? [String])
+                let label = "\(c.text.suffix(20)) + \(generated)"
+                XCTAssertEqual(tokens, (c.prompt_ids + c.output_ids.prefix(generated)).map(name), label)
+                XCTAssertEqual(values.count, c.prompt_ids.count + generated, label)
+                XCTAssertTrue(values.first is NSNull && tops.first is NSNull, label)
+                for (i, expected) in c.prompt_logprobs.enumerated() {
+                    XCTAssertEqual(try XCTUnwrap(values[i + 1] as? Double), expected, accuracy: 2e-4, "\(label) prompt \(i + 1)")
+                    let top = try XCTUnwrap(tops[i + 1] as? [String: Double])
+                    XCTAssertNotNil(top[name(c.prompt_argmax_ids[i])], "\(label) prompt \(i + 1): the most likely token")
+                }
+                for i in 0..<generated {
+                    let value = try XCTUnwrap(values[c.prompt_ids.count + i] as? Double)
+                    XCTAssertEqual(value, c.output_logprobs[i], accuracy: 2e-4, "\(label) generated \(i)")
+                }
+                let text = try XCTUnwrap(choice["text"] as? String)
+                let prompt = served.language.tokenizer.decode(c.prompt_ids, skipSpecialTokens: true)
+                XCTAssertTrue(text.hasPrefix(prompt) && text.count > prompt.count || generated == 0 && text == prompt, label)
+                XCTAssertEqual((result.json["usage"] as? [String: Any])?["completion_tokens"] as? Int, generated)
+                if generated == 0 { XCTAssertEqual(choice["finish_reason"] as? String, "length") }
+            }
+        }
         await server.stop()
     }
 

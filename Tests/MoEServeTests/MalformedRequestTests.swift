@@ -46,6 +46,8 @@ final class MalformedRequestTests: XCTestCase {
         Case(name: "frequency_penalty is a string", body: json(#"{"model": "fixture", "prompt": "a", "frequency_penalty": "high"}"#), status: 400, code: "invalid_type", param: "frequency_penalty"),
         Case(name: "zero repetition_penalty", path: "/v1/chat/completions", body: json(#"{"model": "fixture", "messages": [{"role": "user", "content": "hi"}], "repetition_penalty": 0}"#), status: 400, code: "invalid_value", param: "repetition_penalty"),
         Case(name: "n above 1", body: json(#"{"model": "fixture", "prompt": "a", "n": 2}"#), status: 400, code: "unsupported_parameter", param: "n"),
+        Case(name: "echo is a string", body: json(#"{"model": "fixture", "prompt": "a", "echo": "yes"}"#), status: 400, code: "invalid_type", param: "echo"),
+        Case(name: "negative max_tokens with echo", body: json(#"{"model": "fixture", "prompt": "a", "echo": true, "max_tokens": -1}"#), status: 400, code: "invalid_value", param: "max_tokens"),
         Case(name: "logprobs above 5", body: json(#"{"model": "fixture", "prompt": "a", "logprobs": 6}"#), status: 400, code: "invalid_value", param: "logprobs"),
         Case(name: "logprobs is a boolean on completions", body: json(#"{"model": "fixture", "prompt": "a", "logprobs": true}"#), status: 400, code: "invalid_type", param: "logprobs"),
         Case(name: "chat top_logprobs without logprobs", path: "/v1/chat/completions", body: json(#"{"model": "fixture", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}"#), status: 400, code: "invalid_value", param: "top_logprobs"),
