@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check `moepack serve` with the real `openai` Python client.
 
-Starts `moepack serve` on the tiny model (or --model) on a free loopback port, then:
+Starts `moepack serve --api-key` on the tiny model (or --model) on a free loopback port, then:
+  - a client with a wrong API key gets an AuthenticationError (401), the others use the key;
   - lists models; completion and chat completion, each with stream false and true;
   - streamed text equals the non-streamed text (greedy), usage counts are consistent;
   - greedy output equals `moepack run` greedy output for the same prompt, also with the presence,
@@ -34,6 +35,7 @@ def check(condition, message):
     print(f"ok: {message}")
 
 
+API_KEY = "check-key"
 PENALTIES = {"frequency_penalty": 0.8, "presence_penalty": 0.4, "repetition_penalty": 1.2}
 
 
@@ -57,9 +59,14 @@ def main():
     parser.add_argument("--skip-run-compare", action="store_true", help="do not compare with `moepack run`")
     args = parser.parse_args()
 
-    server = Server(args.moepack, args.model)
+    server = Server(args.moepack, args.model, ["--api-key", API_KEY])
     try:
-        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="not-needed", timeout=120, max_retries=0)
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=API_KEY, timeout=120, max_retries=0)
+        try:
+            openai.OpenAI(base_url=server.base_url + "/v1", api_key="wrong", max_retries=0).models.list()
+            fail("a wrong API key was accepted")
+        except openai.AuthenticationError as error:
+            check(error.status_code == 401, "a wrong API key -> 401 AuthenticationError")
         models = client.models.list()
         model = models.data[0].id
         check(len(models.data) == 1 and model, f"models.list names the model ({model})")

@@ -35,6 +35,10 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         invalidRequest("'\(param)' \(message)", param: param, code: "unsupported_parameter")
     }
 
+    static let invalidAPIKey = APIError(status: .unauthorized,
+                                        message: "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+                                        type: "invalid_request_error", code: "invalid_api_key")
+
     static func modelNotFound(_ name: String) -> APIError {
         APIError(status: .notFound, message: "The model '\(name)' does not exist", type: "invalid_request_error",
                  param: "model", code: "model_not_found")

@@ -36,6 +36,7 @@ public final class OpenAIServer: Sendable {
         -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.middlewares.add(OpenAIErrorMiddleware<BasicRequestContext>(metrics: metrics))
+        if let key = options.apiKey { router.middlewares.add(APIKeyMiddleware<BasicRequestContext>(key: key)) }
         router.get("/health") { _, _ in self.health() }
         router.get("/metrics") { _, _ in self.metricsResponse() }
         router.get("/v1/models") { _, _ in jsonResponse(.object(["object": .string("list"), "data": .array([self.modelCard])])) }
@@ -149,4 +150,31 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         metrics.recordRequest(endpoint: endpoint, status: Int(response.status.code))
         return response
     }
+}
+
+/// With `--api-key`: requests under /v1/ carry `Authorization: Bearer <key>` or get a 401.
+struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let expected: [UInt8]
+
+    init(key: String) { expected = Array("Bearer \(key)".utf8) }
+
+    func handle(_ request: Request, context: Context,
+                next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path.hasPrefix("/v1/") {
+            guard let header = request.headers[.authorization], constantTimeEqual(Array(header.utf8), expected) else {
+                throw APIError.invalidAPIKey
+            }
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how much
+/// of a guessed key was right.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var difference = UInt8(a.count == b.count ? 0 : 1)
+    for i in 0..<max(a.count, b.count) {
+        difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+    }
+    return difference == 0
 }

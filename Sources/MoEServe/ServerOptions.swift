@@ -17,10 +17,13 @@ public struct ServerOptions: Sendable {
     public var prefillChunk: Int
     /// After SIGTERM, how long in-flight requests may run before they are cancelled.
     public var shutdownGraceSeconds: Double
+    /// When set, requests under /v1/ must send `Authorization: Bearer <apiKey>` (else 401);
+    /// /health and /metrics stay open for probes and scrapers.
+    public var apiKey: String?
 
     public init(host: String = "127.0.0.1", port: Int = 8180, maxBatch: Int = 8, maxContext: Int? = nil,
                 maxQueue: Int = 64, maxBodyBytes: Int = 1 << 20, defaultMaxTokens: Int = 256,
-                prefillChunk: Int = 64, shutdownGraceSeconds: Double = 30) {
+                prefillChunk: Int = 64, shutdownGraceSeconds: Double = 30, apiKey: String? = nil) {
         self.host = host
         self.port = port
         self.maxBatch = maxBatch
@@ -30,5 +33,6 @@ public struct ServerOptions: Sendable {
         self.defaultMaxTokens = defaultMaxTokens
         self.prefillChunk = prefillChunk
         self.shutdownGraceSeconds = shutdownGraceSeconds
+        self.apiKey = apiKey
     }
 }

@@ -45,6 +45,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Model id clients send in \"model\"; defaults to the file or directory name.")
     var name: String?
 
+    @Option(help: ArgumentHelp("Require 'Authorization: Bearer KEY' on /v1/ requests (else 401); /health and /metrics stay open. Defaults to the MOEPACK_API_KEY environment variable, which keeps the key out of the process list.", valueName: "key"))
+    var apiKey: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
@@ -54,6 +57,7 @@ struct Serve: AsyncParsableCommand {
         guard defaultMaxTokens >= 1 else { throw ValidationError("--default-max-tokens must be at least 1") }
         guard prefillChunk >= 1 else { throw ValidationError("--prefill-chunk must be at least 1") }
         guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be >= 0") }
+        if apiKey?.isEmpty == true { throw ValidationError("--api-key must not be empty") }
     }
 
     @OptionGroup var cache: CacheOptions
@@ -64,11 +68,13 @@ struct Serve: AsyncParsableCommand {
         let served = try ServedModel.load(path: model, name: name, cachePrecision: cache.precision)
         let options = ServerOptions(host: host, port: port, maxBatch: maxBatch, maxContext: maxContext,
                                     maxQueue: maxQueue, maxBodyBytes: maxBodyBytes, defaultMaxTokens: defaultMaxTokens,
-                                    prefillChunk: prefillChunk, shutdownGraceSeconds: shutdownGrace)
+                                    prefillChunk: prefillChunk, shutdownGraceSeconds: shutdownGrace,
+                                    apiKey: apiKey ?? ProcessInfo.processInfo.environment["MOEPACK_API_KEY"].flatMap { $0.isEmpty ? nil : $0 })
         let server = OpenAIServer(model: served, options: options)
         let host = host
         try await server.run { port in
-            FileHandle.standardOutput.write(Data("moepack serve: model \(served.name) on http://\(host):\(port)\n".utf8))
+            let auth = options.apiKey == nil ? "" : " (API key required on /v1/)"
+            FileHandle.standardOutput.write(Data("moepack serve: model \(served.name) on http://\(host):\(port)\(auth)\n".utf8))
         }
     }
 }
