@@ -115,6 +115,10 @@ def main():
         sampled = [client.completions.create(model=model, prompt=PROMPT, max_tokens=12, temperature=0.9, top_p=0.9,
                                              seed=7, extra_body={"top_k": 40}).choices[0].text for _ in range(2)]
         check(sampled[0] == sampled[1], "the same seed gives the same sample")
+        several = client.completions.create(model=model, prompt=PROMPT, max_tokens=12, temperature=0.9, top_p=0.9,
+                                            seed=7, extra_body={"top_k": 40}, n=3)
+        check(sorted(c.index for c in several.choices) == [0, 1, 2] and several.choices[0].text == sampled[0],
+              "n=3 gives three choices, the first the one-choice sample with the same seed")
 
         penalised = client.completions.create(
             model=model, prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0,

@@ -85,26 +85,36 @@ public final class BatchScheduler: @unchecked Sendable {
     /// sequence ends after its prefill.
     public func submit(prompt: [Int32], options: GenerationOptions, cacheCapacity: Int,
                        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false) throws -> GenerationHandle {
+        try submit(prompt: prompt, choices: [options], cacheCapacity: cacheCapacity, ignoreEOS: ignoreEOS,
+                   logprobs: logprobs, promptLogprobs: promptLogprobs)[0]
+    }
+
+    /// Queues one sequence of `prompt` per entry of `choices`, all of them or (when the queue has
+    /// no room for all) none.
+    public func submit(prompt: [Int32], choices: [GenerationOptions], cacheCapacity: Int, ignoreEOS: Bool = false,
+                       logprobs: Int? = nil, promptLogprobs: Bool = false) throws -> [GenerationHandle] {
         guard !prompt.isEmpty else { throw APIError.invalidRequest("the prompt is empty") }
-        let (stream, continuation) = AsyncStream<JobEvent>.makeStream()
-        let sequence = try condition.withLock {
+        return try condition.withLock {
             if draining || stopping { throw APIError.shuttingDown }
             // Running ones are counted until the loop notices they ended: refusals err on the safe side.
-            guard waiting.count + runningCount < limits.maxBatch + limits.maxQueue else {
+            guard waiting.count + runningCount + choices.count <= limits.maxBatch + limits.maxQueue else {
                 throw APIError.queueFull
             }
-            nextID += 1
-            let sequence = ScheduledSequence(id: nextID, prompt: prompt, options: options, capacity: cacheCapacity,
-                                             ignoreEOS: ignoreEOS, logprobs: logprobs,
-                                             promptLogprobs: promptLogprobs && logprobs != nil, continuation: continuation)
-            // No lock here: this also runs when the scheduler itself finishes the stream. The loop
-            // only sleeps when it has no sequences, so a cancel flag needs no wake-up.
-            continuation.onTermination = { [weak sequence] _ in sequence?.cancel() }
-            waiting.append(sequence)
+            let handles = choices.map { options in
+                let (stream, continuation) = AsyncStream<JobEvent>.makeStream()
+                nextID += 1
+                let sequence = ScheduledSequence(id: nextID, prompt: prompt, options: options, capacity: cacheCapacity,
+                                                 ignoreEOS: ignoreEOS, logprobs: logprobs,
+                                                 promptLogprobs: promptLogprobs && logprobs != nil, continuation: continuation)
+                // No lock here: this also runs when the scheduler itself finishes the stream. The loop
+                // only sleeps when it has no sequences, so a cancel flag needs no wake-up.
+                continuation.onTermination = { [weak sequence] _ in sequence?.cancel() }
+                waiting.append(sequence)
+                return GenerationHandle(events: stream, sequence: sequence)
+            }
             condition.signal()
-            return sequence
+            return handles
         }
-        return GenerationHandle(events: stream, sequence: sequence)
     }
 
     /// Sequences decoding and waiting right now.

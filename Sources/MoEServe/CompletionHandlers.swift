@@ -90,77 +90,122 @@ extension OpenAIServer {
             throw APIError.contextOverflow(limit: limit, prompt: prompt.count, completion: 1, param: promptParam)
         }
         let maxTokens = parameters.maxTokens ?? min(options.defaultMaxTokens, limit - prompt.count)
-        let generation = GenerationOptions(maxTokens: maxTokens, sampling: parameters.sampling,
-                                           stopStrings: parameters.stop, addBOS: false)
-        let job = try scheduler.submit(prompt: prompt, options: generation, cacheCapacity: prompt.count + maxTokens,
-                                       ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs,
-                                       promptLogprobs: echo != nil)
-        return parameters.stream ? streamResponse(job, format: format, echo: echo)
-            : try await wholeResponse(job, format: format, echo: echo)
-    }
-
-    private func wholeResponse(_ job: GenerationHandle, format: ResponseFormat, echo: Echo?) async throws -> Response {
-        defer { job.cancel() }
-        var text = echo?.text ?? "", textLength = 0
-        var logprobs: [LogprobEntry] = []
-        for await event in job.events {
-            switch event {
-            case .prompt(let scored):
-                (logprobs, textLength) = format.promptEntries(echo?.prompt ?? [], scored: scored)
-            case .token(let id, let piece, let tokenLogprobs):
-                if let tokenLogprobs { logprobs.append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength)) }
-                text += piece
-                textLength += piece.unicodeScalars.count
-            case .finished(let reason, let promptTokens, let completionTokens):
-                return jsonResponse(format.complete(text: text, finish: reason, promptTokens: promptTokens,
-                                                    completionTokens: completionTokens, logprobs: logprobs))
-            case .failed(let message):
-                throw Self.failure(message)
-            }
+        // Each choice is a sequence of its own (its prompt prefilled once per choice); choice i
+        // samples with seed + i, so n choices are n different draws that each replay alone.
+        let choices = (0..<parameters.choices).map { index in
+            var sampling = parameters.sampling
+            sampling.seed = sampling.seed &+ UInt64(index)
+            return GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: parameters.stop, addBOS: false)
         }
-        throw APIError.internalError("generation ended without a result")
+        let jobs = try scheduler.submit(prompt: prompt, choices: choices, cacheCapacity: prompt.count + maxTokens,
+                                        ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs,
+                                        promptLogprobs: echo != nil)
+        return parameters.stream ? streamResponse(jobs, format: format, echo: echo)
+            : try await wholeResponse(jobs, format: format, echo: echo)
     }
 
-    private func streamResponse(_ job: GenerationHandle, format: ResponseFormat, echo: Echo?) -> Response {
+    /// The events of several choices as they come, each with its choice's index.
+    private static func merged(_ jobs: [GenerationHandle]) -> AsyncStream<(index: Int, event: JobEvent)> {
+        let (stream, continuation) = AsyncStream<(index: Int, event: JobEvent)>.makeStream()
+        let task = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (index, job) in jobs.enumerated() {
+                    group.addTask { for await event in job.events { continuation.yield((index, event)) } }
+                }
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    private func wholeResponse(_ jobs: [GenerationHandle], format: ResponseFormat, echo: Echo?) async throws -> Response {
+        defer { for job in jobs { job.cancel() } }
+        // One after the other: the scheduler runs them together and each stream keeps its events.
+        var choices: [ResponseFormat.Choice] = []
+        var promptTokens = 0
+        for job in jobs {
+            var choice = ResponseFormat.Choice(index: choices.count, text: echo?.text ?? "")
+            var textLength = 0
+            events: for await event in job.events {
+                switch event {
+                case .prompt(let scored):
+                    (choice.logprobs, textLength) = format.promptEntries(echo?.prompt ?? [], scored: scored)
+                case .token(let id, let piece, let tokenLogprobs):
+                    if let tokenLogprobs { choice.logprobs.append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength)) }
+                    choice.text += piece
+                    textLength += piece.unicodeScalars.count
+                case .finished(let reason, let prompt, let completion):
+                    choice.finish = reason
+                    choice.completionTokens = completion
+                    promptTokens = prompt
+                    break events
+                case .failed(let message):
+                    throw Self.failure(message)
+                }
+            }
+            guard choice.finish != nil else { throw APIError.internalError("generation ended without a result") }
+            choices.append(choice)
+        }
+        return jsonResponse(format.complete(choices, promptTokens: promptTokens))
+    }
+
+    private func streamResponse(_ jobs: [GenerationHandle], format: ResponseFormat, echo: Echo?) -> Response {
         let body = ResponseBody { writer in
             // However this ends (finished, write failed because the client left, task cancelled),
-            // the sequence leaves the batch and its cache is freed.
-            defer { job.cancel() }
-            if format.kind == .chat {
-                try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: "", first: true))))
+            // the sequences leave the batch and their caches are freed.
+            defer { for job in jobs { job.cancel() } }
+            func send(_ value: JSONValue) async throws { try await writer.write(ByteBuffer(string: ResponseFormat.event(value))) }
+            for index in jobs.indices {
+                if format.kind == .chat { try await send(format.chunk(index: index, text: "", first: true)) }
+                // An echoed prompt comes first; with log-probabilities once the prompt is scored.
+                if let echo, format.logprobsTokenizer == nil { try await send(format.chunk(index: index, text: echo.text)) }
             }
-            // Tokens whose text is held back (an unfinished character, a possible stop string)
-            // have their log-probabilities sent with the next chunk that has text.
-            var pending: [LogprobEntry] = []
-            var textLength = 0
-            // An echoed prompt comes first; with log-probabilities once the prompt is scored.
-            if let echo, format.logprobsTokenizer == nil {
-                try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: echo.text))))
-            }
-            loop: for await event in job.events {
+            // Per choice: log-probabilities of tokens whose text is held back (an unfinished
+            // character, a possible stop string) go with the next chunk that has text.
+            var pending = [[LogprobEntry]](repeating: [], count: jobs.count)
+            var textLength = [Int](repeating: 0, count: jobs.count)
+            var running = jobs.count
+            var promptTokens = 0, completionTokens = 0
+            /// Sends what one event brings; true once the answer is complete (or failed).
+            func handle(_ index: Int, _ event: JobEvent) async throws -> Bool {
                 switch event {
                 case .prompt(let scored):
                     let (entries, length) = format.promptEntries(echo?.prompt ?? [], scored: scored)
-                    textLength = length
-                    try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: echo?.text ?? "", logprobs: entries))))
+                    textLength[index] = length
+                    try await send(format.chunk(index: index, text: echo?.text ?? "", logprobs: entries))
                 case .token(let id, let piece, let tokenLogprobs):
-                    if let tokenLogprobs { pending.append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength)) }
-                    guard !piece.isEmpty else { continue }
-                    textLength += piece.unicodeScalars.count
-                    try await writer.write(ByteBuffer(string: ResponseFormat.event(format.chunk(text: piece, logprobs: pending))))
-                    pending = []
-                case .finished(let reason, let promptTokens, let completionTokens):
-                    var out = ResponseFormat.event(format.chunk(text: "", finish: reason, logprobs: pending))
-                    if format.includeUsage {
-                        out += ResponseFormat.event(format.usageChunk(promptTokens: promptTokens,
-                                                                      completionTokens: completionTokens))
+                    if let tokenLogprobs {
+                        pending[index].append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength[index]))
                     }
-                    try await writer.write(ByteBuffer(string: out))
-                    break loop
+                    guard !piece.isEmpty else { return false }
+                    textLength[index] += piece.unicodeScalars.count
+                    try await send(format.chunk(index: index, text: piece, logprobs: pending[index]))
+                    pending[index] = []
+                case .finished(let reason, let prompt, let completion):
+                    try await send(format.chunk(index: index, text: "", finish: reason, logprobs: pending[index]))
+                    promptTokens = prompt
+                    completionTokens += completion
+                    running -= 1
+                    return running == 0
                 case .failed(let message):
-                    try await writer.write(ByteBuffer(string: ResponseFormat.event(Self.failure(message).json)))
-                    break loop
+                    try await send(Self.failure(message).json)
+                    return true
                 }
+                return false
+            }
+            // One choice is read directly; several through one merged stream.
+            if jobs.count == 1 {
+                for await event in jobs[0].events {
+                    if try await handle(0, event) { break }
+                }
+            } else {
+                for await (index, event) in Self.merged(jobs) {
+                    if try await handle(index, event) { break }
+                }
+            }
+            if running == 0 && format.includeUsage {
+                try await send(format.usageChunk(promptTokens: promptTokens, completionTokens: completionTokens))
             }
             try await writer.write(ByteBuffer(string: ResponseFormat.done))
             try await writer.finish(nil)

@@ -24,6 +24,8 @@ struct CommonParameters: Sendable {
     var logprobs: Int?
     /// Completions only: the answer starts with the prompt (with `logprobs`, scored token by token).
     var echo = false
+    /// `n`: choices generated for the prompt.
+    var choices = 1
 }
 
 struct CompletionRequest: Sendable {
@@ -184,7 +186,10 @@ extension CommonParameters {
         }
         stop = try Self.stopStrings(fields["stop"])
         ignoreEOS = try fields.bool("ignore_eos") ?? false
-        try fields.requireUnset("n", allowing: .int(1), "must be 1: only one choice per request is supported")
+        if let n = try fields.int("n") {
+            guard n >= 1, n <= 64 else { throw APIError.invalidValue("n", "must be between 1 and 64 (got \(n))") }
+            choices = n
+        }
         if let value = try fields.number("presence_penalty") {
             guard value >= -2, value <= 2 else { throw APIError.invalidValue("presence_penalty", "must be between -2 and 2 (got \(value))") }
             sampling.presencePenalty = value

@@ -43,45 +43,50 @@ struct ResponseFormat: Sendable {
         ["id": .string(id), "created": .int(created), "model": .string(model)]
     }
 
-    /// The whole answer of a non-streaming request.
-    func complete(text: String, finish: FinishReason, promptTokens: Int, completionTokens: Int,
-                  logprobs: [LogprobEntry] = []) -> JSONValue {
+    /// One choice of a non-streaming answer.
+    struct Choice: Sendable {
+        var index: Int
+        var text: String
+        var logprobs: [LogprobEntry] = []
+        var finish: FinishReason?
+        var completionTokens = 0
+    }
+
+    /// The whole answer of a non-streaming request; usage counts the prompt once and the tokens of
+    /// every choice.
+    func complete(_ choices: [Choice], promptTokens: Int) -> JSONValue {
         var body = header
-        let reason = JSONValue.string(Self.finishReason(finish))
-        switch kind {
-        case .completion:
-            body["object"] = .string("text_completion")
-            body["choices"] = .array([.object(["index": .int(0), "text": .string(text), "logprobs": listing(logprobs),
-                                               "finish_reason": reason])])
-        case .chat:
-            body["object"] = .string("chat.completion")
-            body["choices"] = .array([.object([
-                "index": .int(0),
-                "message": .object(["role": .string("assistant"), "content": .string(text)]),
-                "logprobs": listing(logprobs),
-                "finish_reason": reason,
-            ])])
-        }
-        body["usage"] = Self.usage(prompt: promptTokens, completion: completionTokens)
+        body["object"] = .string(kind == .chat ? "chat.completion" : "text_completion")
+        body["choices"] = .array(choices.map { choice in
+            var item: [String: JSONValue] = ["index": .int(choice.index), "logprobs": listing(choice.logprobs),
+                                             "finish_reason": choice.finish.map { .string(Self.finishReason($0)) } ?? .null]
+            switch kind {
+            case .completion: item["text"] = .string(choice.text)
+            case .chat: item["message"] = .object(["role": .string("assistant"), "content": .string(choice.text)])
+            }
+            return .object(item)
+        })
+        body["usage"] = Self.usage(prompt: promptTokens, completion: choices.reduce(0) { $0 + $1.completionTokens })
         return .object(body)
     }
 
     /// A streamed piece of text (for chat, the first chunk also names the role) with the
     /// log-probabilities of the tokens it completes.
-    func chunk(text: String, first: Bool = false, finish: FinishReason? = nil, logprobs: [LogprobEntry] = []) -> JSONValue {
+    func chunk(index: Int = 0, text: String, first: Bool = false, finish: FinishReason? = nil,
+               logprobs: [LogprobEntry] = []) -> JSONValue {
         var body = header
         let reason = finish.map { JSONValue.string(Self.finishReason($0)) } ?? .null
         switch kind {
         case .completion:
             body["object"] = .string("text_completion")
-            body["choices"] = .array([.object(["index": .int(0), "text": .string(text), "logprobs": listing(logprobs),
+            body["choices"] = .array([.object(["index": .int(index), "text": .string(text), "logprobs": listing(logprobs),
                                                "finish_reason": reason])])
         case .chat:
             body["object"] = .string("chat.completion.chunk")
             var delta: [String: JSONValue] = [:]
             if first { delta["role"] = .string("assistant") }
             if first || !text.isEmpty || finish == nil { delta["content"] = .string(text) }
-            body["choices"] = .array([.object(["index": .int(0), "delta": .object(delta), "logprobs": listing(logprobs),
+            body["choices"] = .array([.object(["index": .int(index), "delta": .object(delta), "logprobs": listing(logprobs),
                                                "finish_reason": reason])])
         }
         if includeUsage { body["usage"] = .null }

@@ -237,3 +237,88 @@ final class GenerationTests: XCTestCase {
         await server.stop()
     }
 }
+
+/// `n` choices: each its own sequence in the batch, choice i sampled with seed + i.
+final class ChoicesTests: XCTestCase {
+    private func post(_ port: Int, _ path: String, _ body: [String: Any]) async throws -> HTTPResult {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        return try await offThread { try httpRequest(port: port, method: "POST", path: path, body: data) }
+    }
+
+    private func texts(_ result: HTTPResult) -> [Int: String] {
+        var byIndex: [Int: String] = [:]
+        for choice in result.json["choices"] as? [[String: Any]] ?? [] {
+            let text = choice["text"] as? String ?? ((choice["message"] as? [String: Any])?["content"] as? String)
+            byIndex[choice["index"] as? Int ?? -1] = text
+        }
+        return byIndex
+    }
+
+    /// Sampled choices are different draws, and choice i is exactly the one-choice request with
+    /// seed + i; usage counts the prompt once and every choice's tokens.
+    func testChoiceIIsTheDrawWithSeedPlusI() async throws {
+        let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxBatch: 4))
+        let port = server.port
+        let base: [String: Any] = ["model": "fixture", "prompt": "The quick brown fox", "max_tokens": 12,
+                                   "temperature": 1.2, "seed": 41]
+        let many = try await post(port, "/v1/completions", base.merging(["n": 3]) { $1 })
+        XCTAssertEqual(many.status, 200, many.text)
+        let choices = texts(many)
+        XCTAssertEqual(choices.keys.sorted(), [0, 1, 2])
+        XCTAssertGreaterThan(Set(choices.values).count, 1, "\(choices)")
+        var completionTokens = 0
+        for i in 0..<3 {
+            let one = try await post(port, "/v1/completions", base.merging(["seed": 41 + i]) { $1 })
+            XCTAssertEqual(texts(one)[0], choices[i], "choice \(i)")
+            completionTokens += (one.json["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0
+        }
+        let usage = try XCTUnwrap(many.json["usage"] as? [String: Any])
+        XCTAssertEqual(usage["completion_tokens"] as? Int, completionTokens)
+        let single = try await post(port, "/v1/completions", base)
+        XCTAssertEqual(usage["prompt_tokens"] as? Int, (single.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int)
+        await server.stop()
+    }
+
+    /// Streamed chat with n = 3: every chunk names its choice, each choice gets its role chunk, its
+    /// text (equal to the whole answer's) and one finish chunk; usage and [DONE] come once, last.
+    func testStreamedChoicesInterleaveByIndex() async throws {
+        let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxBatch: 4))
+        let port = server.port
+        let body: [String: Any] = ["model": "fixture", "messages": [["role": "user", "content": "Hi there"]],
+                                   "max_tokens": 10, "temperature": 0.9, "seed": 5, "n": 3]
+        let whole = try await post(port, "/v1/chat/completions", body)
+        XCTAssertEqual(whole.status, 200, whole.text)
+        let streamed = try await post(port, "/v1/chat/completions",
+                                      body.merging(["stream": true, "stream_options": ["include_usage": true]]) { $1 })
+        let (events, done) = streamed.events
+        XCTAssertTrue(done)
+        var text: [Int: String] = [:], roles: [Int: Int] = [:], finishes: [Int: Int] = [:]
+        for event in events.dropLast() {
+            let choices = try XCTUnwrap(event["choices"] as? [[String: Any]])
+            XCTAssertEqual(choices.count, 1)
+            let index = try XCTUnwrap(choices[0]["index"] as? Int)
+            let delta = choices[0]["delta"] as? [String: Any] ?? [:]
+            if delta["role"] != nil { roles[index, default: 0] += 1 }
+            text[index, default: ""] += delta["content"] as? String ?? ""
+            if choices[0]["finish_reason"] is String { finishes[index, default: 0] += 1 }
+        }
+        XCTAssertEqual(roles, [0: 1, 1: 1, 2: 1])
+        XCTAssertEqual(finishes, [0: 1, 1: 1, 2: 1])
+        XCTAssertEqual(text, texts(whole))
+        let usage = try XCTUnwrap(events.last?["usage"] as? [String: Any])
+        XCTAssertEqual(usage["completion_tokens"] as? Int, (whole.json["usage"] as? [String: Any])?["completion_tokens"] as? Int)
+        await server.stop()
+    }
+
+    /// More choices than the queue holds: 503 and nothing left behind.
+    func testChoicesBeyondTheQueueAreRefusedWhole() async throws {
+        let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxBatch: 2, maxQueue: 2))
+        let port = server.port
+        let result = try await post(port, "/v1/completions", ["model": "fixture", "prompt": "a", "max_tokens": 4, "n": 5])
+        XCTAssertEqual(result.status, 503, result.text)
+        let after = try await post(port, "/v1/completions", ["model": "fixture", "prompt": "a", "max_tokens": 4, "n": 4])
+        XCTAssertEqual(after.status, 200, after.text)
+        XCTAssertEqual(texts(after).count, 4)
+        await server.stop()
+    }
+}
