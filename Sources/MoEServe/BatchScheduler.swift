@@ -85,26 +85,39 @@ public final class BatchScheduler: @unchecked Sendable {
     /// sequence ends after its prefill.
     public func submit(prompt: [Int32], options: GenerationOptions, cacheCapacity: Int,
                        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false) throws -> GenerationHandle {
-        try submit(prompt: prompt, choices: [options], cacheCapacity: cacheCapacity, ignoreEOS: ignoreEOS,
+        try submit([Submission(prompt: prompt, options: options, cacheCapacity: cacheCapacity)], ignoreEOS: ignoreEOS,
                    logprobs: logprobs, promptLogprobs: promptLogprobs)[0]
     }
 
-    /// Queues one sequence of `prompt` per entry of `choices`, all of them or (when the queue has
-    /// no room for all) none.
-    public func submit(prompt: [Int32], choices: [GenerationOptions], cacheCapacity: Int, ignoreEOS: Bool = false,
-                       logprobs: Int? = nil, promptLogprobs: Bool = false) throws -> [GenerationHandle] {
-        guard !prompt.isEmpty else { throw APIError.invalidRequest("the prompt is empty") }
+    /// One sequence to queue: its prompt, generation options and cache size.
+    public struct Submission: Sendable {
+        public var prompt: [Int32]
+        public var options: GenerationOptions
+        public var cacheCapacity: Int
+
+        public init(prompt: [Int32], options: GenerationOptions, cacheCapacity: Int) {
+            self.prompt = prompt
+            self.options = options
+            self.cacheCapacity = cacheCapacity
+        }
+    }
+
+    /// Queues several sequences (a request's prompts and choices): all of them, or none when the
+    /// queue has no room for all. Handles come in the order of `submissions`.
+    public func submit(_ submissions: [Submission], ignoreEOS: Bool = false, logprobs: Int? = nil,
+                       promptLogprobs: Bool = false) throws -> [GenerationHandle] {
+        guard submissions.allSatisfy({ !$0.prompt.isEmpty }) else { throw APIError.invalidRequest("the prompt is empty") }
         return try condition.withLock {
             if draining || stopping { throw APIError.shuttingDown }
             // Running ones are counted until the loop notices they ended: refusals err on the safe side.
-            guard waiting.count + runningCount + choices.count <= limits.maxBatch + limits.maxQueue else {
+            guard waiting.count + runningCount + submissions.count <= limits.maxBatch + limits.maxQueue else {
                 throw APIError.queueFull
             }
-            let handles = choices.map { options in
+            let handles = submissions.map { submission in
                 let (stream, continuation) = AsyncStream<JobEvent>.makeStream()
                 nextID += 1
-                let sequence = ScheduledSequence(id: nextID, prompt: prompt, options: options, capacity: cacheCapacity,
-                                                 ignoreEOS: ignoreEOS, logprobs: logprobs,
+                let sequence = ScheduledSequence(id: nextID, prompt: submission.prompt, options: submission.options,
+                                                 capacity: submission.cacheCapacity, ignoreEOS: ignoreEOS, logprobs: logprobs,
                                                  promptLogprobs: promptLogprobs && logprobs != nil, continuation: continuation)
                 // No lock here: this also runs when the scheduler itself finishes the stream. The loop
                 // only sleeps when it has no sequences, so a cancel flag needs no wake-up.

@@ -9,23 +9,20 @@ extension OpenAIServer {
         let json = try await readJSON(request)
         let parsed = try CompletionRequest(json: json, vocabularySize: served.language.model.config.vocabSize)
         try checkModel(parsed.parameters.model)
-        let prompt: [Int32]
-        switch parsed.prompt {
-        case .text(let text): prompt = try encode(text, addBOS: true, param: "prompt")
-        case .tokens(let ids): prompt = ids
-        }
         let format = ResponseFormat(kind: .completion, model: served.name,
                                     includeUsage: parsed.parameters.includeUsageInStream,
                                     logprobsTokenizer: parsed.parameters.logprobs == nil ? nil : served.language.tokenizer)
-        var echo: Echo?
-        if parsed.parameters.echo {
-            switch parsed.prompt {
-            case .text(let text): echo = Echo(text: text, prompt: prompt)
-            case .tokens(let ids): echo = Echo(text: served.language.tokenizer.decode(ids, skipSpecialTokens: true), prompt: ids)
+        let prompts = try parsed.prompts.map { input -> Prompt in
+            switch input {
+            case .text(let text):
+                let ids = try encode(text, addBOS: true, param: "prompt")
+                return Prompt(tokens: ids, echo: parsed.parameters.echo ? text : nil)
+            case .tokens(let ids):
+                let echo = parsed.parameters.echo ? served.language.tokenizer.decode(ids, skipSpecialTokens: true) : nil
+                return Prompt(tokens: ids, echo: echo)
             }
         }
-        return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "prompt", format: format,
-                                  echo: echo)
+        return try await generate(prompts: prompts, parameters: parsed.parameters, promptParam: "prompt", format: format)
     }
 
     func chatCompletions(_ request: Request) async throws -> Response {
@@ -42,7 +39,8 @@ extension OpenAIServer {
         let prompt = try encode(text, addBOS: false, param: "messages")
         let format = ResponseFormat(kind: .chat, model: served.name, includeUsage: parsed.parameters.includeUsageInStream,
                                     logprobsTokenizer: parsed.parameters.logprobs == nil ? nil : served.language.tokenizer)
-        return try await generate(prompt: prompt, parameters: parsed.parameters, promptParam: "messages", format: format)
+        return try await generate(prompts: [Prompt(tokens: prompt, echo: nil)], parameters: parsed.parameters,
+                                  promptParam: "messages", format: format)
     }
 
     /// The body as JSON, within the size limit.
@@ -72,36 +70,45 @@ extension OpenAIServer {
         }
     }
 
-    /// A completion's prompt as its answer repeats it (`echo`).
-    struct Echo: Sendable {
-        var text: String
-        var prompt: [Int32]
+    /// A prompt's tokens and, with `echo`, the text its choices start with.
+    struct Prompt: Sendable {
+        var tokens: [Int32]
+        var echo: String?
     }
 
-    /// Checks the context, queues the sequence and answers as one JSON body or as server-sent events.
-    func generate(prompt: [Int32], parameters: CommonParameters, promptParam: String,
-                  format: ResponseFormat, echo: Echo? = nil) async throws -> Response {
-        guard !prompt.isEmpty else { throw APIError.invalidValue(promptParam, "is empty") }
+    /// Checks the context, queues every choice of every prompt (all or none) and answers as one
+    /// JSON body or as server-sent events. Choice j of prompt i has index i * n + j.
+    func generate(prompts: [Prompt], parameters: CommonParameters, promptParam: String,
+                  format: ResponseFormat) async throws -> Response {
         let limit = contextLimit
-        if let maxTokens = parameters.maxTokens, prompt.count + maxTokens > limit {
-            throw APIError.contextOverflow(limit: limit, prompt: prompt.count, completion: maxTokens, param: promptParam)
+        var submissions: [BatchScheduler.Submission] = []
+        var choicePrompts: [Prompt] = []
+        for prompt in prompts {
+            let count = prompt.tokens.count
+            guard count > 0 else { throw APIError.invalidValue(promptParam, "is empty") }
+            if let maxTokens = parameters.maxTokens, count + maxTokens > limit {
+                throw APIError.contextOverflow(limit: limit, prompt: count, completion: maxTokens, param: promptParam)
+            }
+            guard count < limit else {
+                throw APIError.contextOverflow(limit: limit, prompt: count, completion: 1, param: promptParam)
+            }
+            let maxTokens = parameters.maxTokens ?? min(options.defaultMaxTokens, limit - count)
+            // Each choice is a sequence of its own (its prompt prefilled once per choice); choice j
+            // samples with seed + j, so n choices are n different draws that each replay alone.
+            for index in 0..<parameters.choices {
+                var sampling = parameters.sampling
+                sampling.seed = sampling.seed &+ UInt64(index)
+                let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: parameters.stop, addBOS: false)
+                submissions.append(.init(prompt: prompt.tokens, options: options, cacheCapacity: count + maxTokens))
+                choicePrompts.append(prompt)
+            }
         }
-        guard prompt.count < limit else {
-            throw APIError.contextOverflow(limit: limit, prompt: prompt.count, completion: 1, param: promptParam)
-        }
-        let maxTokens = parameters.maxTokens ?? min(options.defaultMaxTokens, limit - prompt.count)
-        // Each choice is a sequence of its own (its prompt prefilled once per choice); choice i
-        // samples with seed + i, so n choices are n different draws that each replay alone.
-        let choices = (0..<parameters.choices).map { index in
-            var sampling = parameters.sampling
-            sampling.seed = sampling.seed &+ UInt64(index)
-            return GenerationOptions(maxTokens: maxTokens, sampling: sampling, stopStrings: parameters.stop, addBOS: false)
-        }
-        let jobs = try scheduler.submit(prompt: prompt, choices: choices, cacheCapacity: prompt.count + maxTokens,
-                                        ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs,
-                                        promptLogprobs: echo != nil)
-        return parameters.stream ? streamResponse(jobs, format: format, echo: echo)
-            : try await wholeResponse(jobs, format: format, echo: echo)
+        let jobs = try scheduler.submit(submissions, ignoreEOS: parameters.ignoreEOS, logprobs: parameters.logprobs,
+                                        promptLogprobs: parameters.echo)
+        // usage counts every prompt once
+        let promptTokens = prompts.reduce(0) { $0 + $1.tokens.count }
+        return parameters.stream ? streamResponse(jobs, prompts: choicePrompts, promptTokens: promptTokens, format: format)
+            : try await wholeResponse(jobs, prompts: choicePrompts, promptTokens: promptTokens, format: format)
     }
 
     /// The events of several choices as they come, each with its choice's index.
@@ -119,26 +126,25 @@ extension OpenAIServer {
         return stream
     }
 
-    private func wholeResponse(_ jobs: [GenerationHandle], format: ResponseFormat, echo: Echo?) async throws -> Response {
+    private func wholeResponse(_ jobs: [GenerationHandle], prompts: [Prompt], promptTokens: Int,
+                               format: ResponseFormat) async throws -> Response {
         defer { for job in jobs { job.cancel() } }
         // One after the other: the scheduler runs them together and each stream keeps its events.
         var choices: [ResponseFormat.Choice] = []
-        var promptTokens = 0
-        for job in jobs {
-            var choice = ResponseFormat.Choice(index: choices.count, text: echo?.text ?? "")
+        for (job, prompt) in zip(jobs, prompts) {
+            var choice = ResponseFormat.Choice(index: choices.count, text: prompt.echo ?? "")
             var textLength = 0
             events: for await event in job.events {
                 switch event {
                 case .prompt(let scored):
-                    (choice.logprobs, textLength) = format.promptEntries(echo?.prompt ?? [], scored: scored)
+                    (choice.logprobs, textLength) = format.promptEntries(prompt.tokens, scored: scored)
                 case .token(let id, let piece, let tokenLogprobs):
                     if let tokenLogprobs { choice.logprobs.append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength)) }
                     choice.text += piece
                     textLength += piece.unicodeScalars.count
-                case .finished(let reason, let prompt, let completion):
+                case .finished(let reason, _, let completion):
                     choice.finish = reason
                     choice.completionTokens = completion
-                    promptTokens = prompt
                     break events
                 case .failed(let message):
                     throw Self.failure(message)
@@ -150,7 +156,8 @@ extension OpenAIServer {
         return jsonResponse(format.complete(choices, promptTokens: promptTokens))
     }
 
-    private func streamResponse(_ jobs: [GenerationHandle], format: ResponseFormat, echo: Echo?) -> Response {
+    private func streamResponse(_ jobs: [GenerationHandle], prompts: [Prompt], promptTokens: Int,
+                                format: ResponseFormat) -> Response {
         let body = ResponseBody { writer in
             // However this ends (finished, write failed because the client left, task cancelled),
             // the sequences leave the batch and their caches are freed.
@@ -159,21 +166,21 @@ extension OpenAIServer {
             for index in jobs.indices {
                 if format.kind == .chat { try await send(format.chunk(index: index, text: "", first: true)) }
                 // An echoed prompt comes first; with log-probabilities once the prompt is scored.
-                if let echo, format.logprobsTokenizer == nil { try await send(format.chunk(index: index, text: echo.text)) }
+                if let echo = prompts[index].echo, format.logprobsTokenizer == nil { try await send(format.chunk(index: index, text: echo)) }
             }
             // Per choice: log-probabilities of tokens whose text is held back (an unfinished
             // character, a possible stop string) go with the next chunk that has text.
             var pending = [[LogprobEntry]](repeating: [], count: jobs.count)
             var textLength = [Int](repeating: 0, count: jobs.count)
             var running = jobs.count
-            var promptTokens = 0, completionTokens = 0
+            var completionTokens = 0
             /// Sends what one event brings; true once the answer is complete (or failed).
             func handle(_ index: Int, _ event: JobEvent) async throws -> Bool {
                 switch event {
                 case .prompt(let scored):
-                    let (entries, length) = format.promptEntries(echo?.prompt ?? [], scored: scored)
+                    let (entries, length) = format.promptEntries(prompts[index].tokens, scored: scored)
                     textLength[index] = length
-                    try await send(format.chunk(index: index, text: echo?.text ?? "", logprobs: entries))
+                    try await send(format.chunk(index: index, text: prompts[index].echo ?? "", logprobs: entries))
                 case .token(let id, let piece, let tokenLogprobs):
                     if let tokenLogprobs {
                         pending[index].append(LogprobEntry(token: id, logprobs: tokenLogprobs, textOffset: textLength[index]))
@@ -182,9 +189,8 @@ extension OpenAIServer {
                     textLength[index] += piece.unicodeScalars.count
                     try await send(format.chunk(index: index, text: piece, logprobs: pending[index]))
                     pending[index] = []
-                case .finished(let reason, let prompt, let completion):
+                case .finished(let reason, _, let completion):
                     try await send(format.chunk(index: index, text: "", finish: reason, logprobs: pending[index]))
-                    promptTokens = prompt
                     completionTokens += completion
                     running -= 1
                     return running == 0

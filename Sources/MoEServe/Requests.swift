@@ -30,7 +30,8 @@ struct CommonParameters: Sendable {
 
 struct CompletionRequest: Sendable {
     var parameters: CommonParameters
-    var prompt: PromptInput
+    /// One or more prompts (OpenAI's batch form), each answered with `n` choices.
+    var prompts: [PromptInput]
 }
 
 struct ChatRequest: Sendable {
@@ -54,19 +55,11 @@ extension CompletionRequest {
         guard let value = fields["prompt"], value != .null else {
             throw APIError.invalidRequest("'prompt' is required", param: "prompt", code: "missing_required_parameter")
         }
-        switch value {
-        case .string(let text):
-            prompt = .text(text)
-        case .array(let items) where !items.isEmpty && items.allSatisfy({ if case .string = $0 { true } else { false } }):
-            guard items.count == 1, case .string(let text) = items[0] else {
-                throw APIError.unsupported("prompt", "must hold exactly one string: send one prompt per request")
-            }
-            prompt = .text(text)
-        case .array(let items):
+        func tokenList(_ items: [JSONValue]) throws -> [Int32] {
             let ids = try items.map { item -> Int32 in
                 guard case .int(let id) = item else {
-                    throw APIError.invalidRequest("'prompt' must be a string, an array of one string, or an array "
-                                                  + "of token ids", param: "prompt", code: "invalid_type")
+                    throw APIError.invalidRequest("'prompt' must be a string, an array of strings, an array of token ids "
+                                                  + "or an array of such arrays", param: "prompt", code: "invalid_type")
                 }
                 guard id >= 0, id < vocabularySize else {
                     throw APIError.invalidValue("prompt", "holds token id \(id), outside the vocabulary (0..<\(vocabularySize))")
@@ -74,11 +67,28 @@ extension CompletionRequest {
                 return Int32(id)
             }
             guard !ids.isEmpty else { throw APIError.invalidValue("prompt", "is an empty list of tokens") }
-            prompt = .tokens(ids)
+            return ids
+        }
+        switch value {
+        case .string(let text):
+            prompts = [.text(text)]
+        case .array(let items) where !items.isEmpty && items.allSatisfy({ if case .string = $0 { true } else { false } }):
+            prompts = items.map { if case .string(let text) = $0 { .text(text) } else { .text("") } }
+        case .array(let items) where !items.isEmpty && items.allSatisfy({ if case .array = $0 { true } else { false } }):
+            prompts = try items.map { if case .array(let ids) = $0 { .tokens(try tokenList(ids)) } else { .tokens([]) } }
+        case .array(let items):
+            prompts = [.tokens(try tokenList(items))]
         default:
             throw APIError.invalidType("prompt", expected: "a string or an array of token ids", got: value)
         }
+        guard prompts.count * parameters.choices <= Self.maxChoices else {
+            throw APIError.invalidValue("prompt", "holds \(prompts.count) prompts of \(parameters.choices) choices each; "
+                                        + "at most \(Self.maxChoices) choices in all are allowed")
+        }
     }
+
+    /// Most choices (prompts × n) one request may ask for.
+    static let maxChoices = 64
 }
 
 extension ChatRequest {
@@ -187,7 +197,9 @@ extension CommonParameters {
         stop = try Self.stopStrings(fields["stop"])
         ignoreEOS = try fields.bool("ignore_eos") ?? false
         if let n = try fields.int("n") {
-            guard n >= 1, n <= 64 else { throw APIError.invalidValue("n", "must be between 1 and 64 (got \(n))") }
+            guard n >= 1, n <= CompletionRequest.maxChoices else {
+                throw APIError.invalidValue("n", "must be between 1 and \(CompletionRequest.maxChoices) (got \(n))")
+            }
             choices = n
         }
         if let value = try fields.number("presence_penalty") {

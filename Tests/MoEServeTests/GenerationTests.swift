@@ -310,6 +310,37 @@ final class ChoicesTests: XCTestCase {
         await server.stop()
     }
 
+    /// Several prompts (strings, or lists of token ids) with n choices each: choice j of prompt i
+    /// has index i * n + j and equals that prompt's own request; usage counts each prompt once.
+    func testSeveralPromptsAnswerInOrder() async throws {
+        let model = try TestModels.fixture()
+        let server = try await TestServer.start(model, options: ServerOptions(maxBatch: 4))
+        let port = server.port
+        let prompts = ["The quick brown fox", "a", "Hello, world!"]
+        let base: [String: Any] = ["model": "fixture", "max_tokens": 9, "temperature": 0.8, "seed": 3]
+        let batch = try await post(port, "/v1/completions", base.merging(["prompt": prompts, "n": 2]) { $1 })
+        XCTAssertEqual(batch.status, 200, batch.text)
+        let choices = texts(batch)
+        XCTAssertEqual(choices.keys.sorted(), Array(0..<6))
+        var promptTokens = 0
+        for (i, prompt) in prompts.enumerated() {
+            let alone = try await post(port, "/v1/completions", base.merging(["prompt": prompt, "n": 2]) { $1 })
+            XCTAssertEqual(choices[2 * i], texts(alone)[0], prompt)
+            XCTAssertEqual(choices[2 * i + 1], texts(alone)[1], prompt)
+            promptTokens += (alone.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0
+        }
+        XCTAssertEqual((batch.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int, promptTokens)
+        // Token-id prompts, echoed.
+        let session = model.language.makeSession()
+        let ids = try prompts.map { try session.encode(prompt: $0, addBOS: true).map(Int.init) }
+        let echoed = try await post(port, "/v1/completions", base.merging(["prompt": ids, "echo": true, "max_tokens": 3]) { $1 })
+        XCTAssertEqual(echoed.status, 200, echoed.text)
+        for (i, prompt) in prompts.enumerated() {
+            XCTAssertTrue(texts(echoed)[i]?.hasPrefix(prompt) == true, "\(texts(echoed)[i] ?? "nil") starts with \(prompt)")
+        }
+        await server.stop()
+    }
+
     /// More choices than the queue holds: 503 and nothing left behind.
     func testChoicesBeyondTheQueueAreRefusedWhole() async throws {
         let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxBatch: 2, maxQueue: 2))
