@@ -1,4 +1,4 @@
-import Foundation
+import MoEKernels
 
 /// The log-probability of a generated token under the model's distribution at its position, with
 /// the most likely alternatives there. The distribution is the softmax of the model's own logits:
@@ -16,15 +16,12 @@ public struct TokenLogprobs: Sendable, Equatable {
 
     /// `token`'s log-probability in `logits` and the `count` most likely tokens.
     public init(token: Int32, logits: UnsafeBufferPointer<Float>, top count: Int) {
-        // log softmax: x - (max + log sum exp(x - max)), the sum in double.
-        var maxValue = -Float.infinity
-        for value in logits where value > maxValue { maxValue = value }
-        var sum = 0.0
-        for value in logits { sum += Double(expf(value - maxValue)) }
-        let logNorm = maxValue + Float(log(sum))
+        // log softmax: x - log sum exp(x), in double
+        let logNorm = logits.baseAddress.map { moe_log_sum_exp($0, logits.count) } ?? 0
+        func logSoftmax(_ i: Int) -> Float { Float(Double(logits[i]) - logNorm) }
         self.token = token
-        logprob = Int(token) < logits.count && token >= 0 ? logits[Int(token)] - logNorm : -.infinity
-        top = Self.largest(logits, count: count).map { Alternative(token: Int32($0), logprob: logits[$0] - logNorm) }
+        logprob = Int(token) < logits.count && token >= 0 ? logSoftmax(Int(token)) : -.infinity
+        top = Self.largest(logits, count: count).map { Alternative(token: Int32($0), logprob: logSoftmax($0)) }
     }
 
     /// Indices of the `count` largest values, largest first, by insertion into a short list.
