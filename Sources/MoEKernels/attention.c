@@ -9,6 +9,16 @@ void moe_swiglu_scalar(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
 }
 
+double moe_log_sum_exp_scalar(const float *x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    if (!isfinite(max)) return max;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!isnan(x[i])) sum += expf(x[i] - max);
+    return max + log(sum);
+}
+
 /* Element i of a key/value stream of f32 or f16. */
 static inline float kv_at(const void *base, int64_t i, int f16) {
     return f16 ? moe_f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];

@@ -408,6 +408,10 @@ void moe_f32_to_f16_n(const float *src, uint16_t *dst, int64_t n) {
     if (n > 0) kernels_for(moe_default_path())->to_f16(src, dst, n);
 }
 
+double moe_log_sum_exp_f32(const float *x, int64_t n) {
+    return n > 0 ? kernels_for(moe_default_path())->log_sum_exp(x, n) : -INFINITY;
+}
+
 void moe_swiglu(float *gate, const float *up, int64_t n) {
     if (n > 0) kernels_for(moe_default_path())->swiglu(gate, up, n);
 }

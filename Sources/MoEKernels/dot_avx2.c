@@ -563,6 +563,31 @@ AVX2 static void swiglu(float *gate, const float *up, int64_t n) {
     for (; i < n; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
 }
 
+/* log sum e^x: the maximum, then e^(x - max) with exp_ps, summed in float lanes per 1024
+ * values and in double across them. A NaN neither wins the maximum (max_ps returns its second
+ * operand when one is NaN) nor adds more than exp_ps's floor, e^-87. */
+AVX2 static double log_sum_exp(const float *x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + i), m);
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, m);
+    for (int k = 0; k < 8; k++) max = lanes[k] > max ? lanes[k] : max;
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    if (!isfinite(max)) return max;
+    const __m256 vmax = _mm256_set1_ps(max);
+    double total = 0;
+    for (i = 0; i + 8 <= n;) {
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t end = i + 1024 < n ? i + 1024 : n; i + 8 <= end; i += 8)
+            sum = _mm256_add_ps(sum, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax)));
+        total += hsum(sum);
+    }
+    for (; i < n; i++)
+        if (!isnan(x[i])) total += expf(x[i] - max);
+    return max + log(total);
+}
+
 /* 8 cached values from element i of a key/value stream of f32 or f16. */
 __attribute__((always_inline)) AVX2 static inline __m256 kv8(const void *base, int64_t i, const int f16) {
     return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)))
@@ -700,5 +725,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
 }
 
 const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16,
-    tile_i8, attend_group, attend_group_f16, to_f16, swiglu};
+    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp};
 #endif

@@ -80,6 +80,8 @@ typedef struct {
     void (*to_f16)(const float *src, uint16_t *dst, int64_t n);
     /* gate <- silu(gate) * up (moe_swiglu). */
     void (*swiglu)(float *gate, const float *up, int64_t n);
+    /* log sum_i e^x[i], NaN entries left out (moe_log_sum_exp_f32). */
+    double (*log_sum_exp)(const float *x, int64_t n);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -91,6 +93,7 @@ extern const moe_kernels moe_kernels_neon;
 #endif
 
 void moe_swiglu_scalar(float *gate, const float *up, int64_t n);
+double moe_log_sum_exp_scalar(const float *x, int64_t n);
 void moe_attend_group_scalar(const float *q, const float *k, const float *v, int64_t visible, int64_t stride,
                              int hd, int G, float scale, float *scores, float *out);
 void moe_attend_group_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible,

@@ -154,6 +154,11 @@ void moe_f32_to_f16_n(const float *src, uint16_t *dst, int64_t n);
  * activation of a SwiGLU MLP, on the calling thread. */
 void moe_swiglu(float *gate, const float *up, int64_t n);
 
+/* log sum_i e^x[i] over n floats on the default path, for log-softmax normalisers: the
+ * exponentials in float (SIMD where the CPU can, relative error ~2e-7 each), their sum in
+ * double. NaN entries are left out; -inf for n = 0 or all -inf. */
+double moe_log_sum_exp_f32(const float *x, int64_t n);
+
 /* CRC-32C update with the CPU's crc32 instruction (x86-64 SSE4.2): the state
  * is the running register (start 0xFFFFFFFF, final value its complement).
  * Returns 0, leaving the state alone, where there is no such instruction. */

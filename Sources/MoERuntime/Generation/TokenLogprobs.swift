@@ -17,7 +17,7 @@ public struct TokenLogprobs: Sendable, Equatable {
     /// `token`'s log-probability in `logits` and the `count` most likely tokens.
     public init(token: Int32, logits: UnsafeBufferPointer<Float>, top count: Int) {
         // log softmax: x - log sum exp(x), in double
-        let logNorm = logits.baseAddress.map { moe_log_sum_exp($0, logits.count) } ?? 0
+        let logNorm = logits.baseAddress.map { moe_log_sum_exp_f32($0, Int64(logits.count)) } ?? 0
         func logSoftmax(_ i: Int) -> Float { Float(Double(logits[i]) - logNorm) }
         self.token = token
         logprob = Int(token) < logits.count && token >= 0 ? logSoftmax(Int(token)) : -.infinity
