@@ -113,6 +113,7 @@ public final class BatchScheduler: @unchecked Sendable {
             guard waiting.count + runningCount + submissions.count <= limits.maxBatch + limits.maxQueue else {
                 throw APIError.queueFull
             }
+            var leaders: [ScheduledSequence] = []
             let handles = submissions.map { submission in
                 let (stream, continuation) = AsyncStream<JobEvent>.makeStream()
                 nextID += 1
@@ -122,6 +123,13 @@ public final class BatchScheduler: @unchecked Sendable {
                 // No lock here: this also runs when the scheduler itself finishes the stream. The loop
                 // only sleeps when it has no sequences, so a cancel flag needs no wake-up.
                 continuation.onTermination = { [weak sequence] _ in sequence?.cancel() }
+                // Choices of one prompt prefill it once: the first computes, the others copy its cache.
+                if let leader = leaders.first(where: { $0.prompt == submission.prompt }) {
+                    sequence.leader = leader
+                    leader.followers.append(sequence)
+                } else {
+                    leaders.append(sequence)
+                }
                 waiting.append(sequence)
                 return GenerationHandle(events: stream, sequence: sequence)
             }
@@ -199,7 +207,7 @@ public final class BatchScheduler: @unchecked Sendable {
             s.pendingToken.flatMap { token in s.cache.map { (sequence: s, token: token, cache: $0) } }
         }
         if !decoding.isEmpty { decodeStep(decoding) }
-        if let next = running.first(where: { $0.pendingToken == nil && !$0.isDone }) { prefillStep(next) }
+        if let next = running.first(where: { $0.pendingToken == nil && !$0.isDone && !$0.awaitsLeader }) { prefillStep(next) }
         running.removeAll(where: \.isDone)
     }
 
@@ -239,6 +247,7 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             let scoring = sequence.promptLogprobs
             let logits = try model.model.forward(Array(sequence.prompt[start..<end]), cache: cache, lastOnly: !scoring)
+            metrics.recordPrefill(tokens: end - start)
             let vocab = model.model.config.vocabSize
             if scoring, let top = sequence.logprobs {
                 // Row r predicts the token after position start + r.
@@ -251,19 +260,45 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             sequence.prefilled = end
             if end == sequence.prompt.count {
-                if scoring { sequence.continuation.yield(.prompt(logprobs: sequence.promptEntries)) }
-                sequence.decoder = TokenDecoder(model: model, prompt: sequence.prompt, options: sequence.options,
-                                                ignoreEOS: sequence.ignoreEOS)
-                if sequence.options.maxTokens == 0 {
-                    sequence.finish(.maxTokens)
-                    return
-                }
                 logits.withUnsafeBufferPointer { all in
-                    emit(sequence, logits: UnsafeBufferPointer(rebasing: all[(all.count - vocab)...]))
+                    let last = UnsafeBufferPointer(rebasing: all[(all.count - vocab)...])
+                    // Followers already in the batch start from a copy of this cache; the others
+                    // (not yet admitted, or cancelled) prefill on their own.
+                    for follower in sequence.followers {
+                        follower.leader = nil
+                        guard !follower.isDone, follower.cache == nil,
+                              running.contains(where: { $0 === follower }) else { continue }
+                        do {
+                            let copy = model.model.makeCache(capacity: follower.capacity)
+                            try copy.copyPositions(from: cache)
+                            follower.cache = copy
+                            metrics.recordPrompt(tokens: follower.prompt.count)
+                            follower.prefilled = follower.prompt.count
+                            follower.promptEntries = sequence.promptEntries
+                            startGenerating(follower, logits: last)
+                        } catch {
+                            follower.fail("prefill failed: \(error)")
+                        }
+                    }
+                    sequence.followers = []
+                    startGenerating(sequence, logits: last)
                 }
             }
         } catch {
             sequence.fail("prefill failed: \(error)")
+        }
+    }
+
+    /// After the prompt: its log-probabilities when asked for, then the first token (from the last
+    /// prompt position's logits), or the end when no token was asked for.
+    private func startGenerating(_ sequence: ScheduledSequence, logits: UnsafeBufferPointer<Float>) {
+        if sequence.promptLogprobs { sequence.continuation.yield(.prompt(logprobs: sequence.promptEntries)) }
+        sequence.decoder = TokenDecoder(model: model, prompt: sequence.prompt, options: sequence.options,
+                                        ignoreEOS: sequence.ignoreEOS)
+        if sequence.options.maxTokens == 0 {
+            sequence.finish(.maxTokens)
+        } else {
+            emit(sequence, logits: logits)
         }
     }
 
@@ -309,6 +344,16 @@ public final class BatchScheduler: @unchecked Sendable {
         var prefilled = 0
         /// With `promptLogprobs`: the prompt's tokens' so far, gathered chunk by chunk.
         var promptEntries: [TokenLogprobs] = []
+        /// Another choice of the same prompt whose prefill this one copies (until that is done).
+        weak var leader: ScheduledSequence?
+        /// The choices waiting to copy this one's prefill.
+        var followers: [ScheduledSequence] = []
+
+        /// Waits for its leader's prefill rather than computing its own.
+        var awaitsLeader: Bool {
+            guard let leader else { return false }
+            return !leader.isDone && leader.prefilled < leader.prompt.count
+        }
         var decoder: TokenDecoder?
         var pendingToken: Int32?
         var lastTokenTime: ContinuousClock.Instant?

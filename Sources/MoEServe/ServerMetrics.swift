@@ -5,6 +5,7 @@ public final class ServerMetrics: @unchecked Sendable {
     private let lock = NSLock()
     private var requests: [RequestKey: Int] = [:]
     private var promptTokens = 0
+    private var prefilledTokens = 0
     private var generatedTokens = 0
     private var decodeSteps = 0
     private var decodeRows = 0
@@ -43,6 +44,8 @@ public final class ServerMetrics: @unchecked Sendable {
     }
 
     func recordPrompt(tokens: Int) { lock.withLock { promptTokens += tokens } }
+
+    func recordPrefill(tokens: Int) { lock.withLock { prefilledTokens += tokens } }
 
     func recordFirstToken(after seconds: Double) {
         lock.withLock {
@@ -89,6 +92,8 @@ public final class ServerMetrics: @unchecked Sendable {
                 out += "moepack_requests_total{endpoint=\"\(key.endpoint)\",status=\"\(key.status)\"} \(value)\n"
             }
             out += counter("moepack_prompt_tokens_total", "Prompt tokens accepted for generation.", promptTokens)
+            out += counter("moepack_prefilled_tokens_total",
+                           "Prompt tokens run through the model (choices of one prompt share one prefill).", prefilledTokens)
             out += counter("moepack_generated_tokens_total", "Tokens generated.", generatedTokens)
             out += counter("moepack_decode_steps_total", "Batched decode steps run.", decodeSteps)
             out += counter("moepack_decode_rows_total", "Sequence-steps run in batched decode steps (rows / steps = mean batch).", decodeRows)

@@ -37,6 +37,34 @@ final class KVCacheConsistencyTests: XCTestCase {
         XCTAssertLessThanOrEqual(relativeError(again[...], fresh[...]), 1e-4)
     }
 
+    /// A cache that copied another's positions continues exactly as the original does (f32 and
+    /// f16, into an empty cache and over one that held other positions), and mismatched caches
+    /// are refused.
+    func testCopiedPositionsContinueLikeTheOriginal() throws {
+        let model = try Fixtures.model("moe_basic")
+        let sequence = try Fixtures.sequences("moe_basic")[2]
+        for precision in KVCache.Precision.allCases {
+            let original = model.makeCache(precision: precision)
+            _ = try model.prefill(Array(sequence[..<12]), cache: original)
+            let used = model.makeCache(capacity: 64, precision: precision)
+            _ = try model.prefill(Array(sequence[..<30].reversed()), cache: used)
+            for copy in [model.makeCache(capacity: 64, precision: precision), used] {
+                try copy.copyPositions(from: original)
+                XCTAssertEqual(copy.count, 12)
+                for token in sequence[12..<16] {
+                    let mine = try model.decodeStep(token, cache: copy)
+                    XCTAssertEqual(mine, try model.decodeStep(token, cache: original), "\(precision)")
+                }
+                original.truncate(to: 12)
+            }
+        }
+        let f32 = model.makeCache(precision: .f32), f16 = model.makeCache(precision: .f16)
+        _ = try model.prefill(Array(sequence[..<4]), cache: f32)
+        XCTAssertThrowsError(try f16.copyPositions(from: f32))
+        XCTAssertThrowsError(try model.makeCache(capacity: 3).copyPositions(from: f32))
+        XCTAssertThrowsError(try Fixtures.model("dense").makeCache().copyPositions(from: f32))
+    }
+
     func testContextOverflowIsAClearError() throws {
         let model = try Fixtures.model("dense")
         let cache = model.makeCache(capacity: 4)

@@ -341,6 +341,36 @@ final class ChoicesTests: XCTestCase {
         await server.stop()
     }
 
+    /// Choices of one prompt prefill it once (the others copy the KV cache): the server computes
+    /// each prompt's tokens once however many choices it has, while every choice still equals its
+    /// one-choice request (above) and echoed prompts score the same.
+    func testChoicesShareOnePrefill() async throws {
+        let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxBatch: 8, prefillChunk: 4))
+        let port = server.port
+        func prefilled() async throws -> Int {
+            let text = try await offThread { try httpRequest(port: port, method: "GET", path: "/metrics") }.text
+            let line = text.split(separator: "\n").first { $0.hasPrefix("moepack_prefilled_tokens_total ") }
+            return Int(line?.split(separator: " ").last ?? "") ?? -1
+        }
+        let prompts = ["The quick brown fox jumps", "zz"]
+        let before = try await prefilled()
+        let result = try await post(port, "/v1/completions", ["model": "fixture", "prompt": prompts, "n": 4, "max_tokens": 5,
+                                                              "temperature": 1, "seed": 9, "echo": true, "logprobs": 1])
+        XCTAssertEqual(result.status, 200, result.text)
+        let usage = try XCTUnwrap(result.json["usage"] as? [String: Any])
+        let after = try await prefilled()
+        XCTAssertEqual(after - before, usage["prompt_tokens"] as? Int)
+        let choices = try XCTUnwrap(result.json["choices"] as? [[String: Any]])
+        XCTAssertEqual(choices.count, 8)
+        for group in 0..<2 {
+            let scores = choices[(4 * group)..<(4 * group + 4)].map {
+                (($0["logprobs"] as? [String: Any])?["token_logprobs"] as? [Any])?.prefix(prompts[group].count + 1).compactMap { $0 as? Double }
+            }
+            XCTAssertEqual(Set(scores.map { $0 ?? [] }).count, 1, "prompt \(group): every choice scores the prompt the same")
+        }
+        await server.stop()
+    }
+
     /// More choices than the queue holds: 503 and nothing left behind.
     func testChoicesBeyondTheQueueAreRefusedWhole() async throws {
         let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(maxBatch: 2, maxQueue: 2))

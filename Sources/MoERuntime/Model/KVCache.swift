@@ -50,6 +50,23 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// Makes this cache hold the same positions as `source` (a cache of the same model and
+    /// precision), replacing what it held: sequences that share a prompt prefill it once.
+    public func copyPositions(from source: KVCache) throws {
+        guard source.precision == precision, source.layerCount == layerCount, source.kvHeads == kvHeads,
+              source.headDim == headDim else {
+            throw RuntimeError("copyPositions: the caches were made for different models or precisions")
+        }
+        guard source.count <= capacity else {
+            throw RuntimeError("copyPositions: \(source.count) positions exceed this cache's \(capacity)")
+        }
+        for i in keyRows.indices {
+            keyRows[i].assign(from: source.keyRows[i])
+            valueRows[i].assign(from: source.valueRows[i])
+        }
+        count = source.count
+    }
+
     /// Appends `rows` positions of keys and values, each given as [rows, kvDim] row-major.
     func append(layer: Int, rows: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
         for head in 0..<kvHeads { append(layer: layer, head: head, rows: rows, keys: k, values: v) }
@@ -105,6 +122,18 @@ private final class CacheRows {
             }
         }
         count = needed
+    }
+
+    /// Holds a copy of `other`'s values.
+    func assign(from other: CacheRows) {
+        let size = precision.elementSize
+        if other.count > allocated {
+            pointer.deallocate()
+            pointer = .allocate(byteCount: other.count * size, alignment: 64)
+            allocated = other.count
+        }
+        pointer.copyMemory(from: other.pointer, byteCount: other.count * size)
+        count = other.count
     }
 
     deinit { pointer.deallocate() }
