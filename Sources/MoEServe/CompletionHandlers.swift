@@ -93,8 +93,8 @@ extension OpenAIServer {
                 throw APIError.contextOverflow(limit: limit, prompt: count, completion: 1, param: promptParam)
             }
             let maxTokens = parameters.maxTokens ?? min(options.defaultMaxTokens, limit - count)
-            // Each choice is a sequence of its own (its prompt prefilled once per choice); choice j
-            // samples with seed + j, so n choices are n different draws that each replay alone.
+            // Each choice is a sequence of its own (the choices of a prompt share its prefill);
+            // choice j samples with seed + j, so n choices are n different draws that each replay alone.
             for index in 0..<parameters.choices {
                 var sampling = parameters.sampling
                 sampling.seed = sampling.seed &+ UInt64(index)
