@@ -20,14 +20,19 @@ Exit status 1 if any request failed.
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 from serve_harness import TINY_MODEL, Server, default_binary, metric_value
+
+# Content type, and the API key of a server started with --api-key (--api-key / MOEPACK_API_KEY).
+HEADERS = {"Content-Type": "application/json"}
 
 PROMPTS = ["Once upon a time", "The weather today", "A story about a cat", "In the beginning",
            "Numbers: one two three", "The robot said", "Hello", "Long ago in a small village there lived"]
@@ -39,8 +44,7 @@ def post(base_url, body, timeout, stream):
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     start = time.perf_counter()
     try:
-        connection.request("POST", "/v1/completions", body=json.dumps(body),
-                           headers={"Content-Type": "application/json"})
+        connection.request("POST", "/v1/completions", body=json.dumps(body), headers=HEADERS)
         response = connection.getresponse()
         if response.status != 200:
             raise RuntimeError(f"status {response.status}: {response.read()[:200]!r}")
@@ -182,6 +186,8 @@ def summarize_rounds(rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-url", help="an already running server (otherwise one is started)")
+    parser.add_argument("--api-key", default=os.environ.get("MOEPACK_API_KEY"),
+                        help="the key of a server started with --api-key (default: $MOEPACK_API_KEY)")
     parser.add_argument("--moepack", default=default_binary())
     parser.add_argument("--model", default=TINY_MODEL)
     parser.add_argument("--max-batch", type=int, default=16)
@@ -196,14 +202,21 @@ def main():
     if args.sweep_rounds < 1:
         parser.error("--sweep-rounds must be at least 1")
 
+    if args.api_key:
+        HEADERS["Authorization"] = f"Bearer {args.api_key}"
     server = None
     base_url = args.base_url
     if base_url is None:
         server = Server(args.moepack, args.model, ["--max-batch", str(args.max_batch), "--max-queue", "256"])
         base_url = server.base_url
     try:
-        with urllib.request.urlopen(base_url + "/v1/models", timeout=30) as r:
-            model = json.load(r)["data"][0]["id"]
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base_url + "/v1/models", headers=HEADERS), timeout=30) as r:
+                model = json.load(r)["data"][0]["id"]
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                sys.exit("the server wants an API key: pass --api-key (or set MOEPACK_API_KEY)")
+            raise
         report = {"load": load_phase(base_url, model, args.clients, args.requests, args.max_tokens, args.timeout)}
         sweep = [int(c) for c in args.sweep.split(",") if c.strip()]
         if sweep:
