@@ -14,7 +14,8 @@ public final class OpenAIServer: Sendable {
     /// Most tokens (prompt + completion) one request may hold.
     public let contextLimit: Int
 
-    static let endpoints = ["/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions"]
+    static let endpoints = ["/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
+                            "/tokenize", "/detokenize"]
 
     public init(model: ServedModel, options: ServerOptions = ServerOptions()) {
         served = model
@@ -47,6 +48,8 @@ public final class OpenAIServer: Sendable {
         }
         router.post("/v1/completions") { request, _ in try await self.completions(request) }
         router.post("/v1/chat/completions") { request, _ in try await self.chatCompletions(request) }
+        router.post("/tokenize") { request, _ in try await self.tokenize(request) }
+        router.post("/detokenize") { request, _ in try await self.detokenize(request) }
         var app = Application(router: router,
                               configuration: .init(address: .hostname(options.host, port: options.port),
                                                    serverName: "moepack"),
@@ -152,7 +155,8 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// With `--api-key`: requests under /v1/ carry `Authorization: Bearer <key>` or get a 401.
+/// With `--api-key`: requests to anything but /health and /metrics carry
+/// `Authorization: Bearer <key>` or get a 401.
 struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     let expected: [UInt8]
 
@@ -160,7 +164,7 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context,
                 next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path.hasPrefix("/v1/") {
+        if !["/health", "/metrics"].contains(request.uri.path) {
             guard let header = request.headers[.authorization], constantTimeEqual(Array(header.utf8), expected) else {
                 throw APIError.invalidAPIKey
             }

@@ -122,7 +122,7 @@ extension ChatRequest {
         messages = try items.enumerated().map { index, item in try Self.message(item, at: index) }
     }
 
-    private static func message(_ item: JSONValue, at index: Int) throws -> ChatMessage {
+    static func message(_ item: JSONValue, at index: Int) throws -> ChatMessage {
         let param = "messages[\(index)]"
         guard case .object = item else { throw APIError.invalidType(param, expected: "an object", got: item) }
         guard case .string(let role)? = item["role"] else {

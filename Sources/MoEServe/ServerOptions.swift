@@ -17,8 +17,8 @@ public struct ServerOptions: Sendable {
     public var prefillChunk: Int
     /// After SIGTERM, how long in-flight requests may run before they are cancelled.
     public var shutdownGraceSeconds: Double
-    /// When set, requests under /v1/ must send `Authorization: Bearer <apiKey>` (else 401);
-    /// /health and /metrics stay open for probes and scrapers.
+    /// When set, requests must send `Authorization: Bearer <apiKey>` (else 401), except to
+    /// /health and /metrics, which stay open for probes and scrapers.
     public var apiKey: String?
 
     public init(host: String = "127.0.0.1", port: Int = 8180, maxBatch: Int = 8, maxContext: Int? = nil,

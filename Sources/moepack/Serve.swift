@@ -6,7 +6,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a model over an OpenAI-compatible HTTP API (see docs/serving.md).",
         discussion: """
-        Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /health, GET /metrics.
+        Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions, POST /tokenize, POST /detokenize, \
+        GET /health, GET /metrics.
 
         Concurrent requests share one batched decode loop. SIGTERM or SIGINT stops accepting requests, \
         lets running ones finish (up to --shutdown-grace seconds) and exits.
@@ -45,7 +46,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Model id clients send in \"model\"; defaults to the file or directory name.")
     var name: String?
 
-    @Option(help: ArgumentHelp("Require 'Authorization: Bearer KEY' on /v1/ requests (else 401); /health and /metrics stay open. Defaults to the MOEPACK_API_KEY environment variable, which keeps the key out of the process list.", valueName: "key"))
+    @Option(help: ArgumentHelp("Require 'Authorization: Bearer KEY' on every request (else 401) but /health and /metrics. Defaults to the MOEPACK_API_KEY environment variable, which keeps the key out of the process list.", valueName: "key"))
     var apiKey: String?
 
     func validate() throws {
@@ -73,7 +74,7 @@ struct Serve: AsyncParsableCommand {
         let server = OpenAIServer(model: served, options: options)
         let host = host
         try await server.run { port in
-            let auth = options.apiKey == nil ? "" : " (API key required on /v1/)"
+            let auth = options.apiKey == nil ? "" : " (API key required)"
             FileHandle.standardOutput.write(Data("moepack serve: model \(served.name) on http://\(host):\(port)\(auth)\n".utf8))
         }
     }
