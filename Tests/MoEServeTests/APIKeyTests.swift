@@ -2,7 +2,7 @@ import Foundation
 @testable import MoEServe
 import XCTest
 
-/// `--api-key`: /v1/ requests need `Authorization: Bearer <key>`; /health and /metrics do not.
+/// `--api-key`: every request but /health and /metrics needs `Authorization: Bearer <key>`.
 final class APIKeyTests: XCTestCase {
     func testRequestsWithoutTheKeyAreRefused() async throws {
         let server = try await TestServer.start(try TestModels.fixture(), options: ServerOptions(apiKey: "s3cret key"))

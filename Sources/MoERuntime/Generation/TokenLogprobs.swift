@@ -21,21 +21,6 @@ public struct TokenLogprobs: Sendable, Equatable {
         func logSoftmax(_ i: Int) -> Float { Float(Double(logits[i]) - logNorm) }
         self.token = token
         logprob = Int(token) < logits.count && token >= 0 ? logSoftmax(Int(token)) : -.infinity
-        top = Self.largest(logits, count: count).map { Alternative(token: Int32($0), logprob: logSoftmax($0)) }
-    }
-
-    /// Indices of the `count` largest values, largest first, by insertion into a short list.
-    static func largest(_ values: UnsafeBufferPointer<Float>, count: Int) -> [Int] {
-        guard count > 0 else { return [] }
-        var top: [Int] = []
-        top.reserveCapacity(count + 1)
-        for i in values.indices where !values[i].isNaN {
-            if top.count == count, values[i] <= values[top[count - 1]] { continue }
-            var at = top.count
-            while at > 0 && values[top[at - 1]] < values[i] { at -= 1 }
-            top.insert(i, at: at)
-            if top.count > count { top.removeLast() }
-        }
-        return top
+        top = Ops.topIndices(logits, count: count).map { Alternative(token: Int32($0), logprob: logSoftmax($0)) }
     }
 }

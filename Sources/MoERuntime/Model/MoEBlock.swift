@@ -72,26 +72,11 @@ struct MoEBlock: Sendable {
             let probabilities = keptIDs.map { all[$0] }
             let scores = keptIDs.map { all[$0] + correctionBias[$0] }
             // Choose on probability + bias among the stored experts; ties go to the lower index.
-            let chosen = Self.topIndices(scores, count: topK)
+            let chosen = Ops.topIndices(scores, count: topK)
             let raw = chosen.map { probabilities[$0] }
             let denominator = max(raw.reduce(0, +), normMin)
             return RoutingDecision(experts: chosen, weights: raw.map { $0 / denominator }, probabilities: probabilities)
         }
-    }
-
-    /// Indices of the `count` largest values, largest first; equal values in index order (the
-    /// order a stable descending sort gives), by insertion into a short list.
-    static func topIndices(_ values: [Float], count: Int) -> [Int] {
-        var top: [Int] = []
-        top.reserveCapacity(count + 1)
-        for i in values.indices {
-            var at = top.count
-            while at > 0 && values[top[at - 1]] < values[i] { at -= 1 }
-            guard at < count else { continue }
-            top.insert(i, at: at)
-            if top.count > count { top.removeLast() }
-        }
-        return top
     }
 
     /// x [T, hidden] → y [T, hidden]. Tokens are grouped by expert so each expert's weights are

@@ -34,6 +34,25 @@ enum Ops {
         moe_swiglu(gate, up, Int64(count))
     }
 
+    /// Indices of the `count` largest values, largest first; equal values in index order (the
+    /// order a stable descending sort gives), by insertion into a short list. The router's top-k
+    /// choice and the alternatives of a token's log-probability.
+    static func topIndices<C: RandomAccessCollection>(_ values: C, count: Int) -> [Int]
+        where C.Element == Float, C.Index == Int {
+        var top: [Int] = []
+        top.reserveCapacity(count + 1)
+        for i in values.indices {
+            // Not above the last of a full list: skip without searching (most of a vocabulary).
+            if top.count == count, count > 0, !(values[i] > values[top[count - 1]]) { continue }
+            var at = top.count
+            while at > 0 && values[top[at - 1]] < values[i] { at -= 1 }
+            guard at < count else { continue }
+            top.insert(i, at: at)
+            if top.count > count { top.removeLast() }
+        }
+        return top
+    }
+
     /// In-place softmax of n values.
     static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
         var maxValue = -Float.infinity
