@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (tools/setup.sh installs them).
@@ -52,6 +54,10 @@ let package = Package(
                 dependencies: ["MoERuntime", "MoETokenizer", .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "HummingbirdCore", package: "hummingbird"),
+                               .product(name: "NIOHTTP1", package: "swift-nio"),
+                               .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                               .product(name: "HTTPTypes", package: "swift-http-types"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
 
         // The command-line tool: thin, no logic of its own.

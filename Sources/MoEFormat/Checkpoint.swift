@@ -51,6 +51,8 @@ public final class Checkpoint: Sendable {
                 }
             }
         }
+        try ModelLayout.checkPlausible(config, holding: location.keys.count(where: { !ModelLayout.isIgnored($0) }),
+                                       in: directory.lastPathComponent)
         self.shards = shards
         self.location = location
     }

@@ -11,6 +11,15 @@ public enum Architecture: String, Sendable, Codable, CaseIterable {
         case .ernie45: "ernie4_5"
         }
     }
+
+    /// Other spellings of the same class in config.json: the first ERNIE 4.5 release (June 2025)
+    /// names the dense class `Ernie4_5_ForCausalLM` (its remote code), later ones as transformers does.
+    static let aliases: [String: Architecture] = ["Ernie4_5_ForCausalLM": .ernie45]
+
+    init?(configName: String) {
+        guard let arch = Architecture(rawValue: configName) ?? Self.aliases[configName] else { return nil }
+        self = arch
+    }
 }
 
 /// config.json of an ERNIE 4.5 checkpoint. Reads both the hub form (`rope_theta`, `head_dim`)
@@ -56,24 +65,29 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         let supported = Architecture.allCases.map(\.rawValue).joined(separator: ", ")
         let names = (json["architectures"] as? [Any])?.compactMap { $0 as? String } ?? []
         let modelType = json["model_type"] as? String
-        if let arch = names.lazy.compactMap(Architecture.init(rawValue:)).first {
+        if let arch = names.lazy.compactMap(Architecture.init(configName:)).first {
             architecture = arch
         } else if names.isEmpty, let modelType, let arch = Architecture.allCases.first(where: { $0.modelType == modelType }) {
             architecture = arch
         } else {
             let found = names.isEmpty ? (modelType ?? "none") : names.joined(separator: ", ")
-            throw FormatError("unsupported architecture \(found) (supported: \(supported))")
+            throw FormatError("unsupported architecture \(Self.clip(found)) (supported: \(supported))")
         }
+        if let modelType, modelType != architecture.modelType {
+            throw FormatError("config.json: model_type \(Self.clip(modelType)) does not match architecture "
+                              + "\(architecture.rawValue) (expected \(architecture.modelType))")
+        }
+        try Self.refuseUnimplemented(json)
         let reader = ConfigReader(json: json)
         let moe = architecture == .ernie45MoE
-        vocabSize = try reader.int("vocab_size", default: 103424, min: 1)
-        hiddenSize = try reader.int("hidden_size", default: moe ? 2560 : 1024, min: 1)
-        intermediateSize = try reader.int("intermediate_size", default: moe ? 12288 : 3072, min: 1)
-        numHiddenLayers = try reader.int("num_hidden_layers", default: moe ? 28 : 18, min: 1)
-        numAttentionHeads = try reader.int("num_attention_heads", default: moe ? 20 : 16, min: 1)
-        numKeyValueHeads = try reader.int("num_key_value_heads", default: moe ? 4 : 2, min: 1)
-        headDim = try reader.int("head_dim", default: moe ? hiddenSize / numAttentionHeads : 128, min: 1)
-        maxPositionEmbeddings = try reader.int("max_position_embeddings", default: 131072, min: 1)
+        vocabSize = try reader.int("vocab_size", default: 103424, min: 1, max: 1 << 22)
+        hiddenSize = try reader.int("hidden_size", default: moe ? 2560 : 1024, min: 1, max: 1 << 16)
+        intermediateSize = try reader.int("intermediate_size", default: moe ? 12288 : 3072, min: 1, max: 1 << 20)
+        numHiddenLayers = try reader.int("num_hidden_layers", default: moe ? 28 : 18, min: 1, max: Self.maxLayers)
+        numAttentionHeads = try reader.int("num_attention_heads", default: moe ? 20 : 16, min: 1, max: 1024)
+        numKeyValueHeads = try reader.int("num_key_value_heads", default: moe ? 4 : 2, min: 1, max: 1024)
+        headDim = try reader.int("head_dim", default: moe ? hiddenSize / numAttentionHeads : 128, min: 1, max: 4096)
+        maxPositionEmbeddings = try reader.int("max_position_embeddings", default: 131072, min: 1, max: 1 << 24)
         rmsNormEps = try reader.double("rms_norm_eps", default: 1e-5)
         let ropeParameters = json["rope_parameters"] as? [String: Any]
         if let type = ropeParameters?["rope_type"] as? String, type != "default" {
@@ -87,14 +101,17 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             throw FormatError("config.json: hidden_act \(act) is not supported (only silu)")
         }
         if moe {
-            moeNumExperts = try reader.int("moe_num_experts", default: 64, min: 1)
-            moeK = try reader.int("moe_k", default: 6, min: 1)
-            moeIntermediateSize = try reader.int("moe_intermediate_size", default: 1536, min: 1)
-            moeNumSharedExperts = try reader.int("moe_num_shared_experts", default: 2, min: 0)
-            moeLayerStartIndex = try reader.int("moe_layer_start_index", default: 1, min: 0)
-            let end = try reader.int("moe_layer_end_index", default: -1, min: -1)
+            moeNumExperts = try reader.int("moe_num_experts", default: 64, min: 1, max: Self.maxExperts)
+            moeK = try reader.int("moe_k", default: 6, min: 1, max: Self.maxExperts)
+            moeIntermediateSize = try reader.int("moe_intermediate_size", default: 1536, min: 1, max: 1 << 20)
+            // Absent means none: the 300B-A47B config has no such key and no shared experts (Baidu's
+            // own configuration code defaults to 0; transformers' class says 2, which would leave
+            // that checkpoint's shared experts uninitialised).
+            moeNumSharedExperts = try reader.int("moe_num_shared_experts", default: 0, min: 0, max: 64)
+            moeLayerStartIndex = try reader.int("moe_layer_start_index", default: 1, min: 0, max: Self.maxLayers)
+            let end = try reader.int("moe_layer_end_index", default: -1, min: -1, max: Self.maxLayers)
             moeLayerEndIndex = end == -1 ? numHiddenLayers - 1 : end
-            moeLayerInterval = try reader.int("moe_layer_interval", default: 1, min: 1)
+            moeLayerInterval = try reader.int("moe_layer_interval", default: 1, min: 1, max: Self.maxLayers)
             moeNormMin = try reader.double("moe_norm_min", default: 1e-12)
             guard moeK <= moeNumExperts else {
                 throw FormatError("config.json: moe_k \(moeK) is larger than moe_num_experts \(moeNumExperts)")
@@ -111,6 +128,42 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         eosTokenID = try reader.optionalInt("eos_token_id")
         padTokenID = try reader.optionalInt("pad_token_id")
     }
+
+    /// Plausibility limits: the largest published models stay well inside them, and they keep
+    /// every size product far from overflow before the file's own tensors are compared.
+    public static let maxLayers = 1024
+    public static let maxExperts = 4096
+
+    /// Fields that change what transformers computes and that moepack does not implement are
+    /// refused by name rather than silently ignored.
+    static func refuseUnimplemented(_ json: [String: Any]) throws {
+        func isSet(_ key: String) -> Bool { json[key].map { !($0 is NSNull) } ?? false }
+        if isSet("quantization_config") {
+            throw FormatError("config.json: quantization_config is set: pre-quantized checkpoints are not supported; "
+                              + "use the full-precision release")
+        }
+        if isSet("rope_scaling") {
+            throw FormatError("config.json: rope_scaling is not supported (only plain rotary embeddings)")
+        }
+        if isSet("sliding_window") {
+            throw FormatError("config.json: sliding_window is not supported for this architecture")
+        }
+        if let gate = json["moe_gate"], !(gate is NSNull), (gate as? String) != "topk" {
+            throw FormatError("config.json: moe_gate \(clip("\(gate)")) is not supported (only topk)")
+        }
+        if let act = json["moe_gate_act"], !(act is NSNull), (act as? String) != "softmax" {
+            throw FormatError("config.json: moe_gate_act \(clip("\(act)")) is not supported (only softmax)")
+        }
+        if let coefficient = json["scale_qk_coeff"], !(coefficient is NSNull), (coefficient as? NSNumber)?.doubleValue != 1 {
+            throw FormatError("config.json: scale_qk_coeff \(clip("\(coefficient)")) is not supported (only 1.0)")
+        }
+        if let rms = json["use_rmsnorm"], !(rms is NSNull), (rms as? NSNumber)?.boolValue != true {
+            throw FormatError("config.json: use_rmsnorm false (LayerNorm) is not supported")
+        }
+    }
+
+    /// A value from the file, shortened for an error message.
+    static func clip(_ text: String) -> String { text.count <= 80 ? text : String(text.prefix(80)) + "…" }
 
     /// Whether decoder layer `layer` has a mixture-of-experts block (transformers' rule).
     public func isMoELayer(_ layer: Int) -> Bool {
@@ -130,13 +183,15 @@ public struct ModelConfig: Sendable, Codable, Equatable {
 private struct ConfigReader {
     let json: [String: Any]
 
-    func int(_ key: String, default value: Int, min: Int) throws -> Int {
+    func int(_ key: String, default value: Int, min: Int, max: Int) throws -> Int {
         guard let raw = json[key], !(raw is NSNull) else { return value }
         if raw is [Any] {
             throw FormatError("config.json: \(key) is a list; per-modality values are not supported")
         }
         guard let n = SafeTensorsFile.exactInt(raw) else { throw FormatError("config.json: \(key) is not an integer") }
-        guard n >= min, n <= 1 << 40 else { throw FormatError("config.json: \(key) = \(n) is out of range") }
+        guard n >= min, n <= max else {
+            throw FormatError("config.json: \(key) = \(n) is out of range (\(min) to \(max))")
+        }
         return n
     }
 

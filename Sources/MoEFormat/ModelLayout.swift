@@ -30,7 +30,8 @@ public struct ModelLayout: Sendable {
     public let config: ModelConfig
     public let tensors: [TensorSpec]
 
-    public init(config: ModelConfig) {
+    /// `keptExperts(layer)`: the routed experts a pruned bundle stores for an MoE layer (nil: all).
+    public init(config: ModelConfig, keptExperts: ((Int) -> [Int])? = nil) {
         self.config = config
         var specs: [TensorSpec] = []
         let c = config
@@ -62,7 +63,7 @@ public struct ModelLayout: Sendable {
             if c.isMoELayer(l) {
                 add("\(p).mlp.gate.weight", [c.moeNumExperts, h], .router, layer: l)
                 add("\(p).mlp.moe_statics.e_score_correction_bias", [1, c.moeNumExperts], .router, layer: l)
-                for e in 0..<c.moeNumExperts {
+                for e in keptExperts?(l) ?? Array(0..<c.moeNumExperts) {
                     mlp("\(p).mlp.experts.\(e)", width: c.moeIntermediateSize, .routedExperts, layer: l, expert: e, bias: false)
                 }
                 if c.moeNumSharedExperts > 0 {
@@ -76,6 +77,38 @@ public struct ModelLayout: Sendable {
         if !c.tieWordEmbeddings { add("lm_head.weight", [c.vocabSize, h], .lmHead) }
         if c.hasLMHeadBias { add("lm_head.bias", [c.vocabSize], .biases) }
         tensors = specs
+    }
+
+    /// How many tensors the layout of `config` names, with `expertsKept(layer)` routed experts
+    /// in each MoE layer; computed without building the layout. The config's sizes are bounded
+    /// (`ModelConfig.maxLayers`, `maxExperts`), so this cannot overflow.
+    public static func tensorCount(config c: ModelConfig, expertsKept: ((Int) -> Int)? = nil) -> Int {
+        let bias = c.useBias ? 1 : 0
+        func mlp(bias: Int) -> Int { 3 + 3 * bias }
+        var count = 2 + (c.tieWordEmbeddings ? 0 : 1) + (c.hasLMHeadBias ? 1 : 0) // embedding, final norm, head
+        for layer in 0..<c.numHiddenLayers {
+            count += 2 + 4 + 4 * bias
+            if c.isMoELayer(layer) {
+                count += 2 + 3 * (expertsKept?(layer) ?? c.moeNumExperts)
+                if c.moeNumSharedExperts > 0 { count += mlp(bias: bias) }
+            } else {
+                count += mlp(bias: bias)
+            }
+        }
+        return count
+    }
+
+    /// Fails when `config` describes far more tensors than the file holds, before anything is
+    /// allocated in proportion to the config's sizes (a hostile `num_hidden_layers` or
+    /// `moe_num_experts` otherwise builds a layout of millions of names). Within twice the
+    /// file's own count the layout is built and its validation names what is missing.
+    public static func checkPlausible(_ config: ModelConfig, holding present: Int, in source: String,
+                                      expertsKept: ((Int) -> Int)? = nil) throws {
+        let expected = tensorCount(config: config, expertsKept: expertsKept)
+        guard expected <= 2 * present + 64 else {
+            throw FormatError("\(source): the config describes \(expected) tensors (\(config.numHiddenLayers) layers, "
+                              + "\(config.moeNumExperts) experts), but the file holds only \(present)")
+        }
     }
 
     public func spec(_ name: String) -> TensorSpec? { tensors.first { $0.name == name } }

@@ -15,7 +15,11 @@ public struct TensorInfo: Sendable, Equatable {
 ///
 /// Layout: an 8-byte little-endian header length N, N bytes of JSON describing every tensor
 /// (`dtype`, `shape`, `data_offsets` relative to the end of the header), then the data.
-/// Every header value is checked before use, so hostile files fail with a message, not a crash.
+/// Every header value is checked before use, so hostile files fail with a message, not a crash,
+/// and the rules of the format's reference implementation apply: the header is UTF-8 JSON that
+/// starts with `{` (trailing spaces pad it), and the tensors cover the data section exactly,
+/// in offset order, without holes or overlaps. A header length that is off by a few bytes thus
+/// fails instead of shifting every tensor.
 public final class SafeTensorsFile: Sendable {
     /// The format's own limit on the JSON header.
     public static let maxHeaderBytes = 100 * 1024 * 1024
@@ -48,6 +52,12 @@ public final class SafeTensorsFile: Sendable {
             throw FormatError("\(name): header length \(headerLength) is too small for a JSON object")
         }
         let headerData = Data(file.bytes[8..<(8 + headerLength)])
+        guard headerData.first == UInt8(ascii: "{") else {
+            throw FormatError("\(name): header does not start with '{'")
+        }
+        guard String(data: headerData, encoding: .utf8) != nil else {
+            throw FormatError("\(name): header is not valid UTF-8")
+        }
         let json: Any
         do {
             json = try JSONSerialization.jsonObject(with: headerData)
@@ -76,7 +86,7 @@ public final class SafeTensorsFile: Sendable {
             }
             tensors[key] = try Self.parseEntry(key, value, file: name, dataStart: dataStart, dataSize: dataSize)
         }
-        try Self.checkOverlaps(tensors, file: name)
+        try Self.checkCoverage(tensors, dataStart: dataStart, dataSize: dataSize, file: name)
         self.tensors = tensors
         self.metadata = metadata
     }
@@ -122,11 +132,28 @@ public final class SafeTensorsFile: Sendable {
         return TensorInfo(name: key, dtype: dtype, shape: shape, byteRange: (dataStart + begin)..<(dataStart + end))
     }
 
-    private static func checkOverlaps(_ tensors: [String: TensorInfo], file: String) throws {
-        let sorted = tensors.values.filter { !$0.byteRange.isEmpty }
-            .sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }
-        for (a, b) in zip(sorted, sorted.dropFirst()) where b.byteRange.lowerBound < a.byteRange.upperBound {
-            throw FormatError("\(file): tensors \(a.name) and \(b.name) overlap")
+    /// The tensors, in offset order, must tile the data section: the first starts at 0, each
+    /// starts where the one before ends, and the last ends at the end of the file.
+    private static func checkCoverage(_ tensors: [String: TensorInfo], dataStart: Int, dataSize: Int, file: String) throws {
+        let sorted = tensors.values.sorted {
+            ($0.byteRange.lowerBound, $0.byteRange.upperBound, $0.name) < ($1.byteRange.lowerBound, $1.byteRange.upperBound, $1.name)
+        }
+        var covered = dataStart
+        var previous: String?
+        for t in sorted {
+            if t.byteRange.lowerBound < covered, let previous {
+                throw FormatError("\(file): tensors \(previous) and \(t.name) overlap")
+            }
+            if t.byteRange.lowerBound > covered {
+                throw FormatError("\(file): the data section has a hole of \(t.byteRange.lowerBound - covered) bytes before tensor \(t.name)")
+            }
+            covered = t.byteRange.upperBound
+            previous = t.name
+        }
+        let trailing = dataStart + dataSize - covered
+        guard trailing == 0 else {
+            throw FormatError("\(file): \(trailing) bytes after the last tensor are not described by the header "
+                              + "(the data section must be covered exactly; a wrong header length gives this)")
         }
     }
 

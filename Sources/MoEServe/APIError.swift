@@ -40,16 +40,21 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
                                         type: "invalid_request_error", code: "invalid_api_key")
 
     static func modelNotFound(_ name: String) -> APIError {
-        APIError(status: .notFound, message: "The model '\(name)' does not exist", type: "invalid_request_error",
+        APIError(status: .notFound, message: "The model '\(clipped(name))' does not exist", type: "invalid_request_error",
                  param: "model", code: "model_not_found")
     }
 
+    /// A client's value quoted in a message, cut to a length that cannot bloat the reply.
+    static func clipped(_ text: String, to limit: Int = 64) -> String {
+        text.count <= limit ? text : String(text.prefix(limit)) + "…"
+    }
+
     static func notFound(_ path: String) -> APIError {
-        APIError(status: .notFound, message: "no endpoint \(path)", type: "invalid_request_error", code: "not_found")
+        APIError(status: .notFound, message: "no endpoint \(clipped(path))", type: "invalid_request_error", code: "not_found")
     }
 
     static func methodNotAllowed(_ method: String, _ path: String) -> APIError {
-        APIError(status: .methodNotAllowed, message: "\(method) is not allowed on \(path)",
+        APIError(status: .methodNotAllowed, message: "\(clipped(method)) is not allowed on \(clipped(path))",
                  type: "invalid_request_error", code: "method_not_allowed")
     }
 
@@ -59,8 +64,10 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     static func contextOverflow(limit: Int, prompt: Int, completion: Int, param: String) -> APIError {
-        invalidRequest("This model's maximum context length is \(limit) tokens. However, you requested "
-                       + "\(prompt + completion) tokens (\(prompt) in the prompt, \(completion) in the completion). "
+        // max_tokens may be as large as Int.max: the sum is told without overflowing.
+        let (sum, overflow) = prompt.addingReportingOverflow(completion)
+        return invalidRequest("This model's maximum context length is \(limit) tokens. However, you requested "
+                       + "\(overflow ? "more than \(Int.max)" : String(sum)) tokens (\(prompt) in the prompt, \(completion) in the completion). "
                        + "Please reduce the prompt or the completion length.",
                        param: param, code: "context_length_exceeded")
     }

@@ -54,6 +54,11 @@ extension OpenAIServer {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: limit)
+        } catch {
+            // A body cut short of its Content-Length, a bad chunk size, a connection closed
+            // mid-body: the client's fault, whatever layer noticed it.
+            throw APIError.invalidRequest("the request body could not be read: it is incomplete or its framing is malformed",
+                                          code: "malformed_body")
         }
         return try JSONValue.parse(Data(buffer.readableBytesView))
     }
@@ -86,7 +91,8 @@ extension OpenAIServer {
         for prompt in prompts {
             let count = prompt.tokens.count
             guard count > 0 else { throw APIError.invalidValue(promptParam, "is empty") }
-            if let maxTokens = parameters.maxTokens, count + maxTokens > limit {
+            // Compared as a difference: max_tokens can be as large as Int.max.
+            if let maxTokens = parameters.maxTokens, maxTokens > limit - count {
                 throw APIError.contextOverflow(limit: limit, prompt: count, completion: maxTokens, param: promptParam)
             }
             guard count < limit else {

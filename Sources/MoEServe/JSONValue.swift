@@ -65,20 +65,25 @@ extension JSONValue: Codable {
 }
 
 extension JSONValue {
-    /// Parses a request body; anything that is not one JSON value in UTF-8 is an error.
+    /// Parses a request body; anything that is not one JSON value in UTF-8 is an error, with a
+    /// short reason (never a dump of the decoder's internals or of the body).
     static func parse(_ data: Data) throws -> JSONValue {
+        guard String(data: data, encoding: .utf8) != nil else {
+            throw APIError.invalidRequest("the request body is not valid UTF-8", code: "invalid_json")
+        }
         do {
             return try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
-            throw APIError.invalidRequest("the request body is not valid JSON (\(Self.reason(error)))")
+            throw APIError.invalidRequest("the request body is not valid JSON\(Self.reason(error))", code: "invalid_json")
         }
     }
 
+    /// The decoder's own one-line explanation, when it has one, clipped.
     private static func reason(_ error: any Error) -> String {
-        if case DecodingError.dataCorrupted(let context) = error {
-            return context.underlyingError.map { "\($0)" } ?? context.debugDescription
-        }
-        return "\(error)"
+        guard case DecodingError.dataCorrupted(let context) = error else { return "" }
+        let text = context.debugDescription.split(separator: "\n").first.map(String.init) ?? ""
+        guard !text.isEmpty, !text.contains("Error Domain") else { return "" }
+        return " (\(text.count <= 120 ? text : String(text.prefix(120)) + "…"))"
     }
 
     func encoded() -> Data {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import MoERuntime
 import NIOCore
@@ -50,9 +51,21 @@ public final class OpenAIServer: Sendable {
         router.post("/v1/chat/completions") { request, _ in try await self.chatCompletions(request) }
         router.post("/tokenize") { request, _ in try await self.tokenize(request) }
         router.post("/detokenize") { request, _ in try await self.detokenize(request) }
+        // Connection limits: at most `maxConnections` open (more wait in the accept backlog); a
+        // connection with no request in progress (including one whose request head is still
+        // trickling in) is closed after `headerTimeoutSeconds`; a body must arrive within
+        // `bodyTimeoutSeconds` of its head (ConnectionGuard).
+        let metrics = self.metrics, bodyTimeout = TimeAmount.seconds(options.bodyTimeoutSeconds)
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [ConnectionGuard(bodyTimeout: bodyTimeout, onReject: { status in
+                metrics.recordRequest(endpoint: "other", status: status)
+            })],
+            idleTimeout: .seconds(options.headerTimeoutSeconds))
         var app = Application(router: router,
+                              server: .http1(configuration: http1),
                               configuration: .init(address: .hostname(options.host, port: options.port),
-                                                   serverName: "moepack"),
+                                                   serverName: "moepack",
+                                                   availableConnectionsDelegate: MaximumAvailableConnections(options.maxConnections)),
                               onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
                               logger: logger)
         app.addServices(SchedulerService(scheduler: scheduler))

@@ -129,7 +129,7 @@ extension ChatRequest {
             throw APIError.invalidRequest("'\(param).role' must be a string", param: "\(param).role", code: "invalid_type")
         }
         guard roles.contains(role) else {
-            throw APIError.invalidValue("\(param).role", "'\(role)' is not one of system, developer, user, assistant")
+            throw APIError.invalidValue("\(param).role", "'\(APIError.clipped(role))' is not one of system, developer, user, assistant")
         }
         let content: String
         switch item["content"] {

@@ -20,10 +20,18 @@ public struct ServerOptions: Sendable {
     /// When set, requests must send `Authorization: Bearer <apiKey>` (else 401), except to
     /// /health and /metrics, which stay open for probes and scrapers.
     public var apiKey: String?
+    /// Most open connections; further clients wait to be accepted.
+    public var maxConnections: Int
+    /// A connection with no request in progress, or whose request head has not fully arrived,
+    /// is closed after this many seconds (slow or idle clients cannot hold connections).
+    public var headerTimeoutSeconds: Int64
+    /// A request body must arrive within this many seconds of its head, else 408 and close.
+    public var bodyTimeoutSeconds: Int64
 
     public init(host: String = "127.0.0.1", port: Int = 8180, maxBatch: Int = 8, maxContext: Int? = nil,
                 maxQueue: Int = 64, maxBodyBytes: Int = 1 << 20, defaultMaxTokens: Int = 256,
-                prefillChunk: Int = 64, shutdownGraceSeconds: Double = 30, apiKey: String? = nil) {
+                prefillChunk: Int = 64, shutdownGraceSeconds: Double = 30, apiKey: String? = nil,
+                maxConnections: Int = 512, headerTimeoutSeconds: Int64 = 30, bodyTimeoutSeconds: Int64 = 60) {
         self.host = host
         self.port = port
         self.maxBatch = maxBatch
@@ -34,5 +42,8 @@ public struct ServerOptions: Sendable {
         self.prefillChunk = prefillChunk
         self.shutdownGraceSeconds = shutdownGraceSeconds
         self.apiKey = apiKey
+        self.maxConnections = maxConnections
+        self.headerTimeoutSeconds = headerTimeoutSeconds
+        self.bodyTimeoutSeconds = bodyTimeoutSeconds
     }
 }

@@ -49,6 +49,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Require 'Authorization: Bearer KEY' on every request (else 401) but /health and /metrics. Defaults to the MOEPACK_API_KEY environment variable, which keeps the key out of the process list.", valueName: "key"))
     var apiKey: String?
 
+    @Option(help: "Most open connections; further clients wait to be accepted.")
+    var maxConnections = 512
+
+    @Option(help: "Seconds before a connection with no request in progress (or a request head still arriving) is closed.")
+    var headerTimeout = 30
+
+    @Option(help: "Seconds a request body may take to arrive after its head; slower ones get 408.")
+    var bodyTimeout = 60
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
@@ -59,6 +68,9 @@ struct Serve: AsyncParsableCommand {
         guard prefillChunk >= 1 else { throw ValidationError("--prefill-chunk must be at least 1") }
         guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be >= 0") }
         if apiKey?.isEmpty == true { throw ValidationError("--api-key must not be empty") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        guard (1...86400).contains(headerTimeout) else { throw ValidationError("--header-timeout must be 1 to 86400 seconds") }
+        guard (1...86400).contains(bodyTimeout) else { throw ValidationError("--body-timeout must be 1 to 86400 seconds") }
     }
 
     @OptionGroup var cache: CacheOptions
@@ -70,7 +82,9 @@ struct Serve: AsyncParsableCommand {
         let options = ServerOptions(host: host, port: port, maxBatch: maxBatch, maxContext: maxContext,
                                     maxQueue: maxQueue, maxBodyBytes: maxBodyBytes, defaultMaxTokens: defaultMaxTokens,
                                     prefillChunk: prefillChunk, shutdownGraceSeconds: shutdownGrace,
-                                    apiKey: apiKey ?? ProcessInfo.processInfo.environment["MOEPACK_API_KEY"].flatMap { $0.isEmpty ? nil : $0 })
+                                    apiKey: apiKey ?? ProcessInfo.processInfo.environment["MOEPACK_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
+                                    maxConnections: maxConnections, headerTimeoutSeconds: Int64(headerTimeout),
+                                    bodyTimeoutSeconds: Int64(bodyTimeout))
         let server = OpenAIServer(model: served, options: options)
         let host = host
         try await server.run { port in

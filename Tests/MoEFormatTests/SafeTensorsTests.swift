@@ -63,7 +63,7 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func testRejectsNonObjectHeader() throws {
-        try assertRejected(safetensors(header: "[1, 2, 3]"), "not a JSON object")
+        try assertRejected(safetensors(header: "[1, 2, 3]"), "does not start with '{'")
     }
 
     func testRejectsOffsetsOutOfRange() throws {
@@ -104,6 +104,37 @@ final class SafeTensorsTests: XCTestCase {
     func testRejectsMalformedEntry() throws {
         try assertRejected(safetensors(header: #"{"a":5}"#), "not an object")
         try assertRejected(safetensors(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}}"#, data: [0, 0, 0, 0]), "invalid data_offsets")
+    }
+
+    /// The data section must be covered exactly: a header length one byte short still parses (the
+    /// JSON ends in padding spaces) but would read every tensor one byte off.
+    func testRejectsHeaderLengthOffByOne() throws {
+        let floats: [Float] = [1, 2]
+        var bytes = [UInt8]()
+        floats.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"# + "   "
+        let exact = safetensors(header: header, data: bytes)
+        XCTAssertEqual(try SafeTensorsFile(path: write(exact)).floats(SafeTensorsFile(path: write(exact)).tensors["a"]!), floats)
+        try assertRejected(safetensors(header: header, data: bytes, declaredLength: UInt64(header.utf8.count - 1)),
+                           "not described by the header")
+        try assertRejected(safetensors(header: header, data: bytes, declaredLength: UInt64(header.utf8.count + 1)),
+                           "not valid JSON")
+    }
+
+    func testRejectsHolesAndTrailingBytes() throws {
+        let hole = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
+        try assertRejected(safetensors(header: hole, data: [UInt8](repeating: 0, count: 12)), "hole of 4 bytes before tensor b")
+        let late = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+        try assertRejected(safetensors(header: late, data: [UInt8](repeating: 0, count: 8)), "hole of 4 bytes before tensor a")
+        let trailing = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        try assertRejected(safetensors(header: trailing, data: [UInt8](repeating: 0, count: 6)), "2 bytes after the last tensor")
+        // An empty tensor anywhere is fine.
+        let empty = #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        XCTAssertEqual(try SafeTensorsFile(path: write(safetensors(header: empty, data: [0, 0, 0, 0]))).tensors.count, 2)
+    }
+
+    func testRejectsHeaderNotStartingWithBrace() throws {
+        try assertRejected(safetensors(header: #" {"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#), "does not start with '{'")
     }
 
     func testMissingShardIsReported() throws {

@@ -63,6 +63,13 @@ final class MalformedRequestTests: XCTestCase {
         Case(name: "stop is a number", body: json(#"{"model": "fixture", "prompt": "a", "stop": 3}"#), status: 400, code: "invalid_type", param: "stop"),
         Case(name: "prompt longer than the context", body: json(#"{"model": "fixture", "prompt": "\#(String(repeating: "x", count: 300))"}"#), status: 400, code: "context_length_exceeded", param: "prompt"),
         Case(name: "max_tokens beyond the context", body: json(#"{"model": "fixture", "prompt": "abc", "max_tokens": 255}"#), status: 400, code: "context_length_exceeded", param: "prompt"),
+        // Integer fields as large as JSON allows must not overflow the context arithmetic.
+        Case(name: "max_tokens of Int.max", body: json(#"{"model": "fixture", "prompt": "abc", "max_tokens": 9223372036854775807}"#), status: 400, code: "context_length_exceeded", param: "prompt"),
+        Case(name: "chat max_completion_tokens of Int.max", path: "/v1/chat/completions", body: json(#"{"model": "fixture", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9223372036854775807}"#), status: 400, code: "context_length_exceeded", param: "messages"),
+        Case(name: "max_tokens beyond Int64", body: json(#"{"model": "fixture", "prompt": "abc", "max_tokens": 92233720368547758070}"#), status: 400, code: "invalid_type", param: "max_tokens"),
+        Case(name: "seed of Int.min", body: json(#"{"model": "fixture", "prompt": "abc", "max_tokens": 1, "seed": -9223372036854775808, "temperature": 1}"#), status: 200),
+        Case(name: "number outside the double range", body: json(#"{"model": "fixture", "prompt": "a", "temperature": 1e999}"#), status: 400, code: "invalid_json"),
+        Case(name: "a model name of 100 kB", body: json(#"{"model": "\#(String(repeating: "m", count: 60_000))", "prompt": "hi"}"#), status: 404, code: "model_not_found", param: "model"),
         Case(name: "body over the size limit", body: json(#"{"model": "fixture", "prompt": "\#(String(repeating: "y", count: 70_000))"}"#), status: 413, code: "request_too_large"),
         Case(name: "chat without messages", path: "/v1/chat/completions", body: json(#"{"model": "fixture"}"#), status: 400, code: "missing_required_parameter", param: "messages"),
         Case(name: "chat with no messages", path: "/v1/chat/completions", body: json(#"{"model": "fixture", "messages": []}"#), status: 400, code: "invalid_value", param: "messages"),
@@ -87,7 +94,13 @@ final class MalformedRequestTests: XCTestCase {
                                 headers: testCase.headers)
             }
             XCTAssertEqual(result.status, testCase.status, "\(testCase.name): \(result.text)")
+            if testCase.status == 200 { continue }
             let error = result.json["error"] as? [String: Any]
+            // Short, plain messages: no decoder dumps, no echo of a huge value.
+            let message = error?["message"] as? String ?? ""
+            XCTAssertLessThan(message.count, 400, "\(testCase.name): \(message.prefix(500))")
+            XCTAssertFalse(message.contains("Error Domain") || message.contains("UserInfo") || message.contains("DecodingError"),
+                           "\(testCase.name): \(message)")
             XCTAssertNotNil(error?["message"] as? String, "\(testCase.name): no error message in \(result.text)")
             XCTAssertNotNil(error?["type"] as? String, "\(testCase.name)")
             XCTAssertTrue(error?.keys.contains("param") ?? false, "\(testCase.name): 'param' missing")

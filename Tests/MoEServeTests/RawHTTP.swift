@@ -52,6 +52,12 @@ final class RawConnection {
         }
     }
 
+    /// Closes the sending side: the server sees the end of the stream (a body cut short).
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// True when the server has closed the connection (reads end of stream), false when bytes arrive.
+    func isClosedByPeer() throws -> Bool { try !fill() }
+
     func sendRequest(method: String, path: String, body: Data? = nil, headers: [String: String] = [:]) throws {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         var allHeaders = headers

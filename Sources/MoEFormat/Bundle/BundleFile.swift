@@ -37,6 +37,16 @@ public final class BundleFile: Sendable {
         }
         tensorIndex = index
         try BundleValidation.check(manifest, header: header, name: name)
+
+    }
+
+    /// Fails when the embedded config describes more tensors than the manifest lists (counting
+    /// the kept experts of pruned layers), before anything is built from the config's sizes.
+    public func checkPlausibleConfig() throws {
+        let pruning = manifest.pruning, experts = config.moeNumExperts
+        try ModelLayout.checkPlausible(config, holding: manifest.tensors.count, in: name) { layer in
+            pruning?[String(layer)]?.count ?? experts
+        }
     }
 
     public func tensor(_ name: String) -> BundleTensor? { tensorIndex[name].map { manifest.tensors[$0] } }

@@ -15,23 +15,21 @@ public struct BundleWeights: WeightSource {
         self.verifyPayloads = verifyPayloads
         let c = bundle.config
         // Check the tensor set against the architecture, with the pruned expert counts.
-        var expected = Set<String>()
-        for spec in ModelLayout(config: c).tensors {
-            if let layer = spec.layer, let expert = spec.expert, !keptExperts(layer: layer).contains(expert) { continue }
-            expected.insert(spec.name)
+        try bundle.checkPlausibleConfig()
+        for layer in 0..<c.numHiddenLayers where c.isMoELayer(layer) {
+            let kept = bundle.keptExperts(layer: layer) ?? Array(0..<c.moeNumExperts)
+            guard kept.count >= c.moeK, Set(kept).count == kept.count, kept.allSatisfy({ $0 >= 0 && $0 < c.moeNumExperts }) else {
+                throw FormatError("\(bundle.name): pruning map of layer \(layer) is invalid for \(c.moeNumExperts) experts and top-\(c.moeK)")
+            }
         }
+        let layout = ModelLayout(config: c) { bundle.keptExperts(layer: $0) ?? Array(0..<c.moeNumExperts) }
+        let expected = Set(layout.tensors.map(\.name))
         let present = Set(bundle.manifest.tensors.map(\.name))
         if let missing = expected.subtracting(present).sorted().first {
             throw FormatError("\(bundle.name): tensor \(missing) is missing from the bundle")
         }
         if let extra = present.subtracting(expected).sorted().first {
             throw FormatError("\(bundle.name): unexpected tensor \(extra) in the bundle")
-        }
-        for layer in 0..<c.numHiddenLayers where c.isMoELayer(layer) {
-            let kept = keptExperts(layer: layer)
-            guard kept.count >= c.moeK, kept.allSatisfy({ $0 < c.moeNumExperts }) else {
-                throw FormatError("\(bundle.name): pruning map of layer \(layer) is invalid for \(c.moeNumExperts) experts and top-\(c.moeK)")
-            }
         }
     }
 

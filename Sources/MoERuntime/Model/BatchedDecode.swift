@@ -48,6 +48,7 @@ extension ErnieModel {
             Ops.rmsNorm(start, weight: finalNorm, eps: eps, count: count, into: start)
             logits.withUnsafeMutableBufferPointer { lmHead(start, count: count, into: $0.baseAddress!) }
         }
+        try Self.checkFinite(logits, vocabSize: c.vocabSize, firstPosition: 0, unit: "batch row")
         return logits
     }
 }

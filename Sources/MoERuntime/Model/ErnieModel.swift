@@ -70,7 +70,16 @@ public final class ErnieModel: @unchecked Sendable {
             Ops.rmsNorm(start, weight: finalNorm, eps: Float(c.rmsNormEps), count: rows, into: start)
             logits.withUnsafeMutableBufferPointer { lmHead(start, count: rows, into: $0.baseAddress!) }
         }
+        try Self.checkFinite(logits, vocabSize: c.vocabSize, firstPosition: cache.count - rows)
         return logits
+    }
+
+    /// NaN or infinite logits come from broken weights (a corrupted file, an overflowing
+    /// conversion); they are reported where they appear instead of being sampled from.
+    static func checkFinite(_ logits: [Float], vocabSize: Int, firstPosition: Int, unit: String = "position") throws {
+        guard let bad = logits.firstIndex(where: { !$0.isFinite }) else { return }
+        throw RuntimeError("the model produced a non-finite logit (\(logits[bad])) at \(unit) \(firstPosition + bad / max(vocabSize, 1)): "
+                           + "its weights are probably corrupted or out of range")
     }
 
     /// Logits of a whole sequence from an empty cache.
