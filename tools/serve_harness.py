@@ -30,15 +30,17 @@ def free_port():
 class Server:
     """A running `moepack serve`; use as a context manager. `stop()` sends SIGTERM and returns the exit code."""
 
-    def __init__(self, binary, model, extra_args=(), startup_timeout=120):
+    def __init__(self, binary, model, extra_args=(), startup_timeout=120, log_path=None):
+        """`log_path`: where the server's output goes (a long run must not fill an unread pipe)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = [binary, "serve", model, "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = open(log_path, "w") if log_path else subprocess.PIPE
+        self.process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + startup_timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
-                out = self.process.stdout.read()
+                out = self.process.stdout.read() if self.process.stdout else open(log_path).read()
                 raise RuntimeError(f"moepack serve exited with {self.process.returncode}:\n{out}")
             try:
                 with urllib.request.urlopen(self.base_url + "/health", timeout=2) as r:
