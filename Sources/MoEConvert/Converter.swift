@@ -76,9 +76,14 @@ public enum Converter {
                 files.append(BundleFileEntry(name: name, payload: location))
             }
 
-            let specs = layout.tensors.filter { spec in
+            var specs = layout.tensors.filter { spec in
+                if spec.optional && !checkpoint.contains(spec.name) { return false }
                 guard let layer = spec.layer, let expert = spec.expert, let kept = pruning?[String(layer)] else { return true }
                 return kept.contains(expert)
+            }
+            // Multi-token-prediction tensors travel along unmodified (docs/convert.md).
+            specs += try checkpoint.tensorNames.filter(ModelLayout.isMTP).map { name in
+                TensorSpec(name: name, shape: try checkpoint.info(name).shape, tensorClass: .mtp, layer: nil, expert: nil)
             }
             let sourceTotal = try specs.reduce(0) { $0 + (try checkpoint.info($1.name).byteRange.count) }
             var progress = ConvertProgress(tensorsDone: 0, tensorsTotal: specs.count, sourceBytesDone: 0,

@@ -25,7 +25,13 @@ struct TensorPacker {
         let is2D = shape.count == 2 && !isCorrectionBias
         let rows = is2D ? shape[0] : 1
         let cols = is2D ? shape[1] : shape.reduce(1, *)
-        let format = profile.format(for: spec.tensorClass, cols: cols, is2D: is2D)
+        // Carried tensors keep their stored precision (f16 widens to f32, exactly).
+        let format: WeightFormat
+        if spec.tensorClass == .mtp {
+            format = try is2D && reader.checkpoint.info(spec.name).dtype == .bf16 ? .bf16 : .f32
+        } else {
+            format = profile.format(for: spec.tensorClass, cols: cols, is2D: is2D)
+        }
         guard let rowBytes = format.rowBytes(cols: cols), let total = format.matrixBytes(rows: rows, cols: cols) else {
             throw ProfileError("tensor \(spec.name) [\(rows), \(cols)] cannot be stored as \(format.rawValue)")
         }

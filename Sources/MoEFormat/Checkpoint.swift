@@ -51,7 +51,7 @@ public final class Checkpoint: Sendable {
                 }
             }
         }
-        try ModelLayout.checkPlausible(config, holding: location.keys.count(where: { !ModelLayout.isIgnored($0) }),
+        try ModelLayout.checkPlausible(config, holding: location.keys.count(where: { !ModelLayout.isMTP($0) }),
                                        in: directory.lastPathComponent)
         self.shards = shards
         self.location = location

@@ -26,6 +26,11 @@ public struct CheckpointSummary: Codable, Sendable {
     public let sizeOnDisk: Int
     public let shards: Int
     public let layerKinds: [LayerKind]
+    /// Multi-token-prediction tensors: not used to generate, carried into bundles unmodified.
+    public let mtpTensors: Int
+    /// Stored tensors nothing reads (a tied checkpoint's `lm_head.weight`), and absent optional
+    /// ones that take their default (a zero router correction bias).
+    public let notes: [String]
 
     public init(checkpoint: Checkpoint) throws {
         let c = checkpoint.config
@@ -51,6 +56,17 @@ public struct CheckpointSummary: Codable, Sendable {
         self.dtypes = dtypes
         sizeOnDisk = checkpoint.sizeOnDisk
         shards = checkpoint.shards.count
+        let names = checkpoint.tensorNames
+        mtpTensors = names.count(where: ModelLayout.isMTP)
+        var notes: [String] = []
+        if names.contains(where: layout.isUnusedHead) {
+            notes.append("lm_head.weight is stored but unused: the head is tied to the embedding (as transformers does)")
+        }
+        let absent = layout.tensors.filter { $0.optional && !checkpoint.contains($0.name) }
+        if !absent.isEmpty {
+            notes.append("\(absent.count) MoE layer\(absent.count == 1 ? " has" : "s have") no e_score_correction_bias: routing uses a zero bias")
+        }
+        self.notes = notes
         layerKinds = (0..<c.numHiddenLayers).map { l in
             let moe = c.isMoELayer(l)
             return LayerKind(index: l, kind: moe ? "moe" : "dense", experts: moe ? c.moeNumExperts : 0,
@@ -73,6 +89,10 @@ public struct CheckpointSummary: Codable, Sendable {
             lines.append("experts      \(first.experts) routed + \(first.sharedExperts) shared per MoE layer, top-\(expertsPerToken)")
         }
         lines.append("layers       " + layerKinds.map { $0.kind == "moe" ? "M" : "D" }.joined() + "  (D dense, M mixture of experts)")
+        if mtpTensors > 0 {
+            lines.append("mtp          \(mtpTensors) multi-token-prediction tensors, not used to generate; carried into bundles unmodified")
+        }
+        for note in notes { lines.append("note         " + note) }
         lines.append("by class     " + parametersByClass.sorted { $0.key < $1.key }.map { "\($0.key) \(Self.count($0.value))" }.joined(separator: ", "))
         return lines.joined(separator: "\n")
     }

@@ -10,6 +10,9 @@ public enum TensorClass: String, Sendable, Codable, CaseIterable {
     case norms
     case lmHead = "lm_head"
     case biases
+    /// Multi-token-prediction heads of hub MoE checkpoints (`model.mtp_*`): not used for
+    /// next-token generation, carried into bundles unmodified for a later speculative decoder.
+    case mtp
 }
 
 /// One tensor the architecture expects, with its role and shape.
@@ -21,6 +24,17 @@ public struct TensorSpec: Sendable, Equatable {
     public let layer: Int?
     /// Routed expert index, for expert tensors.
     public let expert: Int?
+    /// A tensor some real checkpoints leave out; the runtime then uses its documented default.
+    public var optional = false
+
+    public init(name: String, shape: [Int], tensorClass: TensorClass, layer: Int?, expert: Int?, optional: Bool = false) {
+        self.name = name
+        self.shape = shape
+        self.tensorClass = tensorClass
+        self.layer = layer
+        self.expert = expert
+        self.optional = optional
+    }
 
     public var elementCount: Int { shape.reduce(1, *) }
 }
@@ -36,8 +50,9 @@ public struct ModelLayout: Sendable {
         var specs: [TensorSpec] = []
         let c = config
         let h = c.hiddenSize
-        func add(_ name: String, _ shape: [Int], _ cls: TensorClass, layer: Int? = nil, expert: Int? = nil) {
-            specs.append(TensorSpec(name: name, shape: shape, tensorClass: cls, layer: layer, expert: expert))
+        func add(_ name: String, _ shape: [Int], _ cls: TensorClass, layer: Int? = nil, expert: Int? = nil,
+                 optional: Bool = false) {
+            specs.append(TensorSpec(name: name, shape: shape, tensorClass: cls, layer: layer, expert: expert, optional: optional))
         }
         func mlp(_ prefix: String, width: Int, _ cls: TensorClass, layer: Int, expert: Int? = nil, bias: Bool) {
             add("\(prefix).gate_proj.weight", [width, h], cls, layer: layer, expert: expert)
@@ -62,7 +77,8 @@ public struct ModelLayout: Sendable {
             }
             if c.isMoELayer(l) {
                 add("\(p).mlp.gate.weight", [c.moeNumExperts, h], .router, layer: l)
-                add("\(p).mlp.moe_statics.e_score_correction_bias", [1, c.moeNumExperts], .router, layer: l)
+                // Some exports drop the correction bias (with moe_use_aux_free false): zero then.
+                add("\(p).mlp.moe_statics.e_score_correction_bias", [1, c.moeNumExperts], .router, layer: l, optional: true)
                 for e in keptExperts?(l) ?? Array(0..<c.moeNumExperts) {
                     mlp("\(p).mlp.experts.\(e)", width: c.moeIntermediateSize, .routedExperts, layer: l, expert: e, bias: false)
                 }
@@ -117,10 +133,10 @@ public struct ModelLayout: Sendable {
     /// unexpected or misshapen tensor by name (first few of each).
     public func validate(names: [String], shape: (String) throws -> [Int]) throws {
         let expected = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })
-        let names = names.filter { !Self.isIgnored($0) }
+        let names = names.filter { !isIgnored($0) }
         let present = Set(names)
         var problems: [String] = []
-        let missing = tensors.map(\.name).filter { !present.contains($0) }
+        let missing = tensors.filter { !$0.optional && !present.contains($0.name) }.map(\.name)
         if !missing.isEmpty { problems.append("missing tensors: " + Self.list(missing)) }
         let unexpected = names.filter { expected[$0] == nil }.sorted()
         if !unexpected.isEmpty { problems.append("unexpected tensors: " + Self.list(unexpected)) }
@@ -133,11 +149,18 @@ public struct ModelLayout: Sendable {
         if !problems.isEmpty { throw FormatError(problems.joined(separator: "; ")) }
     }
 
-    /// Multi-token-prediction heads (`model.mtp_*`) of hub checkpoints are not used for
-    /// next-token generation; they are skipped rather than reported.
-    public static func isIgnored(_ name: String) -> Bool {
+    /// Multi-token-prediction heads (`model.mtp_*`, `mtp_*`) of hub checkpoints are not used
+    /// for next-token generation: validation skips them and the converter carries them.
+    public static func isMTP(_ name: String) -> Bool {
         name.hasPrefix("model.mtp_") || name.hasPrefix("mtp_")
     }
+
+    /// A stored `lm_head.weight` of a tied checkpoint: transformers ties the head to the
+    /// embedding and never reads it, and neither does moepack.
+    public func isUnusedHead(_ name: String) -> Bool { config.tieWordEmbeddings && name == "lm_head.weight" }
+
+    /// Names validation passes over: MTP tensors and a tied checkpoint's stored head.
+    public func isIgnored(_ name: String) -> Bool { Self.isMTP(name) || isUnusedHead(name) }
 
     private static func list(_ names: [String]) -> String {
         names.count <= 5 ? names.joined(separator: ", ") : names.prefix(5).joined(separator: ", ") + " and \(names.count - 5) more"

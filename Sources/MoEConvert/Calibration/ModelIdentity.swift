@@ -25,7 +25,7 @@ public enum ModelIdentity {
                 row.withUnsafeMutableBufferPointer { router.copyRow(r, into: $0.baseAddress!) }
                 hash.update(littleEndianBytes(row))
             }
-            hash.update(littleEndianBytes(try weights.vector("\(p).moe_statics.e_score_correction_bias", count: c.moeNumExperts)))
+            hash.update(littleEndianBytes(try weights.correctionBias(layer: layer)))
         }
         return hash.finalizeHex()
     }

@@ -39,6 +39,11 @@ public struct PrunedWeights: WeightSource {
         try base.vector(name, count: count)
     }
 
+    public func contains(_ name: String) -> Bool {
+        if let (layer, expert) = Self.expertTensor(name), !(plan.kept[layer]?.contains(expert) ?? true) { return false }
+        return base.contains(name)
+    }
+
     /// `model.layers.L.mlp.experts.E.*`
     static func expertTensor(_ name: String) -> (layer: Int, expert: Int)? {
         let parts = name.split(separator: ".")

@@ -24,8 +24,9 @@ public struct BundleWeights: WeightSource {
         }
         let layout = ModelLayout(config: c) { bundle.keptExperts(layer: $0) ?? Array(0..<c.moeNumExperts) }
         let expected = Set(layout.tensors.map(\.name))
-        let present = Set(bundle.manifest.tensors.map(\.name))
-        if let missing = expected.subtracting(present).sorted().first {
+        // Carried multi-token-prediction tensors are extra by design.
+        let present = Set(bundle.manifest.tensors.map(\.name).filter { !ModelLayout.isMTP($0) })
+        if let missing = layout.tensors.filter({ !$0.optional && !present.contains($0.name) }).map(\.name).sorted().first {
             throw FormatError("\(bundle.name): tensor \(missing) is missing from the bundle")
         }
         if let extra = present.subtracting(expected).sorted().first {
@@ -92,6 +93,8 @@ public struct BundleWeights: WeightSource {
         let bytes = try payload(t)
         return (0..<count).map { Float(bitPattern: UInt32(littleEndian: bytes.buffer.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
     }
+
+    public func contains(_ name: String) -> Bool { bundle.tensor(name) != nil }
 
     public func keptExperts(layer: Int) -> [Int] {
         bundle.keptExperts(layer: layer) ?? Array(0..<config.moeNumExperts)

@@ -53,7 +53,7 @@ struct MoEBlock: Sendable {
         }
         keptIDs = kept
         router = try weights.matrix("\(p).gate.weight", rows: c.moeNumExperts, cols: c.hiddenSize)
-        correctionBias = try weights.vector("\(p).moe_statics.e_score_correction_bias", count: c.moeNumExperts)
+        correctionBias = try weights.correctionBias(layer: layer)
         experts = try kept.map {
             try FeedForward(weights: weights, prefix: "\(p).experts.\($0)", width: c.moeIntermediateSize, bias: false)
         }

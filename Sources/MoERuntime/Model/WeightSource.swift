@@ -10,6 +10,18 @@ public protocol WeightSource: Sendable {
     func vector(_ name: String, count: Int) throws -> [Float]
     /// Original expert ids kept in layer `layer`, in storage order (all when nothing was pruned).
     func keptExperts(layer: Int) -> [Int]
+    /// Whether the source holds tensor `name` (optional tensors may be absent).
+    func contains(_ name: String) -> Bool
+}
+
+extension WeightSource {
+    /// The router's correction bias of MoE layer `layer`; zero when the checkpoint has none
+    /// (some exports drop it, with `moe_use_aux_free` false, and route on the softmax alone).
+    public func correctionBias(layer: Int) throws -> [Float] {
+        let name = "model.layers.\(layer).mlp.moe_statics.e_score_correction_bias"
+        guard contains(name) else { return [Float](repeating: 0, count: config.moeNumExperts) }
+        return try vector(name, count: config.moeNumExperts)
+    }
 }
 
 /// Reads a Hugging Face checkpoint and upcasts every weight to f32: the reference path.
@@ -36,4 +48,6 @@ public struct CheckpointWeights: WeightSource {
     }
 
     public func keptExperts(layer: Int) -> [Int] { Array(0..<config.moeNumExperts) }
+
+    public func contains(_ name: String) -> Bool { checkpoint.contains(name) }
 }
