@@ -12,6 +12,9 @@ Writes into Tests/Fixtures/tokenizer/:
   <name>.pieces.jsonl       the pieces for each input line (for the models in PIECES_FOR)
   <name>.random_ids.txt     random id sequences (bytes, controls, unk, user pieces mixed)
   <name>.random_decoded.jsonl  the library's decode of each random sequence
+  ties.txt, <name>.ties.ids.txt  runs of repeated characters (equal-score segmentations) and the
+                            library's ids for them; `--ties-only` writes just these, for the
+                            committed models
 
 Optional: --extra-model PATH --extra-name NAME --extra-text FILE adds reference ids for another
 model on the lines of FILE (the tests read FILE from its own place). For the built-in tiny model:
@@ -152,6 +155,30 @@ def hard_cases():
         "You may convey verbatim copies of the Program's source code as you receive it.",
     ]
     return cases
+
+
+TIE_MODELS = ["unigram_identity", "unigram_nfkc_bf", "unigram_unused", "bpe_identity_bf", "bpe_nfkc"]
+
+
+def tie_cases():
+    """Runs of one or two repeated characters: segmentations made of the same pieces in another
+    order have exactly equal scores, so these test the library's tie-breaking."""
+    cases = []
+    for ch in ["=", "-", ".", "*", "#", "~", "_", "0", "a", "=-", "-=", "ab", "é", "🙂"]:
+        for n in list(range(1, 25)) + [31, 32, 33, 47, 64, 100]:
+            cases.append(ch * n)
+    cases += ["=" * n + " " + "-" * n for n in range(1, 20)]
+    cases += [" " * n + "=" * n for n in range(1, 12)]
+    return cases
+
+
+def tie_references(names):
+    """ties.txt and, per model, NAME.ties.ids.txt (existing models, nothing retrained)."""
+    inputs = tie_cases()
+    write_lines(os.path.join(OUT, "ties.txt"), inputs)
+    for name in names:
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(OUT, f"{name}.model"))
+        write_lines(os.path.join(OUT, f"{name}.ties.ids.txt"), [" ".join(map(str, sp.encode(t))) for t in inputs])
 
 
 def fuzz_cases(rng, n):
@@ -350,8 +377,13 @@ def main():
     ap.add_argument("--extra-model")
     ap.add_argument("--extra-name")
     ap.add_argument("--extra-text")
+    ap.add_argument("--ties-only", action="store_true",
+                    help="write only the tie-breaking references, for the committed models")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    if args.ties_only:
+        tie_references(TIE_MODELS)
+        return
 
     if args.extra_model:
         sp = spm.SentencePieceProcessor(model_file=args.extra_model)
@@ -394,6 +426,8 @@ def main():
             usp = spm.SentencePieceProcessor(model_file=upath)
             assert sum(usp.is_unused(i) for i in range(usp.get_piece_size())) == len(chosen)
             references(usp, unused_name, inputs, random.Random(zlib.crc32(unused_name.encode())))
+
+    tie_references(TIE_MODELS)
 
     # Special tokens and chat template, on the BPE model that has the ERNIE markers as pieces.
     os.makedirs(os.path.join(OUT, "ernie_config"), exist_ok=True)

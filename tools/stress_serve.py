@@ -183,9 +183,10 @@ def main():
     server = Server(args.moepack, args.model, extra_args=args.serve_args.split(), log_path=log.name)
     pid = server.process.pid
     model = server.model_id()
-    with http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) as c:
-        c.request("GET", "/v1/models")
-        context = json.load(c.getresponse())["data"][0]["max_model_len"]
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    c.request("GET", "/v1/models")
+    context = json.load(c.getresponse())["data"][0]["max_model_len"]
+    c.close()
     broken = malformed_requests(model, context)
 
     lock = threading.Lock()
@@ -235,9 +236,16 @@ def main():
     time.sleep(min(args.warmup, args.seconds))
     memory["warm"] = rss_kib(pid)
     peak = memory["warm"]
+    last_report = time.time()
     while time.time() < deadline:
         time.sleep(1)
         peak = max(peak, rss_kib(pid))
+        if time.time() - last_report >= 60:  # a trend line a minute, for long runs
+            last_report = time.time()
+            with lock:
+                done = sum(sum(c.values()) for c in outcomes.values())
+            print(f"  {time.time() - start:5.0f} s: {done} requests, server RSS {rss_kib(pid) / 1024:.0f} MiB",
+                  file=sys.stderr, flush=True)
     for t in threads:
         t.join(timeout=180)
     time.sleep(3)  # cancelled and finishing sequences drain

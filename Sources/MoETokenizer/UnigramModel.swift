@@ -1,5 +1,5 @@
 /// SentencePiece's unigram segmentation: the Viterbi best path over all vocabulary pieces,
-/// following the library's optimized encoder (same float arithmetic and tie-breaking).
+/// following the library's encoder (float path scores, the same tie-breaking).
 struct UnigramModel: Sendable {
     let minScore: Float
     let maxScore: Float
@@ -40,14 +40,16 @@ struct UnigramModel: Sendable {
                 let type = vocab.types[Int(id)]
                 if type == .unused { continue }
                 let length = keyPos - startsAt
-                // The library computes the score in double (its ternary mixes double and float),
-                // compares in double and stores the sum as float; mirror that for identical ties.
-                let score: Double = type == .userDefined
-                    ? Double(Float(length) * maxScore) - 0.1  // bonus: user-defined pieces always win
-                    : Double(vocab.scores[Int(id)])
-                let candidate = score + Double(scoreHere)
-                if best[keyPos].startsAt == -1 || candidate > Double(best[keyPos].score) {
-                    best[keyPos] = Node(id: id, score: Float(candidate), startsAt: startsAt)
+                // Path scores are summed and compared in float, as the library does: equal-score
+                // paths made of the same pieces in another order (a run of "-" or "=") then tie
+                // exactly, and the first candidate (the longest last piece) wins. Summing in double
+                // breaks those ties by rounding noise and picks another order.
+                let score: Float = type == .userDefined
+                    ? Float(Double(Float(length) * maxScore) - 0.1)  // bonus: user-defined pieces always win
+                    : vocab.scores[Int(id)]
+                let candidate = score + scoreHere
+                if best[keyPos].startsAt == -1 || candidate > best[keyPos].score {
+                    best[keyPos] = Node(id: id, score: candidate, startsAt: startsAt)
                 }
                 if !hasSingleNode && length == mblen { hasSingleNode = true }
             }

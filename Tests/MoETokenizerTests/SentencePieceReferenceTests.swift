@@ -25,6 +25,26 @@ final class SentencePieceReferenceTests: XCTestCase {
         }
     }
 
+    /// Runs of repeated characters: several segmentations have exactly equal scores (the same
+    /// pieces in another order), and the library's tie-breaking decides.
+    func testTiesMatchLibrary() throws {
+        let inputs = try Fixtures.lines("ties.txt")
+        XCTAssertGreaterThan(inputs.count, 400)
+        for name in ["unigram_identity", "unigram_nfkc_bf", "unigram_unused", "bpe_identity_bf", "bpe_nfkc"] {
+            let sp = try SentencePieceTokenizer(modelURL: Fixtures.url("\(name).model"))
+            let expected = try Fixtures.idLines("\(name).ties.ids.txt")
+            XCTAssertEqual(expected.count, inputs.count, name)
+            var mismatches = 0
+            for (i, text) in inputs.enumerated() where i < expected.count && sp.encode(text) != expected[i] {
+                mismatches += 1
+                if mismatches <= 3 {
+                    XCTFail("\(name) \"\(text)\": got \(sp.encode(text)) expected \(expected[i])")
+                }
+            }
+            XCTAssertEqual(mismatches, 0, "\(name): \(mismatches) of \(inputs.count) tie cases differ")
+        }
+    }
+
     func testDecodeMatchesLibrary() throws {
         for name in Fixtures.modelNames {
             let sp = try SentencePieceTokenizer(modelURL: Fixtures.url("\(name).model"))
