@@ -171,7 +171,8 @@ def main():
     parser.add_argument("--model", default=TINY_MODEL)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=1800)
-    parser.add_argument("--warmup", type=float, default=20)
+    # The allocator's arenas settle over the first minutes of load; memory is compared from then on.
+    parser.add_argument("--warmup", type=float, default=120)
     parser.add_argument("--malformed", type=float, default=0.10)
     parser.add_argument("--disconnect", type=float, default=0.10)
     parser.add_argument("--slow", type=float, default=0.05)

@@ -521,19 +521,43 @@ def perplexity(model, ids, ctx):
     return nll, n
 
 
+def tokenizers_as_transformers_loads_them():
+    """AutoTokenizer of the model as shipped (add_bos_token false) and of a copy whose
+    tokenizer_config.json says add_bos_token true: the prompt ids transformers itself runs."""
+    import shutil
+    import tempfile
+    from transformers import AutoTokenizer
+    variant = Path(tempfile.mkdtemp()) / "tiny-moe-add-bos"
+    shutil.copytree(OUT, variant)
+    cfg = json.load(open(variant / "tokenizer_config.json"))
+    cfg["add_bos_token"] = True
+    json.dump(cfg, open(variant / "tokenizer_config.json", "w"), indent=2)
+    return {False: AutoTokenizer.from_pretrained(str(OUT)), True: AutoTokenizer.from_pretrained(str(variant))}
+
+
 def golden_generate(model, sp, msgs):
-    """Greedy generate() outputs, plain and with transformers' repetition_penalty."""
+    """Greedy generate() outputs, plain and with transformers' repetition_penalty, from prompts
+    tokenized as transformers tokenizes them: with the tokenizer as shipped (add_bos_token false,
+    no BOS) and with add_bos_token true (BOS first). Chat prompts carry their own begin marker."""
+    tokenizers = tokenizers_as_transformers_loads_them()
     prompts = [
-        {"text": "It is a truth universally acknowledged, that", "add_bos": True},
-        {"text": "Anne Elliot walked into the garden and", "add_bos": True},
-        {"text": render_chat(msgs, True), "add_bos": False, "messages": msgs},
-        {"text": "It is a truth universally acknowledged, that", "add_bos": True, "repetition_penalty": 1.3},
-        {"text": "Anne Elliot walked into the garden and", "add_bos": True, "repetition_penalty": 1.15},
-        {"text": render_chat(msgs, True), "add_bos": False, "messages": msgs, "repetition_penalty": 0.8},
+        {"text": "It is a truth universally acknowledged, that", "tokenizer_add_bos_token": False},
+        {"text": "Anne Elliot walked into the garden and", "tokenizer_add_bos_token": False},
+        {"text": "It is a truth universally acknowledged, that", "tokenizer_add_bos_token": True},
+        {"text": "Anne Elliot walked into the garden and", "tokenizer_add_bos_token": True},
+        {"text": render_chat(msgs, True), "tokenizer_add_bos_token": False, "messages": msgs},
+        {"text": "It is a truth universally acknowledged, that", "tokenizer_add_bos_token": True, "repetition_penalty": 1.3},
+        {"text": "Anne Elliot walked into the garden and", "tokenizer_add_bos_token": True, "repetition_penalty": 1.15},
+        {"text": render_chat(msgs, True), "tokenizer_add_bos_token": False, "messages": msgs, "repetition_penalty": 0.8},
     ]
     gens = []
     for p in prompts:
-        ids = ([MODEL_CFG["bos_token_id"]] if p["add_bos"] else []) + sp.encode(p["text"])
+        if "messages" in p:  # apply_chat_template tokenizes without adding special tokens
+            ids = sp.encode(p["text"])
+        else:
+            ids = tokenizers[p["tokenizer_add_bos_token"]](p["text"]).input_ids
+            assert ids == ([MODEL_CFG["bos_token_id"]] if p["tokenizer_add_bos_token"] else []) + sp.encode(p["text"])
+        p["add_bos"] = bool(ids) and ids[0] == MODEL_CFG["bos_token_id"]
         with torch.no_grad():
             out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                  max_new_tokens=32, do_sample=False, repetition_penalty=p.get("repetition_penalty", 1.0),
@@ -554,7 +578,10 @@ def golden_generate(model, sp, msgs):
     json.dump({
         "description": "transformers generate() (eager attention), greedy (do_sample=False), max_new_tokens=32, float32, "
                        "stops early on eos ids from generation_config.json [2 '</s>', 5 '<|end_of_sentence|>']. "
-                       "prompt_ids = (bos id 1 if add_bos) + sentencepiece encode(text); output_ids excludes the prompt. "
+                       "prompt_ids: the text tokenized by transformers' AutoTokenizer of the model as shipped (add_bos_token "
+                       "false: no BOS) or, where tokenizer_add_bos_token is true, of a copy whose tokenizer_config.json "
+                       "says add_bos_token true (BOS id 1 first); chat prompts as apply_chat_template tokenizes them "
+                       "(their own begin marker, no BOS). add_bos: whether prompt_ids start with BOS. output_ids excludes the prompt. "
                        "Cases with repetition_penalty pass it to generate() (it covers prompt and generated ids). "
                        "output_logprobs: log_softmax (float64) of generate()'s raw logits (output_logits, before the "
                        "penalty) at each generated token; top5_ids/top5_logprobs: the five largest at each step. "

@@ -15,7 +15,8 @@ extension OpenAIServer {
         let prompts = try parsed.prompts.map { input -> Prompt in
             switch input {
             case .text(let text):
-                let ids = try encode(text, addBOS: true, param: "prompt")
+                // BOS and EOS as the tokenizer's configuration says, as transformers and vLLM do.
+                let ids = try encodePrompt(text, param: "prompt")
                 return Prompt(tokens: ids, echo: parsed.parameters.echo ? text : nil)
             case .tokens(let ids):
                 let echo = parsed.parameters.echo ? served.language.tokenizer.decode(ids, skipSpecialTokens: true) : nil
@@ -65,6 +66,14 @@ extension OpenAIServer {
 
     func checkModel(_ name: String) throws {
         guard name == served.name else { throw APIError.modelNotFound(name) }
+    }
+
+    func encodePrompt(_ text: String, param: String) throws -> [Int32] {
+        do {
+            return try served.language.tokenizer.encodePrompt(text)
+        } catch {
+            throw APIError.invalidRequest("the \(param) cannot be tokenized: \(error)", param: param)
+        }
     }
 
     func encode(_ text: String, addBOS: Bool, param: String) throws -> [Int32] {

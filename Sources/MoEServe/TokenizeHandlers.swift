@@ -13,7 +13,7 @@ extension OpenAIServer {
         switch (fields["prompt"], fields["messages"]) {
         case (let prompt?, nil) where prompt != .null:
             guard case .string(let text) = prompt else { throw APIError.invalidType("prompt", expected: "a string", got: prompt) }
-            tokens = try encode(text, addBOS: addSpecial, param: "prompt")
+            tokens = try addSpecial ? encodePrompt(text, param: "prompt") : encode(text, addBOS: false, param: "prompt")
         case (nil, let messages?) where messages != .null:
             guard case .array(let items) = messages, !items.isEmpty else {
                 throw APIError.invalidType("messages", expected: "a non-empty array of messages", got: messages)

@@ -20,6 +20,11 @@ public struct Tokenizer: Sendable {
     /// Ids that end a generated reply: eos and, when present, the sep token and the special
     /// token that closes an assistant turn in the chat template (`<|end_of_sentence|>`).
     public let stopIDs: Set<Int32>
+    /// Whether a prompt starts with BOS and ends with EOS: tokenizer_config.json's `add_bos_token`
+    /// and `add_eos_token`. Absent, both are false, as transformers loads ERNIE 4.5 tokenizers
+    /// (its tokenizers backend; the hub's ERNIE tokenizers never add BOS).
+    public let addsBOS: Bool
+    public let addsEOS: Bool
 
     /// The optional side files read next to `tokenizer.model`.
     public static let configFileNames = TokenizerConfig.fileNames
@@ -89,6 +94,8 @@ public struct Tokenizer: Sendable {
         // The token closing an assistant turn ends generation too, when the model knows it.
         let endOfTurn = idOf[template.endToken].flatMap { special.contains($0) ? $0 : nil }
         stopIDs = Set([eosID, namedIDs["sep_token"], endOfTurn].compactMap { $0 })
+        addsBOS = config.addBOSToken ?? false
+        addsEOS = config.addEOSToken ?? false
     }
 
     /// Size of the id space: the model's pieces plus added tokens beyond them.
@@ -134,6 +141,14 @@ public struct Tokenizer: Sendable {
             flush(buf.count)
         }
         return out
+    }
+
+    /// A prompt as transformers' tokenizer gives it (`add_special_tokens`): BOS first and EOS
+    /// last as `addsBOS` and `addsEOS` say, special-token text parsed.
+    public func encodePrompt(_ text: String) -> [Int32] {
+        var ids = encode(text, addBOS: addsBOS, parseSpecialTokens: true)
+        if addsEOS, let eosID { ids.append(eosID) }
+        return ids
     }
 
     /// Decodes ids. Special tokens are dropped with `skipSpecialTokens`, otherwise written as

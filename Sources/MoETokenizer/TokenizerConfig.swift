@@ -11,6 +11,9 @@ struct TokenizerConfig: Sendable {
     /// Added tokens with explicit ids, and whether they are special.
     var added: [(content: String, id: Int32, special: Bool)] = []
     var chatTemplate: String?
+    /// tokenizer_config.json's `add_bos_token` and `add_eos_token` (nil when absent).
+    var addBOSToken: Bool?
+    var addEOSToken: Bool?
 
     static let namedKeys = ["bos_token", "eos_token", "pad_token", "unk_token", "cls_token", "sep_token", "mask_token"]
 
@@ -37,6 +40,10 @@ struct TokenizerConfig: Sendable {
                 }
             }
             if let t = obj["chat_template"] as? String { chatTemplate = t }
+            if name == "tokenizer_config.json" {
+                addBOSToken = try Self.flag(obj["add_bos_token"], "\(name): add_bos_token")
+                addEOSToken = try Self.flag(obj["add_eos_token"], "\(name): add_eos_token")
+            }
         }
         if let data = files["added_tokens.json"] {
             let obj = try Self.object(data, "added_tokens.json")
@@ -61,6 +68,14 @@ struct TokenizerConfig: Sendable {
             throw TokenizerError.invalidConfig("\(name) is not a JSON object")
         }
         return obj
+    }
+
+    private static func flag(_ v: Any?, _ what: String) throws -> Bool? {
+        guard let v, !(v is NSNull) else { return nil }
+        guard let n = v as? NSNumber, String(cString: n.objCType) == "c" else {
+            throw TokenizerError.invalidConfig("\(what) is not true or false")
+        }
+        return n.boolValue
     }
 
     /// A token is written as a string, as {"content": ...}, or as null.

@@ -79,7 +79,7 @@ struct Quickstart: ParsableCommand {
         let session = compressed.makeSession()
         let options = GenerationOptions(maxTokens: 48, sampling: .greedy)
         say(prompt, newline: false)
-        try session.generate(tokens: session.encode(prompt: prompt, addBOS: true), options: options) { event in
+        try session.generate(tokens: compressed.tokenizer.encodePrompt(prompt), options: options) { event in
             if case .token(_, let piece) = event { say(piece, newline: false) }
         }
         say("\n")

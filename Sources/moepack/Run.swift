@@ -63,7 +63,7 @@ struct Run: AsyncParsableCommand {
             sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed,
                                       repetitionPenalty: repetitionPenalty, presencePenalty: presencePenalty,
                                       frequencyPenalty: frequencyPenalty),
-            stopStrings: stop, addBOS: !chat)
+            stopStrings: stop, addBOS: chat ? false : nil)
         try options.validate()
         let text: String
         if chat {
@@ -71,7 +71,6 @@ struct Run: AsyncParsableCommand {
             if let system { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: prompt))
             text = try languageModel.chatPrompt(messages)
-            options.addBOS = false
         } else {
             text = prompt
         }

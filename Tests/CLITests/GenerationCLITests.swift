@@ -41,6 +41,7 @@ final class GenerationCLITests: XCTestCase {
         struct Case: Decodable {
             let text: String
             let add_bos: Bool
+            let tokenizer_add_bos_token: Bool
             let prompt_ids: [Int]
             let output_text: String
             let messages: [Message]?
@@ -49,13 +50,30 @@ final class GenerationCLITests: XCTestCase {
         let cases: [Case]
     }
 
-    /// Greedy `moepack run` prints transformers' greedy continuation, with and without
-    /// `--repetition-penalty`; its prompts encode to the golden prompt ids.
+    /// The built-in model with its tokenizer_config.json saying add_bos_token true.
+    private func tinyModelAddingBOS() throws -> URL {
+        let dir = try Fixtures.temporaryDirectory().appendingPathComponent("tiny-moe-add-bos")
+        try FileManager.default.copyItem(at: Fixtures.tinyModel, to: dir)
+        let file = dir.appendingPathComponent("tokenizer_config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+        config["add_bos_token"] = true
+        try JSONSerialization.data(withJSONObject: config).write(to: file)
+        return dir
+    }
+
+    /// Greedy `moepack run` prints transformers' greedy continuation of the same prompt text,
+    /// tokenized as transformers tokenizes it: no BOS with the tokenizer as shipped
+    /// (add_bos_token false), BOS first where add_bos_token is true; with and without
+    /// `--repetition-penalty`. Its prompts encode to the golden prompt ids.
     func testRunGreedyMatchesTransformersGenerate() throws {
         let golden = try JSONDecoder().decode(GenerateGolden.self,
                                               from: Data(contentsOf: tinyGolden.appendingPathComponent("generate.json")))
-        let model = Fixtures.tinyModel.path
+        let addingBOS = try tinyModelAddingBOS()
+        defer { try? FileManager.default.removeItem(at: addingBOS.deletingLastPathComponent()) }
+        XCTAssertEqual(Set(golden.cases.map(\.add_bos)), [true, false])
         for c in golden.cases {
+            let model = c.tokenizer_add_bos_token ? addingBOS.path : Fixtures.tinyModel.path
+            XCTAssertEqual(c.add_bos, c.tokenizer_add_bos_token && c.messages == nil)
             var arguments = ["run", model, "--max-tokens", "32", "--temperature", "0"]
             if let penalty = c.repetition_penalty { arguments += ["--repetition-penalty", String(penalty)] }
             if let messages = c.messages {
@@ -68,7 +86,7 @@ final class GenerationCLITests: XCTestCase {
                 defer { try? FileManager.default.removeItem(at: dir) }
                 let file = dir.appendingPathComponent("prompt.txt")
                 try Data((c.text + "\n").utf8).write(to: file)
-                let ids = try runMoepack(["tokenize", model, "--file", file.path, "--add-bos"])
+                let ids = try runMoepack(["tokenize", model, "--file", file.path] + (c.add_bos ? ["--add-bos"] : []))
                 XCTAssertEqual(ids.stdout, c.prompt_ids.map(String.init).joined(separator: " ") + "\n")
             }
             let result = try runMoepack(arguments)

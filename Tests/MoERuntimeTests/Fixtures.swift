@@ -31,6 +31,8 @@ struct WordTokenizer: TextTokenizer {
         messages.map(\.content).joined(separator: " ")
     }
 
+    func encodePrompt(_ text: String) throws -> [Int32] { try encode(text, addBOS: true, parseSpecialTokens: true) }
+
     func encode(_ text: String, addBOS: Bool, parseSpecialTokens: Bool) throws -> [Int32] {
         let words = text.split(separator: " ").map { word -> Int32 in
             guard word.hasPrefix("w"), let id = Int32(word.dropFirst()), (2..<100).contains(id) else { return 0 }

@@ -26,7 +26,7 @@ final class TinyModelTests: XCTestCase {
             GenerateGolden.self, from: Data(contentsOf: Self.golden.appendingPathComponent("generate.json")))
         let model = try ModelLoader.model(at: Self.modelPath)
         let lm = LanguageModel(model: model, tokenizer: WordTokenizer(), stopTokenIDs: Set(golden.eos_token_ids))
-        XCTAssertEqual(golden.cases.count, 6)
+        XCTAssertEqual(golden.cases.count, 8)
         XCTAssertEqual(golden.cases.filter { $0.repetition_penalty != nil }.count, 3)
         for c in golden.cases {
             var ids: [Int32] = []

@@ -32,6 +32,9 @@ struct CharacterTokenizer: TextTokenizer {
         return ids
     }
 
+    /// Like a tokenizer whose configuration adds BOS.
+    func encodePrompt(_ text: String) throws -> [Int32] { try encode(text, addBOS: true, parseSpecialTokens: true) }
+
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
         ids.map { id -> String in
             if (32..<127).contains(id) { return String(UnicodeScalar(UInt8(id))) }

@@ -23,7 +23,9 @@ final class TokenizeTests: XCTestCase {
 
         let prompt = try await post(port, "/tokenize", ["model": "tiny", "prompt": text])
         XCTAssertEqual(prompt.status, 200, prompt.text)
-        let ids = try tokenizer.encode(text, addBOS: true, parseSpecialTokens: true)
+        // The shipped tokenizer_config.json says add_bos_token false: no BOS, as transformers tokenizes it.
+        let ids = try tokenizer.encode(text, addBOS: false, parseSpecialTokens: true)
+        XCTAssertNotEqual(ids.first, 1)
         XCTAssertEqual(prompt.json["tokens"] as? [Int], ids.map(Int.init))
         XCTAssertEqual(prompt.json["count"] as? Int, ids.count)
         XCTAssertEqual(prompt.json["max_model_len"] as? Int, server.server.contextLimit)
@@ -32,7 +34,7 @@ final class TokenizeTests: XCTestCase {
         XCTAssertEqual((completion.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int, ids.count)
 
         let bare = try await post(port, "/tokenize", ["prompt": text, "add_special_tokens": false])
-        XCTAssertEqual(bare.json["tokens"] as? [Int], Array(ids.dropFirst()).map(Int.init))
+        XCTAssertEqual(bare.json["tokens"] as? [Int], ids.map(Int.init))
 
         let messages = [["role": "system", "content": "Be brief."], ["role": "user", "content": "Who is Mr. Darcy?"]]
         let chat = try await post(port, "/tokenize", ["messages": messages])
@@ -70,5 +72,53 @@ final class TokenizeTests: XCTestCase {
         let allowed = try await post(port, "/tokenize", ["prompt": "a"], headers: ["Authorization": "Bearer k"])
         XCTAssertEqual(allowed.status, 200, allowed.text)
         await server.stop()
+    }
+
+    private struct GenerateGolden: Decodable {
+        struct Case: Decodable {
+            let text: String
+            let tokenizer_add_bos_token: Bool
+            let prompt_ids: [Int]
+            let output_ids: [Int]
+            let messages: [[String: String]]?
+            let repetition_penalty: Double?
+        }
+        let cases: [Case]
+    }
+
+    /// /v1/completions runs the prompt ids transformers' tokenizer gives (BOS only where
+    /// tokenizer_config.json says add_bos_token true) and answers transformers' greedy tokens.
+    func testCompletionsTokenizeAsTransformersDoes() async throws {
+        let golden = try JSONDecoder().decode(GenerateGolden.self,
+                                              from: Data(contentsOf: Fixtures.root.appendingPathComponent("tiny-moe/generate.json")))
+        let variant = try Fixtures.temporaryDirectory().appendingPathComponent("tiny-add-bos")
+        defer { try? FileManager.default.removeItem(at: variant.deletingLastPathComponent()) }
+        try FileManager.default.copyItem(at: Fixtures.tinyModel, to: variant)
+        let file = variant.appendingPathComponent("tokenizer_config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+        config["add_bos_token"] = true
+        try JSONSerialization.data(withJSONObject: config).write(to: file)
+
+        for addBOS in [false, true] {
+            let served = try ServedModel.load(path: addBOS ? variant.path : Fixtures.tinyModel.path, name: "tiny")
+            let server = try await TestServer.start(served)
+            let cases = golden.cases.filter { $0.tokenizer_add_bos_token == addBOS && $0.messages == nil && $0.repetition_penalty == nil }
+            XCTAssertEqual(cases.count, 2)
+            for c in cases {
+                let tokens = try await post(server.port, "/tokenize", ["prompt": c.text])
+                XCTAssertEqual(tokens.json["tokens"] as? [Int], c.prompt_ids, "add_bos_token \(addBOS)")
+                let answer = try await post(server.port, "/v1/completions",
+                                            ["model": "tiny", "prompt": c.text, "max_tokens": 32, "temperature": 0, "logprobs": 0])
+                XCTAssertEqual(answer.status, 200, answer.text)
+                let usage = try XCTUnwrap(answer.json["usage"] as? [String: Any])
+                XCTAssertEqual(usage["prompt_tokens"] as? Int, c.prompt_ids.count)
+                let choice = try XCTUnwrap((answer.json["choices"] as? [[String: Any]])?.first)
+                let text = try XCTUnwrap(choice["text"] as? String)
+                let expected = served.language.tokenizer.decode(c.output_ids.map(Int32.init), skipSpecialTokens: true)
+                XCTAssertTrue(text == expected || " " + text == expected || text == " " + expected,
+                              "add_bos_token \(addBOS): \(text.debugDescription) vs \(expected.debugDescription)")
+            }
+            await server.stop()
+        }
     }
 }

@@ -5,11 +5,13 @@ public struct GenerationOptions: Sendable {
     public var sampling: SamplingOptions
     /// Generation ends before the first occurrence of any of these; the stop string is not returned.
     public var stopStrings: [String]
-    /// Put the beginning-of-sequence id before a text prompt (chat prompts carry their own marker).
-    public var addBOS: Bool
+    /// Put the beginning-of-sequence id before a text prompt (chat prompts carry their own
+    /// marker: false). nil: as the tokenizer's configuration says (`TextTokenizer.encodePrompt`,
+    /// transformers' behaviour).
+    public var addBOS: Bool?
 
     public init(maxTokens: Int = 256, sampling: SamplingOptions = .greedy, stopStrings: [String] = [],
-                addBOS: Bool = true) {
+                addBOS: Bool? = nil) {
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings

@@ -17,10 +17,13 @@ extension Session {
         }
     }
 
-    /// Encodes `prompt` with the model's tokenizer, then streams as `generate(tokens:options:)`.
+    /// Encodes `prompt` with the model's tokenizer (BOS as `options.addBOS` says, or as the
+    /// tokenizer's configuration does), then streams as `generate(tokens:options:)`.
     public func generate(prompt: String, options: GenerationOptions) -> AsyncThrowingStream<GenerationEvent, Error> {
         do {
-            return generate(tokens: try encode(prompt: prompt, addBOS: options.addBOS), options: options)
+            let tokens = try options.addBOS.map { try encode(prompt: prompt, addBOS: $0) }
+                ?? languageModel.tokenizer.encodePrompt(prompt)
+            return generate(tokens: tokens, options: options)
         } catch {
             return AsyncThrowingStream { $0.finish(throwing: error) }
         }

@@ -6,6 +6,9 @@ public protocol TextTokenizer: Sendable {
     /// Ids of `text`; with `addBOS` the beginning-of-sequence id first; with `parseSpecialTokens`
     /// special-token text such as `<|end_of_sentence|>` becomes its single id.
     func encode(_ text: String, addBOS: Bool, parseSpecialTokens: Bool) throws -> [Int32]
+    /// A plain prompt's ids with the special tokens the tokenizer's configuration adds (BOS,
+    /// EOS; tokenizer_config.json's add_bos_token and add_eos_token), as transformers does.
+    func encodePrompt(_ text: String) throws -> [Int32]
     /// Text of `ids`; with `skipSpecialTokens` control and special tokens produce no text.
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String
     var bosTokenID: Int32? { get }
