@@ -115,6 +115,10 @@ public final class Checkpoint: Sendable {
         }
         let all = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         let names = all.filter { $0.hasSuffix(".safetensors") }.sorted()
+        if names.isEmpty, all.contains(where: { $0.hasSuffix(".pdparams") }) {
+            throw FormatError("\(directory.path) holds PaddlePaddle weights (.pdparams): use the model's PyTorch release, "
+                              + "the hub repository whose name ends in -PT (for example baidu/ERNIE-4.5-21B-A3B-PT)")
+        }
         guard !names.isEmpty else { throw FormatError("\(directory.path) has no .safetensors files") }
         return names
     }

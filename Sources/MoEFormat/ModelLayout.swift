@@ -133,6 +133,11 @@ public struct ModelLayout: Sendable {
     /// unexpected or misshapen tensor by name (first few of each).
     public func validate(names: [String], shape: (String) throws -> [Int]) throws {
         let expected = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })
+        if names.contains(where: { $0.hasPrefix("ernie.") }) {
+            throw FormatError("this is a PaddlePaddle checkpoint (tensor names start with 'ernie.', weights fused and transposed): "
+                              + "use the model's PyTorch release instead, the hub repository whose name ends in -PT "
+                              + "(for example baidu/ERNIE-4.5-21B-A3B-PT), which holds the same weights")
+        }
         let names = names.filter { !isIgnored($0) }
         let present = Set(names)
         var problems: [String] = []

@@ -131,6 +131,25 @@ final class ModelConfigTests: XCTestCase {
         XCTAssertEqual(try ModelConfig(json: ["architectures": ["Ernie4_5_MoeForCausalLM"]]).moeNumSharedExperts, 0)
     }
 
+    /// A -Paddle repository's tensors are named, fused and transposed differently: refused with
+    /// the way out, not as hundreds of missing tensors.
+    func testPaddleCheckpointsAreRefusedWithTheWayOut() throws {
+        let layout = ModelLayout(config: try config("moe_basic"))
+        let names = ["ernie.embed_tokens.weight", "ernie.layers.0.self_attn.qkv_proj.weight", "lm_head.weight"]
+        XCTAssertThrowsError(try layout.validate(names: names) { _ in [1] }) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("PaddlePaddle checkpoint") && message.contains("-PT"), message)
+        }
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.copyItem(at: Fixtures.checkpoint("moe_basic").appendingPathComponent("config.json"),
+                                         to: directory.appendingPathComponent("config.json"))
+        try Data([0]).write(to: directory.appendingPathComponent("model_state.pdparams"))
+        XCTAssertThrowsError(try Checkpoint(directory: directory)) { error in
+            XCTAssertTrue("\(error)".contains("PaddlePaddle weights (.pdparams)"), "\(error)")
+        }
+    }
+
     func testLayoutReportsMissingAndUnexpectedTensors() throws {
         let c = try config("moe_basic")
         let layout = ModelLayout(config: c)

@@ -38,6 +38,25 @@ final class TinyModelTests: XCTestCase {
         }
     }
 
+    /// Tokenizer files that do not belong to the weights (more ids than embedding rows) are
+    /// refused at load with the counts, not mid-request.
+    func testTokenizerLargerThanTheEmbeddingIsRefused() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for name in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(at: Fixtures.checkpoint("moe_basic").appendingPathComponent(name),
+                                             to: directory.appendingPathComponent(name))
+        }
+        for name in ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"] {
+            try FileManager.default.copyItem(at: Fixtures.tinyModel.appendingPathComponent(name),
+                                             to: directory.appendingPathComponent(name))
+        }
+        XCTAssertThrowsError(try LanguageModel.load(at: directory.path)) { error in
+            XCTAssertTrue("\(error)".contains("the tokenizer has 3072 ids"), "\(error)")
+            XCTAssertTrue("\(error)".contains("only 128 rows"), "\(error)")
+        }
+    }
+
     func testIncrementalLogitsMatchFullRecompute() throws {
         let model = try ModelLoader.model(at: Self.modelPath)
         let sequence: [Int32] = (0..<48).map { Int32(7 + ($0 * 389) % (model.config.vocabSize - 7)) }

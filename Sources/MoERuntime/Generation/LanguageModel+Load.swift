@@ -10,6 +10,14 @@ extension LanguageModel {
     public static func load(at path: String, cachePrecision: KVCache.Precision? = nil) throws -> LanguageModel {
         let model = try ModelLoader.model(at: path, cachePrecision: cachePrecision)
         let tokenizer = try ModelLoader.tokenizer(at: path)
+        // Pieces plus added tokens must fit the embedding (ERNIE 4.5: 100,295 pieces and about
+        // 1,000 added tokens in 103,424 rows); an id beyond it would be refused mid-request.
+        let vocabulary = tokenizer.vocabularySize, rows = model.config.vocabSize
+        guard vocabulary <= rows else {
+            throw FormatError("\(path): the tokenizer has \(vocabulary) ids (\(tokenizer.sentencePiece.vocabularySize) pieces "
+                              + "and added tokens up to id \(vocabulary - 1)), but the model's embedding has only \(rows) rows: "
+                              + "the tokenizer files do not belong to this model")
+        }
         var stops = tokenizer.stopTokenIDs
         if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { stops.insert(id) }
         stops.formUnion(try GenerationConfig.stopTokenIDs(at: path))
