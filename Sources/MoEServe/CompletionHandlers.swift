@@ -7,7 +7,8 @@ import NIOCore
 extension OpenAIServer {
     func completions(_ request: Request) async throws -> Response {
         let json = try await readJSON(request)
-        let parsed = try CompletionRequest(json: json, vocabularySize: served.language.model.config.vocabSize)
+        let parsed = try CompletionRequest(json: json, vocabularySize: served.language.model.config.vocabSize,
+                                           defaults: served.language.generationDefaults)
         try checkModel(parsed.parameters.model)
         let format = ResponseFormat(kind: .completion, model: served.name,
                                     includeUsage: parsed.parameters.includeUsageInStream,
@@ -28,7 +29,7 @@ extension OpenAIServer {
 
     func chatCompletions(_ request: Request) async throws -> Response {
         let json = try await readJSON(request)
-        let parsed = try ChatRequest(json: json)
+        let parsed = try ChatRequest(json: json, defaults: served.language.generationDefaults)
         try checkModel(parsed.parameters.model)
         let text: String
         do {

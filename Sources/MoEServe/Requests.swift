@@ -40,11 +40,12 @@ struct ChatRequest: Sendable {
 }
 
 extension CompletionRequest {
-    init(json: JSONValue, vocabularySize: Int) throws {
+    init(json: JSONValue, vocabularySize: Int, defaults: GenerationDefaults = .none) throws {
         let fields = try FieldReader(json)
         let echo = try fields.bool("echo") ?? false
         // With echo, max_tokens 0 scores a prompt without generating (as OpenAI's legacy API allowed).
-        parameters = try CommonParameters(fields, maxTokensKeys: ["max_tokens"], minimumMaxTokens: echo ? 0 : 1)
+        parameters = try CommonParameters(fields, maxTokensKeys: ["max_tokens"], minimumMaxTokens: echo ? 0 : 1,
+                                          defaults: defaults)
         parameters.echo = echo
         try fields.requireUnset("suffix", "is not supported")
         try fields.requireUnset("best_of", allowing: .int(1), "must be 1: only one candidate is generated")
@@ -94,9 +95,9 @@ extension CompletionRequest {
 extension ChatRequest {
     static let roles: Set<String> = ["system", "developer", "user", "assistant"]
 
-    init(json: JSONValue) throws {
+    init(json: JSONValue, defaults: GenerationDefaults = .none) throws {
         let fields = try FieldReader(json)
-        parameters = try CommonParameters(fields, maxTokensKeys: ["max_completion_tokens", "max_tokens"])
+        parameters = try CommonParameters(fields, maxTokensKeys: ["max_completion_tokens", "max_tokens"], defaults: defaults)
         let top = try fields.int("top_logprobs")
         if try fields.bool("logprobs") == true {
             if let top, top < 0 || top > 20 {
@@ -158,7 +159,13 @@ extension ChatRequest {
 }
 
 extension CommonParameters {
-    init(_ fields: FieldReader, maxTokensKeys: [String], minimumMaxTokens: Int = 1) throws {
+    /// `defaults`: the model's generation_config.json, for the sampling fields a request leaves
+    /// out (as vLLM does: temperature, top_p, top_k, repetition_penalty; do_sample is not used).
+    init(_ fields: FieldReader, maxTokensKeys: [String], minimumMaxTokens: Int = 1, defaults: GenerationDefaults = .none) throws {
+        sampling.temperature = defaults.temperature ?? 1
+        sampling.topP = defaults.topP ?? 1
+        sampling.topK = defaults.topK ?? 0
+        sampling.repetitionPenalty = defaults.repetitionPenalty ?? 1
         guard let name = try fields.string("model") else {
             throw APIError.invalidRequest("'model' is required", param: "model", code: "missing_required_parameter")
         }

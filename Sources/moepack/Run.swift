@@ -22,17 +22,17 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Most tokens to generate.")
     var maxTokens = 256
 
-    @Option(help: "Sampling temperature; 0 is greedy (always the most likely token).")
-    var temperature = 0.0
+    @Option(help: "Sampling temperature; 0 is greedy (always the most likely token). Without --temperature, --top-k and --top-p, the model's generation_config.json decides as transformers does: greedy unless do_sample is true, then its temperature, top_p and top_k.")
+    var temperature: Double?
 
     @Option(help: "Sample only from the K most likely tokens (0: all).")
-    var topK = 0
+    var topK: Int?
 
     @Option(help: "Sample only from the most likely tokens that together reach probability P (1: all).")
-    var topP = 1.0
+    var topP: Double?
 
-    @Option(help: "Divide the positive logits of tokens already in the text by this and multiply the negative ones (transformers' repetition_penalty); 1 is off.")
-    var repetitionPenalty = 1.0
+    @Option(help: "Divide the positive logits of tokens already in the text by this and multiply the negative ones (transformers' repetition_penalty); 1 is off. Default: generation_config.json's, else 1.")
+    var repetitionPenalty: Double?
 
     @Option(help: "Subtract this from the logit of every token generated so far (OpenAI's presence_penalty, -2 to 2).")
     var presencePenalty = 0.0
@@ -58,12 +58,8 @@ struct Run: AsyncParsableCommand {
         threading.apply()
         let languageModel = try LanguageModel.load(at: model, cachePrecision: cache.precision)
         let seed = self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
-        var options = GenerationOptions(
-            maxTokens: maxTokens,
-            sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed,
-                                      repetitionPenalty: repetitionPenalty, presencePenalty: presencePenalty,
-                                      frequencyPenalty: frequencyPenalty),
-            stopStrings: stop, addBOS: chat ? false : nil)
+        let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling(languageModel.generationDefaults, seed: seed),
+                                        stopStrings: stop, addBOS: chat ? false : nil)
         try options.validate()
         let text: String
         if chat {
@@ -84,6 +80,18 @@ struct Run: AsyncParsableCommand {
         }
         stdout.write(Data("\n".utf8))
         if let summary { printStderr(Self.statistics(summary, sampled: !options.sampling.isGreedy, seed: seed)) }
+    }
+
+    /// The flags given, over the model's generation_config.json as transformers reads it.
+    func sampling(_ defaults: GenerationDefaults, seed: UInt64) -> SamplingOptions {
+        var options = temperature == nil && topK == nil && topP == nil
+            ? defaults.transformersSampling
+            : SamplingOptions(temperature: temperature ?? 1, topK: topK ?? 0, topP: topP ?? 1)
+        options.seed = seed
+        options.repetitionPenalty = repetitionPenalty ?? defaults.repetitionPenalty ?? 1
+        options.presencePenalty = presencePenalty
+        options.frequencyPenalty = frequencyPenalty
+        return options
     }
 
     static func statistics(_ s: GenerationSummary, sampled: Bool, seed: UInt64) -> String {

@@ -102,6 +102,13 @@ final class GenerationCLITests: XCTestCase {
             XCTAssertTrue(text == expected || text == " " + expected, "\(text.debugDescription) vs \(expected.debugDescription)")
             XCTAssertTrue(result.stderr.contains("tok/s"), result.stderr)
         }
+        // Without sampling flags the model's generation_config.json (do_sample false) makes it greedy.
+        let plain = try XCTUnwrap(golden.cases.first { !$0.tokenizer_add_bos_token && $0.messages == nil && $0.repetition_penalty == nil })
+        let result = try runMoepack(["run", Fixtures.tinyModel.path, "--max-tokens", "32", "--prompt", plain.text])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let text = String(result.stdout.dropLast())
+        XCTAssertTrue(text == plain.output_text || text == " " + plain.output_text, text.debugDescription)
+        XCTAssertFalse(result.stderr.contains("seed"), "greedy, so no seed is printed: \(result.stderr)")
     }
 
     private struct PerplexityGolden: Decodable {

@@ -121,4 +121,26 @@ final class TokenizeTests: XCTestCase {
             await server.stop()
         }
     }
+
+    /// A request that sets no temperature takes generation_config.json's (as vLLM does): with
+    /// temperature 0 there, any seed gives transformers' greedy continuation.
+    func testRequestsWithoutSamplingFieldsTakeTheModelsDefaults() async throws {
+        let golden = try JSONDecoder().decode(GenerateGolden.self,
+                                              from: Data(contentsOf: Fixtures.root.appendingPathComponent("tiny-moe/generate.json")))
+        let plain = try XCTUnwrap(golden.cases.first { !$0.tokenizer_add_bos_token && $0.messages == nil && $0.repetition_penalty == nil })
+        let variant = try Fixtures.temporaryDirectory().appendingPathComponent("tiny-cold")
+        defer { try? FileManager.default.removeItem(at: variant.deletingLastPathComponent()) }
+        try FileManager.default.copyItem(at: Fixtures.tinyModel, to: variant)
+        try Data(#"{"eos_token_id": [2, 5], "temperature": 0.0}"#.utf8).write(to: variant.appendingPathComponent("generation_config.json"))
+        let served = try ServedModel.load(path: variant.path, name: "tiny")
+        XCTAssertEqual(served.language.generationDefaults.temperature, 0)
+        let server = try await TestServer.start(served)
+        let expected = served.language.tokenizer.decode(plain.output_ids.map(Int32.init), skipSpecialTokens: true)
+        for seed in [1, 2] {
+            let answer = try await post(server.port, "/v1/completions", ["model": "tiny", "prompt": plain.text, "max_tokens": 32, "seed": seed])
+            let text = try XCTUnwrap(((answer.json["choices"] as? [[String: Any]])?.first)?["text"] as? String, answer.text)
+            XCTAssertTrue(text == expected || " " + text == expected || text == " " + expected, "seed \(seed): \(text.debugDescription)")
+        }
+        await server.stop()
+    }
 }

@@ -21,7 +21,8 @@ extension LanguageModel {
         var stops = tokenizer.stopTokenIDs
         if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { stops.insert(id) }
         stops.formUnion(try GenerationConfig.stopTokenIDs(at: path))
-        return LanguageModel(model: model, tokenizer: tokenizer, stopTokenIDs: stops)
+        return LanguageModel(model: model, tokenizer: tokenizer, stopTokenIDs: stops,
+                             generationDefaults: try GenerationDefaults.load(at: path))
     }
 }
 
@@ -41,5 +42,71 @@ enum GenerationConfig {
             }
             return id
         })
+    }
+}
+
+/// The sampling settings a model's generation_config.json suggests (`do_sample`, `temperature`,
+/// `top_p`, `top_k`, `repetition_penalty`); nil where the file says nothing. `moepack run` and the
+/// server use them where the user or the request sets nothing (docs/run.md, docs/serving.md).
+public struct GenerationDefaults: Sendable, Equatable {
+    public var doSample: Bool?
+    public var temperature: Double?
+    public var topP: Double?
+    public var topK: Int?
+    public var repetitionPenalty: Double?
+
+    public init(doSample: Bool? = nil, temperature: Double? = nil, topP: Double? = nil, topK: Int? = nil,
+                repetitionPenalty: Double? = nil) {
+        self.doSample = doSample
+        self.temperature = temperature
+        self.topP = topP
+        self.topK = topK
+        self.repetitionPenalty = repetitionPenalty
+    }
+
+    public static let none = GenerationDefaults()
+
+    /// Reads the file's values, each checked against the range sampling accepts.
+    public init(json: [String: Any], source: String) throws {
+        func number(_ key: String, _ valid: (Double) -> Bool) throws -> Double? {
+            guard let raw = json[key], !(raw is NSNull) else { return nil }
+            guard let n = raw as? NSNumber, String(cString: n.objCType) != "c", valid(n.doubleValue) else {
+                throw FormatError("\(source): \(key) is \(raw), not a valid value")
+            }
+            return n.doubleValue
+        }
+        if let raw = json["do_sample"], !(raw is NSNull) {
+            guard let n = raw as? NSNumber, String(cString: n.objCType) == "c" else {
+                throw FormatError("\(source): do_sample is not true or false")
+            }
+            doSample = n.boolValue
+        }
+        temperature = try number("temperature") { $0 >= 0 && $0.isFinite }
+        topP = try number("top_p") { $0 > 0 && $0 <= 1 }
+        topK = try number("top_k") { $0 >= 0 && $0 <= 1e9 && $0.rounded() == $0 }.map { Int($0) }
+        repetitionPenalty = try number("repetition_penalty") { $0 > 0 && $0.isFinite }
+    }
+
+    /// The defaults of the generation_config.json next to a checkpoint or carried by a bundle.
+    static func load(at path: String) throws -> GenerationDefaults {
+        guard let data = try ModelLoader.companionFile(named: "generation_config.json", at: path) else { return .none }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw FormatError("generation_config.json of \(path) is not a JSON object")
+        }
+        return try GenerationDefaults(json: json, source: "generation_config.json of \(path)")
+    }
+
+    /// What transformers' generate() does with these when the caller sets nothing: greedy unless
+    /// do_sample is true; then the file's temperature, top_p and top_k (transformers' own defaults
+    /// 1, 1 and 50 where absent); the repetition penalty either way.
+    public var transformersSampling: SamplingOptions {
+        var options = SamplingOptions.greedy
+        if doSample == true {
+            options.temperature = temperature ?? 1
+            options.topP = topP ?? 1
+            options.topK = topK ?? 50
+        }
+        options.repetitionPenalty = repetitionPenalty ?? 1
+        return options
     }
 }

@@ -7,10 +7,14 @@ public final class LanguageModel: Sendable {
     /// Generating any of these ends the answer (by default the tokenizer's stop ids and
     /// config.json's eos id; `load(at:)` adds generation_config.json's).
     public let stopTokenIDs: Set<Int32>
+    /// Sampling defaults from generation_config.json (`load(at:)` reads them).
+    public let generationDefaults: GenerationDefaults
 
-    public init(model: ErnieModel, tokenizer: any TextTokenizer, stopTokenIDs: Set<Int32>? = nil) {
+    public init(model: ErnieModel, tokenizer: any TextTokenizer, stopTokenIDs: Set<Int32>? = nil,
+                generationDefaults: GenerationDefaults = .none) {
         self.model = model
         self.tokenizer = tokenizer
+        self.generationDefaults = generationDefaults
         var ids = stopTokenIDs ?? []
         if stopTokenIDs == nil {
             ids.formUnion(tokenizer.stopTokenIDs)
