@@ -35,11 +35,14 @@ struct Synth: ParsableCommand {
     @Option(help: "Copy tokenizer files from this model directory (default: the built-in tiny model).")
     var tokenizerFrom: String?
 
+    @Option(help: "Keep only the first N decoder layers, each with the preset's real shapes (a real-size model that fits a smaller disk).")
+    var layers: Int?
+
     @Flag(help: "Print the parameter counts, sizes, and each shipped profile's bundle size and bytes read per token, without writing anything.")
     var dryRun = false
 
     func run() throws {
-        let json: [String: Any]
+        var json: [String: Any]
         switch (preset, config) {
         case (let name?, nil):
             guard let p = ModelPreset(rawValue: name) else {
@@ -58,6 +61,10 @@ struct Synth: ParsableCommand {
         guard let type = ["bf16": DType.bf16, "f16": .f16, "f32": .f32][dtype] else {
             throw ValidationError("--dtype must be bf16, f16 or f32")
         }
+        if let layers {
+            guard layers >= 1 else { throw ValidationError("--layers must be at least 1") }
+            json = try Self.keepingLayers(layers, of: json)
+        }
         let modelConfig = try ModelConfig(json: json)
         let layout = ModelLayout(config: modelConfig)
         let counts = layout.parameterCounts
@@ -66,6 +73,7 @@ struct Synth: ParsableCommand {
             return
         }
         guard let output else { throw ValidationError("--output is required (or use --dry-run)") }
+        try Self.checkFreeSpace(for: counts.total * type.byteSize, at: URL(fileURLWithPath: output))
         var synth = Synthesizer(configJSON: json)
         synth.dtype = type
         synth.seed = seed
@@ -81,6 +89,31 @@ struct Synth: ParsableCommand {
         progress.finish()
         let bytes = counts.total * type.byteSize
         FileHandle.standardError.write(Data("wrote \(output): \(counts.total) parameters, \(CheckpointSummary.bytes(bytes))\n".utf8))
+    }
+}
+
+extension Synth {
+    /// The config with only its first `count` decoder layers; the MoE layer range is cut to fit.
+    static func keepingLayers(_ count: Int, of json: [String: Any]) throws -> [String: Any] {
+        var json = json
+        let total = (json["num_hidden_layers"] as? Int) ?? count
+        guard count <= total else { throw ValidationError("--layers \(count) is more than the model's \(total) layers") }
+        json["num_hidden_layers"] = count
+        if let end = json["moe_layer_end_index"] as? Int, end == -1 || end >= count { json["moe_layer_end_index"] = count - 1 }
+        return json
+    }
+
+    /// Refuses before writing when the weights (plus 1% and 64 MiB for headers and tokenizer
+    /// files) do not fit the free space of the output's file system.
+    static func checkFreeSpace(for weightBytes: Int, at output: URL) throws {
+        let parent = output.deletingLastPathComponent().path
+        guard let attributes = try? FileManager.default.attributesOfFileSystem(forPath: parent),
+              let free = (attributes[.systemFreeSize] as? NSNumber)?.int64Value else { return }
+        let needed = Int64(weightBytes) + Int64(weightBytes) / 100 + (64 << 20)
+        guard needed <= free else {
+            throw ValidationError("the checkpoint needs \(CheckpointSummary.bytes(Int(needed))) on disk but \(parent) has "
+                                  + "\(CheckpointSummary.bytes(Int(free))) free; use --layers N to keep fewer layers")
+        }
     }
 }
 

@@ -76,6 +76,34 @@ final class ConvertCLITests: XCTestCase {
         return url
     }
 
+    /// `--layers N` keeps a preset's real per-layer shapes with fewer layers, and a checkpoint
+    /// that cannot fit the disk is refused before anything is written.
+    func testSynthKeepsRealShapesWithFewerLayersAndChecksTheDisk() throws {
+        let full = try runMoepack(["synth", "--preset", "ernie-4.5-21b-a3b", "--dry-run"])
+        let cut = try runMoepack(["synth", "--preset", "ernie-4.5-21b-a3b", "--layers", "12", "--dry-run"])
+        XCTAssertEqual(full.status, 0, full.stderr)
+        XCTAssertEqual(cut.status, 0, cut.stderr)
+        XCTAssertNotEqual(full.stdout, cut.stdout)
+        let checkpoint = dir.appendingPathComponent("tiny2")
+        XCTAssertEqual(try runMoepack(["synth", "--preset", "tiny", "--layers", "2", "--output", checkpoint.path]).status, 0)
+        let summary = try runMoepack(["inspect", checkpoint.path, "--json"])
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(summary.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["layers"] as? Int, 2)
+        XCTAssertEqual(json["hiddenSize"] as? Int, 64)
+        XCTAssertEqual((json["layerKinds"] as? [[String: Any]])?.map { $0["kind"] as? String }, ["dense", "moe"])
+
+        let huge: [String: Any] = ["architectures": ["Ernie4_5ForCausalLM"], "hidden_size": 65536, "num_hidden_layers": 1024,
+                                   "num_attention_heads": 512, "num_key_value_heads": 64, "head_dim": 128,
+                                   "intermediate_size": 262144, "vocab_size": 1 << 20]
+        let url = dir.appendingPathComponent("huge.json")
+        try JSONSerialization.data(withJSONObject: huge).write(to: url)
+        let refused = try runMoepack(["synth", "--config", url.path, "--output", dir.appendingPathComponent("huge").path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("on disk but") && refused.stderr.contains("--layers"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("huge").path))
+        XCTAssertNotEqual(try runMoepack(["synth", "--preset", "tiny", "--layers", "9", "--dry-run"]).status, 0)
+    }
+
     /// `synth --dry-run` plans each shipped profile's bundle size from the shapes alone; the
     /// bundles `convert` then writes hold that many payload bytes (before zstd).
     func testDryRunPlansTheBundleSizesConvertWrites() throws {
