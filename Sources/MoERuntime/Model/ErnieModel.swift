@@ -13,7 +13,7 @@ public final class ErnieModel: @unchecked Sendable {
     let rotaryFrequencies: [Float]
     /// How `makeCache` stores keys and values: f16 when the attention weights are quantized
     /// (their rounding error is far above f16's, and f16 halves what attention reads per
-    /// position), f32 when the model runs at full precision (a checkpoint, an f32 or bf16
+    /// position), f32 when the model runs at full precision (a checkpoint, an f32, bf16 or f16
     /// bundle), so it follows transformers as closely as before.
     public let cachePrecision: KVCache.Precision
 
@@ -29,7 +29,7 @@ public final class ErnieModel: @unchecked Sendable {
             : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
         rotaryFrequencies = RotaryTable.inverseFrequencies(c)
         let keyFormat = layers.first?.attention.k.kernel?.format
-        let fullPrecision = keyFormat == nil || keyFormat == Int32(MOE_FMT_F32) || keyFormat == Int32(MOE_FMT_BF16)
+        let fullPrecision = keyFormat.map(FloatProduct.handles) ?? true
         self.cachePrecision = cachePrecision ?? (fullPrecision ? .f32 : .f16)
         lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
     }
