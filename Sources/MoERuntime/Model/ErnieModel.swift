@@ -89,6 +89,7 @@ struct DecoderLayer: Sendable {
     /// One pre-norm residual block over `count` rows of x:
     /// x += attention(norm(x)); x += mlp(norm(x)). `attend(normed, out)` runs the attention
     /// (one cached sequence, or one row per sequence when batching); the buffers are scratch.
+    /// `observer` sees the routing and the inputs of the products.
     func apply(_ x: inout [Float], normed: inout [Float], branch: inout [Float], count: Int, eps: Float,
                observer: RoutingObserver?,
                attend: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
@@ -98,11 +99,14 @@ struct DecoderLayer: Sendable {
                 branch.withUnsafeMutableBufferPointer { bb in
                     let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
                     Ops.rmsNorm(xp, weight: inputNorm, eps: eps, count: count, into: np)
+                    observer?.observeInputs(layer: index, site: .attention, rows: np, count: count, width: inputNorm.count)
                     attend(np, bp)
                     for i in 0..<n { xp[i] += bp[i] }
                     Ops.rmsNorm(xp, weight: postAttentionNorm, eps: eps, count: count, into: np)
                     switch mlp {
-                    case .dense(let feedForward): feedForward(np, count: count, into: bp)
+                    case .dense(let feedForward):
+                        observer?.observeInputs(layer: index, site: .denseMLP, rows: np, count: count, width: inputNorm.count)
+                        feedForward(np, count: count, into: bp)
                     case .moe(let moe): moe(np, count: count, into: bp, observer: observer)
                     }
                     for i in 0..<n { xp[i] += bp[i] }
@@ -116,6 +120,8 @@ struct DecoderLayer: Sendable {
         case moe(MoEBlock)
     }
 
+    /// Position in the model (0-based).
+    let index: Int
     let inputNorm: [Float]
     let postAttentionNorm: [Float]
     let attention: Attention
@@ -124,6 +130,7 @@ struct DecoderLayer: Sendable {
     init(weights: WeightSource, layer: Int) throws {
         let c = weights.config
         let p = "model.layers.\(layer)"
+        index = layer
         inputNorm = try weights.vector("\(p).input_layernorm.weight", count: c.hiddenSize)
         postAttentionNorm = try weights.vector("\(p).post_attention_layernorm.weight", count: c.hiddenSize)
         attention = try Attention(weights: weights, layer: layer)
