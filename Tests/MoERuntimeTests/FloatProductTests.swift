@@ -1,5 +1,6 @@
 import MoEFormat
 import MoEKernels
+import MoETestSupport
 import XCTest
 @testable import MoERuntime
 
@@ -42,6 +43,22 @@ final class FloatProductTests: XCTestCase {
                 row.withUnsafeMutableBufferPointer { m.copyRow(rows - 1, into: $0.baseAddress!) }
                 XCTAssertEqual(row, Array(widened[((rows - 1) * cols)...]), "\(f) copyRow")
             }
+        }
+    }
+
+    /// Releasing pages drops a checkpoint's mapped pages, which are read again from the file,
+    /// and leaves owned bytes alone (dropping those would zero them).
+    func testReleasedPagesReadTheSameValues() throws {
+        let weights = try CheckpointWeights(checkpoint: Checkpoint(directory: Fixtures.checkpoint("moe_noshared_interval2")))
+        let mapped = try weights.matrix("model.layers.1.mlp.experts.0.up_proj.weight", rows: 16, cols: 32)
+        let (owned, _) = try stored(.bf16, rows: 8, cols: 64, seed: 9)
+        for m in [mapped, owned] {
+            var before = [Float](repeating: 0, count: m.cols), after = before
+            before.withUnsafeMutableBufferPointer { m.copyRow(m.rows - 1, into: $0.baseAddress!) }
+            m.releasePages()
+            after.withUnsafeMutableBufferPointer { m.copyRow(m.rows - 1, into: $0.baseAddress!) }
+            XCTAssertEqual(before, after)
+            XCTAssertTrue(before.contains { $0 != 0 })
         }
     }
 
