@@ -182,6 +182,7 @@ static void job_rows(void *ctx, int part, int nparts) {
             float v;
             if (j->fmt == MOE_FMT_F32) v = j->k->dot_f32((const float *)row, j->x + t * j->cols, j->cols);
             else if (j->fmt == MOE_FMT_BF16) v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
+            else if (j->fmt == MOE_FMT_F16) v = j->k->dot_f16((const uint16_t *)row, j->x + t * j->cols, j->cols);
             else if (j->fmt == MOE_FMT_INT8) v = j->k->dot_i8(row, &j->xq[t], j->cols);
             else v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym);
             j->y[t * j->rows + r] = v;
@@ -288,10 +289,10 @@ static int check_product(const moe_product *p, int path, int64_t *rb) {
     return MOE_OK;
 }
 
-/* How a product needs its activations quantized: 0 not at all (f32, bf16), 1 int16 blocks
+/* How a product needs its activations quantized: 0 not at all (f32, bf16, f16), 1 int16 blocks
  * (int8 weights), 2 int8 blocks paired for the int4 tiles, 3 int8 blocks. */
 static int activation_kind(const moe_kernels *k, const moe_product *p) {
-    if (p->fmt == MOE_FMT_F32 || p->fmt == MOE_FMT_BF16) return 0;
+    if (p->fmt == MOE_FMT_F32 || p->fmt == MOE_FMT_BF16 || p->fmt == MOE_FMT_F16) return 0;
     if (p->fmt == MOE_FMT_INT8) return 1;
     int group = moe_format_group(p->fmt);
     return k->tile_i4 != NULL && (group == 64 || group == 128) ? 2 : 3;
@@ -414,6 +415,35 @@ double moe_log_sum_exp_f32(const float *x, int64_t n) {
 
 void moe_swiglu(float *gate, const float *up, int64_t n) {
     if (n > 0) kernels_for(moe_default_path())->swiglu(gate, up, n);
+}
+
+int moe_widen(int fmt, const void *src, int64_t n, float *dst) {
+    if (n < 0) return MOE_ERR_SHAPE;
+    const moe_kernels *k = kernels_for(moe_default_path());
+    switch (fmt) {
+    case MOE_FMT_F32: memcpy(dst, src, (size_t)n * 4); return MOE_OK;
+    case MOE_FMT_BF16: k->widen_bf16(src, dst, n); return MOE_OK;
+    case MOE_FMT_F16: k->widen_f16(src, dst, n); return MOE_OK;
+    default: return MOE_ERR_FORMAT;
+    }
+}
+
+/* The buffer moe_thread_floats hands out: separate from `scratch`, which a product's
+ * activations use while its pool tasks run. */
+static _Thread_local float *thread_floats;
+static _Thread_local int64_t thread_floats_cap;
+
+float *moe_thread_floats(int64_t n) {
+    if (n <= thread_floats_cap) return thread_floats;
+    if (n < 0 || (uint64_t)n > SIZE_MAX / 8) return NULL;
+    free(thread_floats);
+    thread_floats = NULL;
+    thread_floats_cap = 0;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (size_t)n * sizeof(float)) != 0) return NULL;
+    thread_floats = p;
+    thread_floats_cap = n;
+    return thread_floats;
 }
 
 void moe_parallel_for(int nchunks, void (*fn)(void *ctx, int chunk, int nchunks), void *ctx) {

@@ -36,6 +36,30 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return r;
 }
 
+static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w + i))), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w + i + 4))), vld1q_f32(x + i + 4));
+    }
+    float r = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) r += moe_f16_to_f32(moe_load_u16(w + i)) * x[i];
+    return r;
+}
+
+static void widen_bf16(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src + i), 16)));
+    moe_widen_bf16_scalar(src + i, dst + i, n - i);
+}
+
+static void widen_f16(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + i))));
+    moe_widen_f16_scalar(src + i, dst + i, n - i);
+}
+
 /* 32 x 32 int8 products summed into 4 int32 lanes. Two products per int16
  * lane stay below 2 * 127 * 127 < 2^15. */
 static inline int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *xq) {
@@ -124,5 +148,5 @@ static float sum_f32(const float *a, int64_t n) {
 
 const moe_kernels moe_kernels_neon = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL,
     moe_attend_group_scalar, moe_attend_group_f16_scalar, moe_to_f16_scalar, moe_swiglu_scalar,
-    moe_log_sum_exp_scalar};
+    moe_log_sum_exp_scalar, dot_f16, widen_bf16, widen_f16};
 #endif

@@ -21,6 +21,23 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
     return acc;
 }
 
+float moe_dot_f16_scalar(const uint16_t *w, const float *x, int64_t n) {
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++) acc += moe_f16_to_f32(moe_load_u16(w + i)) * x[i];
+    return acc;
+}
+
+void moe_widen_bf16_scalar(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)moe_load_u16(src + i) << 16;
+        memcpy(dst + i, &u, 4);
+    }
+}
+
+void moe_widen_f16_scalar(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = moe_f16_to_f32(moe_load_u16(src + i));
+}
+
 /* Sum over the int16 activation blocks b of d16[b] * (int dot of block b), times the row scale.
  * A block sum is at most 1024 * 127 * 32767 < 2^33: it is kept in 64 bits here (the SIMD
  * paths split it over lanes that each stay below 2^31). */
@@ -76,4 +93,4 @@ static float sum_f32(const float *a, int64_t n) {
 
 const moe_kernels moe_kernels_scalar = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL,
     moe_attend_group_scalar, moe_attend_group_f16_scalar, moe_to_f16_scalar, moe_swiglu_scalar,
-    moe_log_sum_exp_scalar};
+    moe_log_sum_exp_scalar, moe_dot_f16_scalar, moe_widen_bf16_scalar, moe_widen_f16_scalar};

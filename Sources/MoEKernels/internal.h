@@ -82,6 +82,10 @@ typedef struct {
     void (*swiglu)(float *gate, const float *up, int64_t n);
     /* log sum_i e^x[i], NaN entries left out (moe_log_sum_exp_f32). */
     double (*log_sum_exp)(const float *x, int64_t n);
+    float (*dot_f16)(const uint16_t *w, const float *x, int64_t n);
+    /* dst[i] = f32 of the bf16 / f16 value src[i] (exact), for i in 0..<n. */
+    void (*widen_bf16)(const uint16_t *src, float *dst, int64_t n);
+    void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);
 } moe_kernels;
 
 extern const moe_kernels moe_kernels_scalar;
@@ -99,6 +103,9 @@ void moe_attend_group_scalar(const float *q, const float *k, const float *v, int
 void moe_attend_group_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, int64_t visible,
                                  int64_t stride, int hd, int G, float scale, float *scores, float *out);
 void moe_to_f16_scalar(const float *src, uint16_t *dst, int64_t n);
+float moe_dot_f16_scalar(const uint16_t *w, const float *x, int64_t n);
+void moe_widen_bf16_scalar(const uint16_t *src, float *dst, int64_t n);
+void moe_widen_f16_scalar(const uint16_t *src, float *dst, int64_t n);
 
 /* Cache lines of the weight stream are requested this many bytes ahead of
  * the kernels' loads, so a matvec keeps enough reads in flight to run at

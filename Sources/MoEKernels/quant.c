@@ -18,7 +18,7 @@ const char *moe_strerror(int err) {
 
 const char *moe_format_name(int fmt) {
     static const char *names[MOE_FMT_COUNT] = {
-        "f32", "bf16", "int8", "int4g32", "int4g64", "int4g128", "int4g32a", "int4g64a", "int4g128a"};
+        "f32", "bf16", "int8", "int4g32", "int4g64", "int4g128", "int4g32a", "int4g64a", "int4g128a", "f16"};
     return (fmt >= 0 && fmt < MOE_FMT_COUNT) ? names[fmt] : "unknown";
 }
 
@@ -43,7 +43,7 @@ int64_t moe_row_bytes(int fmt, int64_t cols) {
     if (cols < 0 || cols > (INT64_MAX / 8)) return MOE_ERR_SHAPE;
     switch (fmt) {
     case MOE_FMT_F32: return cols * 4;
-    case MOE_FMT_BF16: return cols * 2;
+    case MOE_FMT_BF16: case MOE_FMT_F16: return cols * 2;
     case MOE_FMT_INT8: return 4 + cols;
     default: {
         int g = moe_format_group(fmt);
@@ -120,6 +120,15 @@ static int quantize_bf16_row(const float *w, int64_t n, uint16_t *out) {
         uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;  /* round to nearest even */
         if ((r & 0x7F80u) == 0x7F80u) return MOE_ERR_RANGE;  /* rounded up to Inf */
         uint16_t h = (uint16_t)r;
+        memcpy(out + i, &h, 2);
+    }
+    return MOE_OK;
+}
+
+static int quantize_f16_row(const float *w, int64_t n, uint16_t *out) {
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = moe_f32_to_f16(w[i]);
+        if (!f16_is_finite(h)) return MOE_ERR_RANGE;  /* |w| rounds beyond 65504 */
         memcpy(out + i, &h, 2);
     }
     return MOE_OK;
@@ -204,6 +213,7 @@ int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
         if (!row_finite(src, cols)) err = MOE_ERR_NONFINITE;
         else if (fmt == MOE_FMT_F32) memcpy(out, src, (size_t)cols * 4);
         else if (fmt == MOE_FMT_BF16) err = quantize_bf16_row(src, cols, (uint16_t *)out);
+        else if (fmt == MOE_FMT_F16) err = quantize_f16_row(src, cols, (uint16_t *)out);
         else if (fmt == MOE_FMT_INT8) quantize_int8_row(src, cols, out);
         else err = quantize_int4_row(src, cols, group, asym, out);
         if (err != MOE_OK) {
@@ -220,6 +230,10 @@ static void dequantize_row(int fmt, const uint8_t *row, int64_t cols, float *dst
     if (fmt == MOE_FMT_F32) { memcpy(dst, row, (size_t)cols * 4); return; }
     if (fmt == MOE_FMT_BF16) {
         for (int64_t i = 0; i < cols; i++) dst[i] = bits_f32((uint32_t)moe_load_u16(row + 2 * i) << 16);
+        return;
+    }
+    if (fmt == MOE_FMT_F16) {
+        for (int64_t i = 0; i < cols; i++) dst[i] = moe_f16_to_f32(moe_load_u16(row + 2 * i));
         return;
     }
     if (fmt == MOE_FMT_INT8) {

@@ -22,6 +22,12 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Tokens per window; each window runs from an empty cache.")
     var context = Calibrator.defaultContext
 
+    @Option(help: "Memory for the hidden states of the windows in flight, e.g. 512M or 2G (default 512M); more windows run as several passes over the layers.")
+    var memoryBudget: String?
+
+    @Flag(help: "Run each window through the whole model in turn instead of all windows one layer at a time (same statistics; the model's pages stay resident).")
+    var perWindow = false
+
     @Option(help: "Also write a usage heatmap with a pruning preview: .html or .svg.")
     var report: String?
 
@@ -37,6 +43,9 @@ struct Calibrate: ParsableCommand {
         guard PruningCriterion(rawValue: reportCriterion) != nil else {
             throw ValidationError("--report-criterion must be one of \(PruningCriterion.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        if let memoryBudget, ByteSize.parse(memoryBudget) == nil {
+            throw ValidationError("--memory-budget must be a positive size such as 512M or 2G")
+        }
         if let report, !(report.hasSuffix(".html") || report.hasSuffix(".svg")) {
             throw ValidationError("--report must end in .html or .svg")
         }
@@ -46,14 +55,20 @@ struct Calibrate: ParsableCommand {
 
     func run() throws {
         threading.apply()
-        var progress: ProgressLine?
+        let budget = memoryBudget.flatMap(ByteSize.parse) ?? Calibrator.defaultMemoryBudget
+        let progress = ProgressLine(label: "calibrate", total: 1000)
         let stats = try Calibration.run(
             modelPath: model, data: URL(fileURLWithPath: data),
-            options: .init(context: context, maxTokens: maxTokens)) { done, total in
-                if progress == nil { progress = ProgressLine(label: "calibrate", total: total) }
-                progress?.update(done)
+            options: .init(context: context, maxTokens: maxTokens,
+                           engine: perWindow ? .perWindow : .layerByLayer(memoryBudget: budget))) { p in
+                var detail = "\(p.tokens) tokens"
+                if let layer = p.layer {
+                    detail = "layer \(layer + 1) of \(p.layers)" + (p.passes > 1 ? ", pass \(p.pass + 1) of \(p.passes)" : "") + ", " + detail
+                }
+                if let left = p.secondsLeft { detail += ", \(ProgressLine.duration(left)) left" }
+                progress.update(Int(p.fraction * 1000), detail: detail)
             }
-        progress?.finish()
+        progress.finish()
         try stats.write(to: URL(fileURLWithPath: output))
         var lines = ["calibrated on \(stats.data.tokens) tokens (\(stats.data.windows) windows), \(stats.layers.count) MoE layers → \(output)"]
         if let report {

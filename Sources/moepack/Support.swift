@@ -30,7 +30,8 @@ final class ProgressLine {
         self.total = max(total, 1)
     }
 
-    func update(_ done: Int) {
+    /// Redraws the line when the percentage changes; `detail` replaces the "(done/total)" count.
+    func update(_ done: Int, detail: String? = nil) {
         guard enabled else { return }
         let percent = done * 100 / total
         guard percent != last else { return }
@@ -38,7 +39,17 @@ final class ProgressLine {
         let width = 30
         let filled = width * done / total
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(percent)% (\(done)/\(total))".utf8))
+        // Padded so a shorter line covers the previous one.
+        let text = "\(label) [\(bar)] \(percent)% \(detail ?? "(\(done)/\(total))")"
+        FileHandle.standardError.write(Data("\r\(text.padding(toLength: max(text.count, 100), withPad: " ", startingAt: 0))".utf8))
+    }
+
+    /// "1h02m", "3m05s", "42s".
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return "\(s)s"
     }
 
     func finish() {
@@ -70,5 +81,23 @@ struct ThreadOptions: ParsableArguments {
         KernelConfig.setThreads(threads)
         // Activation buffers (a batch's logits, expert inputs) are allocated and freed every step.
         KernelConfig.keepHeapMemory()
+    }
+}
+
+/// Sizes on the command line: a number of bytes with an optional K, M, G or T suffix (powers of
+/// 1024; "MiB", "GB" and the like read the same).
+enum ByteSize {
+    static func parse(_ text: String) -> Int? {
+        var s = text.trimmingCharacters(in: .whitespaces).uppercased()
+        for suffix in ["IB", "B"] where s.hasSuffix(suffix) { s.removeLast(suffix.count); break }
+        let units: [Character: Double] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024, "T": 1024 * 1024 * 1024 * 1024]
+        var scale = 1.0
+        if let last = s.last, let unit = units[last] {
+            scale = unit
+            s.removeLast()
+        }
+        guard let value = Double(s), value.isFinite, value > 0, value * scale < 9e18 else { return nil }
+        let bytes = Int(value * scale)
+        return bytes > 0 ? bytes : nil
     }
 }

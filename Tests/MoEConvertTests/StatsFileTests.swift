@@ -12,17 +12,51 @@ final class StatsFileTests: XCTestCase {
         XCTAssertEqual(try CalibrationStats(jsonData: data), stats)
         let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         XCTAssertEqual(object["format"] as? String, "moepack-calibration")
-        XCTAssertEqual(object["version"] as? Int, 1)
+        XCTAssertEqual(object["version"] as? Int, 2)
         let layer = (object["layers"] as! [[String: Any]])[0]
         XCTAssertNotNil(layer["output_norm_mean"])
         XCTAssertNotNil(layer["router_entropy"])
+        let inputs = (object["inputs"] as! [[String: Any]])[1]
+        XCTAssertNotNil((inputs["attention"] as? [String: Any])?["sum_squares"])
+        XCTAssertEqual((inputs["experts"] as? [Any])?.count, 8)
+    }
+
+    func testVersionOneFilesStillLoad() throws {
+        let stats = try Fixtures.calibrate("moe_basic")
+        var object = try JSONSerialization.jsonObject(with: stats.jsonData()) as! [String: Any]
+        object["version"] = 1
+        object.removeValue(forKey: "inputs")
+        let old = try CalibrationStats(jsonData: JSONSerialization.data(withJSONObject: object))
+        XCTAssertNil(old.inputs)
+        XCTAssertEqual(old.layers, stats.layers)
+        XCTAssertNoThrow(try ExpertPruner.plan(stats: old, criterion: .default, budget: .perLayer(ratio: 0.25)))
+    }
+
+    func testMalformedInputStatisticsAreReported() throws {
+        var object = try JSONSerialization.jsonObject(with: Fixtures.calibrate("moe_basic").jsonData()) as! [String: Any]
+        var inputs = object["inputs"] as! [[String: Any]]
+        var attention = inputs[0]["attention"] as! [String: Any]
+        attention["sum_squares"] = [1.0, -2.0]
+        inputs[0]["attention"] = attention
+        object["inputs"] = inputs
+        XCTAssertThrowsError(try CalibrationStats(jsonData: JSONSerialization.data(withJSONObject: object))) {
+            XCTAssertTrue("\($0)".contains("input statistics of layer 0 are malformed"), "\($0)")
+        }
+        let fresh = try JSONSerialization.jsonObject(with: Fixtures.calibrate("moe_basic").jsonData()) as! [String: Any]
+        inputs = fresh["inputs"] as! [[String: Any]]
+        inputs[0].removeValue(forKey: "mlp")
+        inputs[0]["experts"] = []
+        object["inputs"] = inputs
+        XCTAssertThrowsError(try CalibrationStats(jsonData: JSONSerialization.data(withJSONObject: object))) {
+            XCTAssertTrue("\($0)".contains("do not fit its kind"), "\($0)")
+        }
     }
 
     func testWrongVersionAndFormatAreClearErrors() throws {
         var object = try JSONSerialization.jsonObject(with: Fixtures.calibrate("moe_basic").jsonData()) as! [String: Any]
-        object["version"] = 2
+        object["version"] = 3
         XCTAssertThrowsError(try CalibrationStats(jsonData: JSONSerialization.data(withJSONObject: object))) {
-            XCTAssertTrue("\($0)".contains("calibration format version 2"), "\($0)")
+            XCTAssertTrue("\($0)".contains("calibration format version 3"), "\($0)")
         }
         object["format"] = "something-else"
         XCTAssertThrowsError(try CalibrationStats(jsonData: JSONSerialization.data(withJSONObject: object))) {

@@ -39,7 +39,7 @@ final class QuantKernelTests: XCTestCase {
         for i in 0..<cols {
             let w = abs(c.deq[r * cols + i])
             mag += w * abs(c.x[t * cols + i])
-            act += w * (c.q.format == .f32 || c.q.format == .bf16 ? 0 : steps[t * cols + i] / 2)
+            act += w * (c.q.format.isFloat ? 0 : steps[t * cols + i] / 2)
         }
         return act * 1.0001 + mag * 1e-5 + 1e-6
     }
@@ -167,8 +167,8 @@ final class QuantKernelTests: XCTestCase {
                     x[cols - 7] = bad
                     for path in Self.paths {
                         let y = try run(Case(q: c.q, x: x, tokens: 1, deq: c.deq), path: path, threaded: false)
-                        // Integer formats give NaN; f32/bf16 follow IEEE (an Inf may stay ±Inf).
-                        let ok = f == .f32 || f == .bf16 ? y.allSatisfy { !$0.isFinite } : y.allSatisfy(\.isNaN)
+                        // Integer formats give NaN; f32/bf16/f16 follow IEEE (an Inf may stay ±Inf).
+                        let ok = f.isFloat ? y.allSatisfy { !$0.isFinite } : y.allSatisfy(\.isNaN)
                         XCTAssertTrue(ok, "\(f) \(path.name) cols \(cols) \(bad)")
                     }
                 }

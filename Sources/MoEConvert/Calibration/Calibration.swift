@@ -8,16 +8,19 @@ public enum Calibration {
     public struct Options: Sendable {
         public var context = Calibrator.defaultContext
         public var maxTokens = Calibrator.defaultMaxTokens
-        public init(context: Int = Calibrator.defaultContext, maxTokens: Int = Calibrator.defaultMaxTokens) {
+        public var engine = Calibrator.Engine.layerByLayer(memoryBudget: Calibrator.defaultMemoryBudget)
+        public init(context: Int = Calibrator.defaultContext, maxTokens: Int = Calibrator.defaultMaxTokens,
+                    engine: Calibrator.Engine = .layerByLayer(memoryBudget: Calibrator.defaultMemoryBudget)) {
             self.context = context
             self.maxTokens = maxTokens
+            self.engine = engine
         }
     }
 
-    /// Calibrates the checkpoint or bundle at `modelPath` on `data`.
-    /// `progress(tokensDone, tokensTotal)` is called after each window.
+    /// Calibrates the checkpoint or bundle at `modelPath` on `data`; `progress` is called as
+    /// the work advances.
     public static func run(modelPath: String, data: URL, options: Options = Options(),
-                           progress: ((Int, Int) -> Void)? = nil) throws -> CalibrationStats {
+                           progress: ((Calibrator.Progress) -> Void)? = nil) throws -> CalibrationStats {
         let documents = try CalibrationData.load(data)
         let weights = try ModelLoader.weights(at: modelPath)
         guard weights.config.architecture == .ernie45MoE, !weights.config.moeLayers.isEmpty else {
@@ -28,7 +31,7 @@ public enum Calibration {
                                              maxTokens: options.maxTokens)
         let model = try ErnieModel(weights: weights)
         return try Calibrator.run(model: model, weights: weights, windows: windows, source: data.lastPathComponent,
-                                  progress: progress)
+                                  engine: options.engine, progress: progress)
     }
 
     /// Token ids of one document: plain text as is (no BOS), a conversation through the chat

@@ -1,17 +1,22 @@
 import Foundation
 import MoEFormat
 
-/// Routing statistics of one model on one sample of text, as `moepack calibrate` writes them
-/// (versioned JSON, see docs/calibrate.md). Per-expert arrays are indexed by original expert id.
+/// Routing and input statistics of one model on one sample of text, as `moepack calibrate`
+/// writes them (versioned JSON, see docs/calibrate.md). Per-expert arrays are indexed by
+/// original expert id.
 public struct CalibrationStats: Codable, Sendable, Equatable {
     public static let formatName = "moepack-calibration"
-    public static let currentVersion = 1
+    /// Version 2 added `inputs`; version 1 files (routing statistics only) still load.
+    public static let currentVersion = 2
+    public static let readableVersions = 1...2
 
     public var format: String
     public var version: Int
     public var model: ModelInfo
     public var data: DataInfo
     public var layers: [LayerStats]
+    /// Per decoder layer, the input statistics of its products; nil in a version 1 file.
+    public var inputs: [LayerInputs]?
 
     public struct ModelInfo: Codable, Sendable, Equatable {
         /// `ModelIdentity` of the model that was run.
@@ -50,6 +55,28 @@ public struct CalibrationStats: Codable, Sendable, Equatable {
         public var selectionEntropy: Double
     }
 
+    /// Per input channel, the sum of squares over a set of tokens, and their number: the
+    /// diagonal of XᵀX for the rows X a product read (an importance matrix, as llama.cpp's
+    /// imatrix; the mean square of channel c is sumSquares[c] / tokens).
+    public struct ChannelStats: Codable, Sendable, Equatable {
+        public var tokens: Int
+        public var sumSquares: [Double]
+    }
+
+    /// The inputs of one decoder layer's products over the calibration tokens.
+    public struct LayerInputs: Codable, Sendable, Equatable {
+        public var layer: Int
+        /// q, k and v: every token.
+        public var attention: ChannelStats
+        /// gate and up of a dense layer's MLP (nil in a MoE layer).
+        public var mlp: ChannelStats?
+        /// gate and up of a MoE layer's shared experts (nil without them).
+        public var sharedExperts: ChannelStats?
+        /// gate and up of each routed expert, over the tokens routed to it, by original expert
+        /// id (nil in a dense layer; zeros for an expert no token chose, or one pruned away).
+        public var experts: [ChannelStats]?
+    }
+
     public func layer(_ index: Int) -> LayerStats? { layers.first { $0.layer == index } }
 
     // MARK: JSON
@@ -75,8 +102,8 @@ public struct CalibrationStats: Codable, Sendable, Equatable {
             throw CalibrationError("\(source) is not a moepack calibration file (format is not \"\(Self.formatName)\")")
         }
         guard let version = object["version"] as? Int else { throw CalibrationError("\(source) has no version") }
-        guard version == Self.currentVersion else {
-            throw CalibrationError("\(source) has calibration format version \(version); this moepack reads version \(Self.currentVersion) (run calibrate again)")
+        guard Self.readableVersions.contains(version) else {
+            throw CalibrationError("\(source) has calibration format version \(version); this moepack reads versions \(Self.readableVersions.lowerBound) to \(Self.readableVersions.upperBound) (run calibrate again)")
         }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
@@ -93,12 +120,14 @@ public struct CalibrationStats: Codable, Sendable, Equatable {
         try self.init(jsonData: data, source: url.lastPathComponent)
     }
 
-    init(format: String = formatName, version: Int = currentVersion, model: ModelInfo, data: DataInfo, layers: [LayerStats]) {
+    init(format: String = formatName, version: Int = currentVersion, model: ModelInfo, data: DataInfo, layers: [LayerStats],
+         inputs: [LayerInputs]? = nil) {
         self.format = format
         self.version = version
         self.model = model
         self.data = data
         self.layers = layers
+        self.inputs = inputs
     }
 
     /// Internal consistency: one entry per MoE layer, arrays of numExperts values.
@@ -119,6 +148,28 @@ public struct CalibrationStats: Codable, Sendable, Equatable {
             let values = l.weightSum + l.weightMean + l.outputNormMean + l.probabilitySum
             guard values.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
                 throw CalibrationError("\(source): layer \(l.layer) has a negative or non-finite statistic")
+            }
+        }
+        if let inputs { try validate(inputs, source: source) }
+    }
+
+    /// Input statistics: ascending layers, every MoE layer with `numExperts` expert entries and
+    /// no other layer with any, one channel count throughout, counts and sums non-negative.
+    private func validate(_ inputs: [LayerInputs], source: String) throws {
+        guard version >= 2 else { throw CalibrationError("\(source): a version 1 file has no input statistics") }
+        guard zip(inputs, inputs.dropFirst()).allSatisfy({ $0.layer < $1.layer }), inputs.allSatisfy({ $0.layer >= 0 }) else {
+            throw CalibrationError("\(source): input statistics are not in ascending layer order")
+        }
+        let width = inputs.first?.attention.sumSquares.count ?? 0
+        for l in inputs {
+            let isMoE = model.moeLayers.contains(l.layer)
+            guard isMoE ? l.experts?.count == model.numExperts && l.mlp == nil : l.experts == nil else {
+                throw CalibrationError("\(source): input statistics of layer \(l.layer) do not fit its kind (MoE or dense)")
+            }
+            for s in [l.attention] + [l.mlp, l.sharedExperts].compactMap({ $0 }) + (l.experts ?? []) {
+                guard s.sumSquares.count == width, s.tokens >= 0, s.sumSquares.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                    throw CalibrationError("\(source): input statistics of layer \(l.layer) are malformed")
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 import Foundation
 import MoERuntime
 
-/// Accumulates routing statistics while a model runs (a `RoutingObserver`).
+/// Accumulates routing statistics, and the inputs' statistics (`InputRecorder`), while a
+/// model runs (a `RoutingObserver`).
 /// Storage indices are mapped to original expert ids, so a partly pruned model still reports
 /// by original id.
 public final class RoutingRecorder: RoutingObserver {
@@ -24,12 +25,18 @@ public final class RoutingRecorder: RoutingObserver {
     let numExperts: Int
     let kept: [Int: [Int]]
     private(set) var layers: [Int: Layer] = [:]
+    let inputs: InputRecorder
 
     /// `kept[layer]` maps storage index → original expert id.
     public init(numExperts: Int, kept: [Int: [Int]]) {
         self.numExperts = numExperts
         self.kept = kept
+        inputs = InputRecorder(numExperts: numExperts, kept: kept)
         for layer in kept.keys { layers[layer] = Layer(experts: numExperts) }
+    }
+
+    public func observeInputs(layer: Int, site: InputSite, rows: UnsafePointer<Float>, count: Int, width: Int) {
+        inputs.add(layer: layer, site: site, rows: rows, count: count, width: width)
     }
 
     public func observe(layer: Int, decisions: [RoutingDecision], weightedOutputNorms: [[Float]]) {

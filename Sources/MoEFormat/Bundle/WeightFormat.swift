@@ -10,6 +10,8 @@ public enum WeightFormat: String, Sendable, Codable, CaseIterable {
     case int4g32a
     case int4g64a
     case int4g128a
+    /// IEEE binary16: checkpoints stored in float16 (a bundle may carry it too).
+    case f16
 
     /// Int4 group size along the columns, nil for the other formats.
     public var groupSize: Int? {
@@ -30,7 +32,7 @@ public enum WeightFormat: String, Sendable, Codable, CaseIterable {
         guard cols >= 0, cols <= Int.max / 8 else { return nil }
         switch self {
         case .f32: return cols * 4
-        case .bf16: return cols * 2
+        case .bf16, .f16: return cols * 2
         case .int8: return 4 + cols
         default:
             guard let g = groupSize, cols % g == 0 else { return nil }

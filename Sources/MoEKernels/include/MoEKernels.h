@@ -40,7 +40,8 @@ enum {
     MOE_FMT_INT4G32A = 6,   /* groups, f16 scale + f16 min, asymmetric 0..15 */
     MOE_FMT_INT4G64A = 7,
     MOE_FMT_INT4G128A = 8,
-    MOE_FMT_COUNT = 9
+    MOE_FMT_F16 = 9,        /* IEEE binary16 (checkpoints stored in float16) */
+    MOE_FMT_COUNT = 10
 };
 
 /* Error codes (0 is success). moe_strerror gives a sentence for each. */
@@ -107,6 +108,16 @@ int moe_matmul_many(const moe_product *items, int n);
  * thread only. Returns MOE_ERR_PATH if the path is not available here. */
 int moe_matmul_on(int path, int threaded, int fmt, const void *w, int64_t rows,
                   int64_t cols, const float *x, int64_t T, float *y);
+
+/* dst[0..<n] = the n values at src in fmt (f32, bf16 or f16) as f32, exactly, on the
+ * calling thread and the default path. MOE_ERR_FORMAT for the other formats. */
+int moe_widen(int fmt, const void *src, int64_t n, float *dst);
+
+/* A buffer of at least n floats (64-byte aligned) that belongs to the calling thread and
+ * is kept for its next call (one buffer per thread, grown on demand; its previous contents
+ * are lost when it grows). NULL when the allocation fails. For scratch that a pool task
+ * fills and uses before it returns. */
+float *moe_thread_floats(int64_t n);
 
 /* The exact f32 reference: decode each row then accumulate in double.
  * Slow; for tests and error measurements only. */

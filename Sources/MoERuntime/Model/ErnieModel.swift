@@ -13,7 +13,7 @@ public final class ErnieModel: @unchecked Sendable {
     let rotaryFrequencies: [Float]
     /// How `makeCache` stores keys and values: f16 when the attention weights are quantized
     /// (their rounding error is far above f16's, and f16 halves what attention reads per
-    /// position), f32 when the model runs at full precision (a checkpoint, an f32 or bf16
+    /// position), f32 when the model runs at full precision (a checkpoint, an f32, bf16 or f16
     /// bundle), so it follows transformers as closely as before.
     public let cachePrecision: KVCache.Precision
 
@@ -29,7 +29,7 @@ public final class ErnieModel: @unchecked Sendable {
             : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
         rotaryFrequencies = RotaryTable.inverseFrequencies(c)
         let keyFormat = layers.first?.attention.k.kernel?.format
-        let fullPrecision = keyFormat == nil || keyFormat == Int32(MOE_FMT_F32) || keyFormat == Int32(MOE_FMT_BF16)
+        let fullPrecision = keyFormat.map(FloatProduct.handles) ?? true
         self.cachePrecision = cachePrecision ?? (fullPrecision ? .f32 : .f16)
         lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
     }
@@ -98,6 +98,7 @@ struct DecoderLayer: Sendable {
     /// One pre-norm residual block over `count` rows of x:
     /// x += attention(norm(x)); x += mlp(norm(x)). `attend(normed, out)` runs the attention
     /// (one cached sequence, or one row per sequence when batching); the buffers are scratch.
+    /// `observer` sees the routing and the inputs of the products.
     func apply(_ x: inout [Float], normed: inout [Float], branch: inout [Float], count: Int, eps: Float,
                observer: RoutingObserver?,
                attend: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
@@ -107,11 +108,14 @@ struct DecoderLayer: Sendable {
                 branch.withUnsafeMutableBufferPointer { bb in
                     let xp = xb.baseAddress!, np = nb.baseAddress!, bp = bb.baseAddress!
                     Ops.rmsNorm(xp, weight: inputNorm, eps: eps, count: count, into: np)
+                    observer?.observeInputs(layer: index, site: .attention, rows: np, count: count, width: inputNorm.count)
                     attend(np, bp)
                     for i in 0..<n { xp[i] += bp[i] }
                     Ops.rmsNorm(xp, weight: postAttentionNorm, eps: eps, count: count, into: np)
                     switch mlp {
-                    case .dense(let feedForward): feedForward(np, count: count, into: bp)
+                    case .dense(let feedForward):
+                        observer?.observeInputs(layer: index, site: .denseMLP, rows: np, count: count, width: inputNorm.count)
+                        feedForward(np, count: count, into: bp)
                     case .moe(let moe): moe(np, count: count, into: bp, observer: observer)
                     }
                     for i in 0..<n { xp[i] += bp[i] }
@@ -125,6 +129,8 @@ struct DecoderLayer: Sendable {
         case moe(MoEBlock)
     }
 
+    /// Position in the model (0-based).
+    let index: Int
     let inputNorm: [Float]
     let postAttentionNorm: [Float]
     let attention: Attention
@@ -133,6 +139,7 @@ struct DecoderLayer: Sendable {
     init(weights: WeightSource, layer: Int) throws {
         let c = weights.config
         let p = "model.layers.\(layer)"
+        index = layer
         inputNorm = try weights.vector("\(p).input_layernorm.weight", count: c.hiddenSize)
         postAttentionNorm = try weights.vector("\(p).post_attention_layernorm.weight", count: c.hiddenSize)
         attention = try Attention(weights: weights, layer: layer)

@@ -1,4 +1,3 @@
-import CBLAS
 import MoEKernels
 
 /// A weight matrix W of shape [rows, cols] (PyTorch's Linear layout: out × in) that can
@@ -13,6 +12,9 @@ public protocol MatrixOperator: Sendable {
     func copyRow(_ row: Int, into destination: UnsafeMutablePointer<Float>)
     /// Bytes the weights occupy in memory.
     var storageBytes: Int { get }
+    /// Gives back the memory pages of weights read from a file mapping (they are read again
+    /// from the file, or the page cache, when next used); nothing for weights in owned memory.
+    func releasePages()
     /// The stored bytes as the MoEKernels products read them, when the operator keeps them in
     /// one fixed buffer; lets `LinearBatch` run several products as one kernel call.
     var kernelWeights: KernelWeights? { get }
@@ -20,6 +22,7 @@ public protocol MatrixOperator: Sendable {
 
 extension MatrixOperator {
     public var kernelWeights: KernelWeights? { nil }
+    public func releasePages() {}
 }
 
 /// A weight buffer in a MoEKernels format, valid as long as its operator lives.
@@ -30,33 +33,7 @@ public struct KernelWeights: @unchecked Sendable {
     public let cols: Int
 }
 
-/// f32 products shared by the f32 operators. One row of X, or a matrix of at most
-/// `kernelRows` rows (the MoE router), goes through the kernels' f32 path on the thread pool;
-/// several rows of a larger matrix through OpenBLAS sgemm (single-threaded, see
-/// `KernelConfig.setThreads`) on slices of W's rows, one slice per pool task. The router
-/// thus gives a token bit-identical logits whether it is decoded alone or in a batch, and a
-/// batch of a few rows does not pay for sgemm's packing.
-enum F32Product {
-    static let kernelRows = 256
-
-    static func multiply(_ w: UnsafePointer<Float>, rows: Int, cols: Int, _ x: UnsafePointer<Float>, count: Int,
-                         into y: UnsafeMutablePointer<Float>) {
-        guard rows > 0, count > 0 else { return }
-        if count == 1 || rows <= kernelRows {
-            _ = moe_matmul(Int32(MOE_FMT_F32), w, Int64(rows), Int64(cols), x, Int64(count), y)
-            return
-        }
-        let slices = rows * cols * count >= 1 << 20 ? min(max(rows / 64, 1), 4 * KernelConfig.threads) : 1
-        KernelPool.parallelFor(slices) { s in
-            let r0 = rows * s / slices, r1 = rows * (s + 1) / slices
-            guard r1 > r0 else { return }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
-                        x, Int32(cols), w + r0 * cols, Int32(cols), 0, y + r0, Int32(rows))
-        }
-    }
-}
-
-/// An f32 matrix held in memory (checkpoint weights).
+/// An f32 matrix held in memory.
 public final class DenseMatrix: MatrixOperator, @unchecked Sendable {
     public let rows: Int
     public let cols: Int
@@ -73,7 +50,7 @@ public final class DenseMatrix: MatrixOperator, @unchecked Sendable {
 
     public func multiply(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
         values.withUnsafeBufferPointer { w in
-            F32Product.multiply(w.baseAddress!, rows: rows, cols: cols, x, count: count, into: y)
+            FloatProduct.multiply(format: Int32(MOE_FMT_F32), w.baseAddress!, rows: rows, cols: cols, x, count: count, into: y)
         }
     }
 
@@ -121,7 +98,7 @@ public struct Linear: Sendable {
 /// Several independent linear layers applied as one kernel call: the worker threads are woken
 /// once and share the rows of all products (the q/k/v projections, the gate and up projections
 /// of every expert a batch routes to). Falls back to one call per layer when a weight has no
-/// kernel view or is f32 with several input rows (sgemm is faster there).
+/// kernel view or is stored as floats with several input rows (sgemm is faster there).
 struct LinearBatch {
     struct Item {
         let linear: Linear
@@ -140,7 +117,7 @@ struct LinearBatch {
         var products: [moe_product] = []
         products.reserveCapacity(items.count)
         for item in items {
-            guard let w = item.linear.kernel, w.format != Int32(MOE_FMT_F32) || item.count == 1 else {
+            guard let w = item.linear.kernel, !FloatProduct.handles(w.format) || item.count == 1 else {
                 for item in items { item.linear(item.x, count: item.count, into: item.y) }
                 return
             }

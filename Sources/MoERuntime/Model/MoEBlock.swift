@@ -10,11 +10,32 @@ public struct RoutingDecision: Sendable {
     public var probabilities: [Float]
 }
 
-/// Observes routing inside MoE layers (calibration records statistics through this).
+/// Where in a layer products read a set of input rows (for statistics of the inputs).
+public enum InputSite: Hashable, Sendable {
+    /// q, k and v: the layer's normalised hidden states.
+    case attention
+    /// gate and up of a dense layer's MLP.
+    case denseMLP
+    /// gate and up of a MoE layer's shared experts: every token.
+    case sharedExperts
+    /// gate and up of a routed expert, by storage index (as `RoutingDecision.experts`): the
+    /// tokens routed to it.
+    case expert(Int)
+}
+
+/// Observes a forward pass: routing inside MoE layers, and the inputs of the products
+/// (calibration records statistics through this).
 public protocol RoutingObserver: AnyObject {
     /// Called once per MoE layer per forward pass. `expertOutputs[i]` is, for token t and choice
     /// j, the routing-weighted output norm of expert `decisions[t].experts[j]`.
     func observe(layer: Int, decisions: [RoutingDecision], weightedOutputNorms: [[Float]])
+    /// Called with the `count` rows of `width` values that the products at `site` of `layer`
+    /// read, before they run. Does nothing unless implemented.
+    func observeInputs(layer: Int, site: InputSite, rows: UnsafePointer<Float>, count: Int, width: Int)
+}
+
+extension RoutingObserver {
+    public func observeInputs(layer: Int, site: InputSite, rows: UnsafePointer<Float>, count: Int, width: Int) {}
 }
 
 /// ERNIE 4.5's mixture-of-experts block, computed as transformers does: f32 router, softmax,
@@ -117,6 +138,15 @@ struct MoEBlock: Sendable {
                 (gathered + row * hidden).update(from: x + item.token * hidden, count: hidden)
                 row += 1
             }
+        }
+        if let observer {
+            var offset = 0
+            for (expert, items) in assignments.enumerated() where !items.isEmpty {
+                observer.observeInputs(layer: layer, site: .expert(expert), rows: gathered + offset * hidden,
+                                       count: items.count, width: hidden)
+                offset += items.count
+            }
+            if shared != nil { observer.observeInputs(layer: layer, site: .sharedExperts, rows: x, count: count, width: hidden) }
         }
         // gate/up of everything, activation, then every down product.
         var gateUp = LinearBatch(), downs = LinearBatch()

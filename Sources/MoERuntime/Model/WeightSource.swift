@@ -1,6 +1,6 @@
 import MoEFormat
 
-/// Where a model's weights come from: a checkpoint (upcast to f32) or a bundle (stored format).
+/// Where a model's weights come from: a checkpoint or a bundle, each in its stored format.
 /// The model asks for tensors by their hub name; the source decides the representation.
 public protocol WeightSource: Sendable {
     var config: ModelConfig { get }
@@ -24,7 +24,10 @@ extension WeightSource {
     }
 }
 
-/// Reads a Hugging Face checkpoint and upcasts every weight to f32: the reference path.
+/// Reads a Hugging Face checkpoint: the reference path. Matrices stay in their stored dtype
+/// (f32, bf16 or f16) in the shards' memory maps and are multiplied there (`StoredMatrix`);
+/// bf16 and f16 widen to f32 exactly, so the products are the f32 products of the stored
+/// values. Only 1-D tensors are copied, as f32.
 public struct CheckpointWeights: WeightSource {
     public let checkpoint: Checkpoint
     public var config: ModelConfig { checkpoint.config }
@@ -36,7 +39,19 @@ public struct CheckpointWeights: WeightSource {
     }
 
     public func matrix(_ name: String, rows: Int, cols: Int) throws -> any MatrixOperator {
-        DenseMatrix(rows: rows, cols: cols, values: try checkpoint.floats(name, shape: [rows, cols]))
+        let info = try checkpoint.info(name)
+        guard info.shape == [rows, cols] else {
+            throw FormatError("tensor \(name) has shape \(info.shape), expected \([rows, cols])")
+        }
+        let format = WeightFormat(info.dtype)
+        let raw = try checkpoint.rawBytes(name)
+        if let base = raw.baseAddress, Int(bitPattern: base) % info.dtype.byteSize != 0 {
+            // safetensors does not promise aligned tensors: such a one gets an aligned copy of its bytes.
+            let copy = OwnedBytes(count: raw.count)
+            copy.pointer.copyMemory(from: base, byteCount: raw.count)
+            return try StoredMatrix(format: format, rows: rows, cols: cols, buffer: copy.buffer, owner: copy, fileMapped: false)
+        }
+        return try StoredMatrix(format: format, rows: rows, cols: cols, buffer: raw, owner: checkpoint, fileMapped: true)
     }
 
     public func vector(_ name: String, count: Int) throws -> [Float] {

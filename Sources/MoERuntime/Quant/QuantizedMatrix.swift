@@ -22,7 +22,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     private let owner: AnyObject?
 
-    /// Borrows `bytes` (not copied). f32/bf16 data must be 4-/2-byte aligned.
+    /// Borrows `bytes` (not copied). f32/bf16/f16 data must be 4-/2-/2-byte aligned.
     public init(bytes: UnsafeRawBufferPointer, rows: Int, cols: Int, format: WeightFormat,
                 owner: AnyObject?) throws {
         let expected = try format.byteCount(rows: rows, cols: cols)
@@ -30,7 +30,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
             throw QuantError(kind: .sizeMismatch,
                              message: "\(format.rawValue) \(rows)x\(cols) needs \(expected) bytes, got \(bytes.count)")
         }
-        let align = format == .f32 ? 4 : (format == .bf16 ? 2 : 1)
+        let align = format == .f32 ? 4 : (format == .bf16 || format == .f16 ? 2 : 1)
         if let base = bytes.baseAddress, Int(bitPattern: base) % align != 0 {
             throw QuantError(kind: .misaligned,
                              message: "\(format.rawValue) weights must be \(align)-byte aligned")

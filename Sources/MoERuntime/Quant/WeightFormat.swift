@@ -17,8 +17,21 @@ extension WeightFormat {
         case .int4g32a: Int32(MOE_FMT_INT4G32A)
         case .int4g64a: Int32(MOE_FMT_INT4G64A)
         case .int4g128a: Int32(MOE_FMT_INT4G128A)
+        case .f16: Int32(MOE_FMT_F16)
         }
     }
+
+    /// The format a checkpoint tensor of this dtype is stored in.
+    public init(_ dtype: DType) {
+        switch dtype {
+        case .f32: self = .f32
+        case .bf16: self = .bf16
+        case .f16: self = .f16
+        }
+    }
+
+    /// Whether the values are plain floats (f32, bf16, f16): exact in f32, multiplied with sgemm.
+    public var isFloat: Bool { self == .f32 || self == .bf16 || self == .f16 }
 
     public init?(id: Int32) {
         guard let f = WeightFormat.allCases.first(where: { $0.id == id }) else { return nil }
