@@ -65,13 +65,13 @@ for target in "${selected[@]}"; do
   status=0
   "$binary" "$target" "${flags[@]}" "$work" "Tests/Fuzz/corpus/$target" "Tests/Fuzz/regressions/$target" > "$log" 2>&1 || status=$?
   # Last status line: "#N ... cov: C ft: F ... exec/s: E" (fork mode: "#N: cov: C ft: F ...").
-  last=$(grep -E '^#[0-9]+:? .*cov: ' "$log" | tail -1 || true)
+  last=$(grep -E '^#[0-9]+:?[[:space:]].*cov: ' "$log" | tail -1 || true)
   execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
-  [ -n "$execs" ] || execs=$(echo "$last" | grep -oE '^#[0-9]+' | tr -d '#')
-  cov=$(echo "$last" | grep -oE 'cov: [0-9]+' | grep -oE '[0-9]+')
-  ft=$(echo "$last" | grep -oE 'ft: [0-9]+' | grep -oE '[0-9]+')
-  rate=$(grep -oE 'stat::average_exec_per_sec: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
-  [ -n "$rate" ] || rate=$(echo "$last" | grep -oE 'exec/s: [0-9]+' | grep -oE '[0-9]+')
+  [ -n "$execs" ] || execs=$(echo "$last" | grep -oE '^#[0-9]+' | tr -d '#' || true)
+  cov=$(echo "$last" | grep -oE 'cov: [0-9]+' | grep -oE '[0-9]+' || true)
+  ft=$(echo "$last" | grep -oE 'ft: [0-9]+' | grep -oE '[0-9]+' || true)
+  rate=$(grep -oE 'stat::average_exec_per_sec: +[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
+  [ -n "$rate" ] || rate=$(echo "$last" | grep -oE 'exec/s: [0-9]+' | grep -oE '[0-9]+' || true)
   new=$(( $(ls "$crashes" | wc -l) - before ))
   echo "$last"
   printf '%-20s %12s %8s %8s %8s %s\n' "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$new" >> "$root/.fuzz-summary.tmp"
