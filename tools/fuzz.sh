@@ -52,7 +52,9 @@ binary="$scratch/$config/moepack-fuzz"
 export SWIFT_BACKTRACE=enable=no       # libFuzzer handles the crash signals itself
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
 failed=()
-printf '%-20s %12s %8s %8s %8s %s\n' target execs exec/s cov ft findings > "$root/.fuzz-summary.tmp"
+mkdir -p "$root/.fuzz"
+summary="$root/.fuzz/summary.txt"   # the table of the last run
+printf '%-20s %12s %8s %8s %8s %s\n' target execs exec/s cov ft findings > "$summary"
 for target in "${selected[@]}"; do
   work="$root/.fuzz/corpus/$target" crashes="$root/.fuzz/crashes/$target"
   mkdir -p "$work" "$crashes"
@@ -74,7 +76,7 @@ for target in "${selected[@]}"; do
   [ -n "$rate" ] || rate=$(echo "$last" | grep -oE 'exec/s: [0-9]+' | grep -oE '[0-9]+' || true)
   new=$(( $(ls "$crashes" | wc -l) - before ))
   echo "$last"
-  printf '%-20s %12s %8s %8s %8s %s\n' "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$new" >> "$root/.fuzz-summary.tmp"
+  printf '%-20s %12s %8s %8s %8s %s\n' "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$new" >> "$summary"
   if [ "$status" -ne 0 ] || [ "$new" -gt 0 ]; then
     failed+=("$target")
     grep -E 'ERROR: |SUMMARY: |Fatal error|fuzz invariant|Test unit written' "$log" | head -8 || true
@@ -82,7 +84,7 @@ for target in "${selected[@]}"; do
   fi
 done
 echo
-cat "$root/.fuzz-summary.tmp" && rm -f "$root/.fuzz-summary.tmp"
+cat "$summary"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "crashed: ${failed[*]} (replay one: $binary TARGET FILE; add it to Tests/Fuzz/regressions/TARGET once fixed)" >&2
   exit 1

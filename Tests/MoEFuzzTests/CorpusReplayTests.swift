@@ -36,7 +36,7 @@ final class CorpusReplayTests: XCTestCase {
     /// libFuzzer run is tools/fuzz.sh). A crash stops the suite; rerun the mutation printed last
     /// with the same seed to reproduce it.
     func testMutatedSeedsDoNotCrash() throws {
-        let perTarget = 150
+        let perTarget = 400
         for target in FuzzTarget.allCases {
             let seeds = try inputs("corpus", target).map { try Data(contentsOf: $0) }
             var mutator = ByteMutator(seed: 0x6D6F_6570_6163_6B00 ^ UInt64(target.rawValue.utf8.count))
