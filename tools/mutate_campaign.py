@@ -4,10 +4,12 @@
 
     python3 tools/mutate_campaign.py [--count 300] [--seconds 600] [--moepack .build/release/moepack]
 
-Mutations: bit flips and random bytes anywhere, truncations, trailing bytes, header length
-fields +-1 (bundles also with the header checksum made right, so the change gets past it),
-numbers in the bundle manifest and in config.json replaced by huge, negative, fractional or
-wrong-typed values, safetensors offsets, shapes and dtypes changed, fields deleted.
+First a deterministic sweep of config.json (every integer field at 2^40 and 2^40 + 1, the
+attention sizes at 2^40 together; --no-sweep skips it), then random mutations: bit flips and
+random bytes anywhere, truncations, trailing bytes, header length fields +-1 (bundles also
+with the header checksum made right, so the change gets past it), numbers in the bundle
+manifest and in config.json replaced by huge, negative, fractional or wrong-typed values,
+safetensors offsets, shapes and dtypes changed, fields deleted.
 
 Each run has a memory limit (RLIMIT_AS, --memory-mb, default 2048) and a timeout
 (--timeout, default 30 s). Outcomes:
@@ -182,6 +184,24 @@ def mutate_bundle(blob, rng):
 
 # ---------- checkpoint helpers ----------
 
+def config_sweep(checkpoint):
+    """Deterministic config.json edits run before the random ones: each integer field at 2^40
+    (the largest value ModelConfig takes) and at 2^40 + 1, and the attention sizes at 2^40 together."""
+    config = json.loads(open(os.path.join(checkpoint, "config.json"), "rb").read())
+    keys = [k for k, v in config.items() if isinstance(v, int) and not isinstance(v, bool)]
+    edits = [{k: v} for k in keys for v in (2 ** 40, 2 ** 40 + 1)]
+    edits.append({"num_attention_heads": 2 ** 40, "num_key_value_heads": 2 ** 40, "head_dim": 2 ** 40})
+    return edits
+
+
+def apply_config_edit(directory, edit):
+    path = os.path.join(directory, "config.json")
+    config = json.loads(open(path, "rb").read())
+    config.update(edit)
+    open(path, "wb").write(dumps(config))
+    return "config-sweep:" + ",".join(f"{k}={v}" for k, v in edit.items())
+
+
 def mutate_checkpoint(directory, rng):
     """Mutates one file of a checkpoint directory in place; returns a description."""
     st_path = os.path.join(directory, "model.safetensors")
@@ -330,6 +350,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bundle", default=os.path.join(ROOT, "Tests/Fuzz/corpus/bundle/dense-wint4.mpk"))
     parser.add_argument("--checkpoint", default=os.path.join(FIXTURES, "dense"))
+    parser.add_argument("--no-sweep", action="store_true", help="skip the deterministic config.json sweep")
     parser.add_argument("--keep", default=os.path.join(ROOT, ".fuzz/campaign"), help="where reproducers go")
     args = parser.parse_args()
     moepack = args.moepack
@@ -349,10 +370,11 @@ def main():
     slowest = 0.0
     start = time.monotonic()
     done = 0
+    sweep = [] if args.no_sweep else config_sweep(args.checkpoint)
     with tempfile.TemporaryDirectory(prefix="moepack-mutate-") as tmp:
         while done < args.count and time.monotonic() - start < args.seconds:
             done += 1
-            on_bundle = done % 2 == 1
+            on_bundle = not sweep and done % 2 == 1
             case = os.path.join(tmp, f"case{done}")
             npy = os.path.join(tmp, "out.npy")
             if on_bundle:
@@ -362,7 +384,7 @@ def main():
                 commands = [("bundle inspect --verify", [moepack, "inspect", model, "--verify"], None)]
             else:
                 shutil.copytree(args.checkpoint, case, ignore=shutil.ignore_patterns("golden"))
-                desc = mutate_checkpoint(case, rng)
+                desc = apply_config_edit(case, sweep.pop(0)) if sweep else mutate_checkpoint(case, rng)
                 model = case
                 commands = [("checkpoint inspect", [moepack, "inspect", model], None)]
             commands.append((("bundle" if on_bundle else "checkpoint") + " logits",
