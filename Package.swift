@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "moepack", targets: ["moepack"]),
         .executable(name: "moepack-kernel-bench", targets: ["KernelBench"]),
+        .executable(name: "moepack-fuzz", targets: ["FuzzDriver"]),
         .library(name: "MoERuntime", targets: ["MoERuntime"]),
         .library(name: "MoEConvert", targets: ["MoEConvert"]),
         .library(name: "MoEServe", targets: ["MoEServe"]),
@@ -70,6 +71,12 @@ let package = Package(
         // Kernel throughput benchmark (weight GB/s per format against read bandwidth).
         .executableTarget(name: "KernelBench", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels"]),
 
+        // Fuzz targets over every parser of untrusted bytes, and their driver: it replays files,
+        // or fuzzes when tools/fuzz.sh links libFuzzer in (see docs/fuzzing.md).
+        .target(name: "MoEFuzz", dependencies: ["MoEFormat", "MoETokenizer", "MoEServe"]),
+        .target(name: "CFuzzHooks"),
+        .executableTarget(name: "FuzzDriver", dependencies: ["MoEFuzz", "CFuzzHooks"]),
+
         // Fixture paths and comparisons shared by the test targets.
         .target(name: "MoETestSupport", dependencies: ["MoEFormat"], path: "Sources/MoETestSupport"),
 
@@ -80,6 +87,7 @@ let package = Package(
         .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETokenizer", "MoETestSupport",
                                                          .product(name: "Logging", package: "swift-log"),
                                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .testTarget(name: "MoEFuzzTests", dependencies: ["MoEFuzz"]),
         .testTarget(name: "CLITests", dependencies: ["moepack", "MoEFormat", "MoETestSupport"]),
     ]
 )

@@ -11,11 +11,14 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let bytes: UnsafeRawBufferPointer
     private let base: UnsafeMutableRawPointer?
+    /// True when `bytes` is an allocated copy (`init(copying:path:)`), not a map.
+    private let isCopy: Bool
 
     public var count: Int { bytes.count }
 
     public init(path: String) throws {
         self.path = path
+        isCopy = false
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw FormatError("cannot open \(path): \(String(cString: strerror(errno)))")
@@ -42,8 +45,26 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: mapped, count: size)
     }
 
+    /// The same interface over bytes already in memory (the fuzz targets parse inputs this way);
+    /// `path` only names the bytes in messages. The copy is exactly `bytes.count` long, so a
+    /// read past the end is caught by the address sanitizer.
+    public init(copying data: Data, path: String) {
+        self.path = path
+        isCopy = true
+        guard !data.isEmpty else {
+            base = nil
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: data.count, alignment: 64)
+        data.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        base = copy
+        bytes = UnsafeRawBufferPointer(start: copy, count: data.count)
+    }
+
     deinit {
-        if let base { munmap(base, bytes.count) }
+        guard let base else { return }
+        if isCopy { base.deallocate() } else { munmap(base, bytes.count) }
     }
 
     /// Reads a little-endian integer at `offset`; the caller has checked the bounds.

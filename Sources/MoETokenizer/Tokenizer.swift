@@ -48,7 +48,11 @@ public struct Tokenizer: Sendable {
     /// Builds a tokenizer from the bytes of `tokenizer.model` and of the optional JSON files,
     /// keyed by file name (for bundles that embed them).
     public init(modelData: Data, configFiles: [String: Data]) throws {
-        let sp = try SentencePieceTokenizer(modelData: modelData)
+        try self.init(sentencePiece: SentencePieceTokenizer(modelData: modelData), configFiles: configFiles)
+    }
+
+    /// A parsed SentencePiece model with the optional JSON files (one model, several configs).
+    public init(sentencePiece sp: SentencePieceTokenizer, configFiles: [String: Data]) throws {
         let config = try TokenizerConfig(files: configFiles)
         sentencePiece = sp
 

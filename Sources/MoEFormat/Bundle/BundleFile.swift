@@ -15,9 +15,14 @@ public final class BundleFile: Sendable {
     public var name: String { (path as NSString).lastPathComponent }
     public var fileSize: Int { file.count }
 
-    public init(path: String) throws {
-        self.path = path
-        file = try MappedFile(path: path)
+    public convenience init(path: String) throws {
+        try self.init(file: MappedFile(path: path))
+    }
+
+    /// Opens a bundle already mapped (or copied into memory, see `MappedFile(copying:path:)`).
+    public init(file: MappedFile) throws {
+        path = file.path
+        self.file = file
         let name = (path as NSString).lastPathComponent
         header = try BundleHeader.decode(file.bytes, fileSize: file.count, name: name)
         let manifestBytes = UnsafeRawBufferPointer(rebasing: file.bytes[header.manifestOffset..<(header.manifestOffset + header.manifestLength)])
