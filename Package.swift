@@ -73,7 +73,7 @@ let package = Package(
 
         // Fuzz targets over every parser of untrusted bytes, and their driver: it replays files,
         // or fuzzes when tools/fuzz.sh links libFuzzer in (see docs/fuzzing.md).
-        .target(name: "MoEFuzz", dependencies: ["MoEFormat", "MoETokenizer", "MoEServe"]),
+        .target(name: "MoEFuzz", dependencies: ["MoEFormat", "MoETokenizer", "MoERuntime", "MoEServe"]),
         .target(name: "CFuzzHooks"),
         .executableTarget(name: "FuzzDriver", dependencies: ["MoEFuzz", "CFuzzHooks"]),
 

@@ -1,21 +1,15 @@
 import Foundation
+import MoERuntime
 
 /// A small seeded mutator (bit flips, byte writes, interesting integers, truncation, insertion,
 /// deletion, duplication), for a smoke run of the targets without libFuzzer: the normal test
 /// suite runs it, so CI needs no sanitizer build. Deterministic for a given seed.
 public struct ByteMutator {
-    private var state: UInt64
+    private var random: SplitMix64
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { random = SplitMix64(state: seed) }
 
-    /// SplitMix64.
-    private mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private mutating func next() -> UInt64 { random.next() }
 
     private mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
 
