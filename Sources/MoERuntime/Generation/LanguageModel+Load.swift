@@ -20,21 +20,29 @@ extension LanguageModel {
         }
         var stops = tokenizer.stopTokenIDs
         if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { stops.insert(id) }
-        stops.formUnion(try GenerationConfig.stopTokenIDs(at: path))
-        return LanguageModel(model: model, tokenizer: tokenizer, stopTokenIDs: stops,
-                             generationDefaults: try GenerationDefaults.load(at: path))
+        let generation = try GenerationConfig.load(at: path)
+        stops.formUnion(generation.stopTokenIDs)
+        return LanguageModel(model: model, tokenizer: tokenizer, stopTokenIDs: stops, generationDefaults: generation.defaults)
     }
 }
 
-/// The end-of-sequence ids of a model's generation_config.json (`eos_token_id`: one id or a list).
+/// A model's generation_config.json, read once: its end-of-sequence ids (`eos_token_id`: one id
+/// or a list) and its sampling defaults.
 enum GenerationConfig {
-    static func stopTokenIDs(at path: String) throws -> Set<Int32> {
-        guard let data = try ModelLoader.companionFile(named: "generation_config.json", at: path) else { return [] }
+    static func load(at path: String) throws -> (stopTokenIDs: Set<Int32>, defaults: GenerationDefaults) {
+        guard let data = try ModelLoader.companionFile(named: "generation_config.json", at: path) else { return ([], .none) }
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw FormatError("generation_config.json of \(path) is not valid JSON")
         }
-        guard let json = object as? [String: Any], let eos = json["eos_token_id"] else { return [] }
+        guard let json = object as? [String: Any] else {
+            throw FormatError("generation_config.json of \(path) is not a JSON object")
+        }
+        return (try stopTokenIDs(json, path: path), try GenerationDefaults(json: json, source: "generation_config.json of \(path)"))
+    }
+
+    static func stopTokenIDs(_ json: [String: Any], path: String) throws -> Set<Int32> {
+        guard let eos = json["eos_token_id"] else { return [] }
         let values: [Any] = (eos as? [Any]) ?? [eos]
         return try Set(values.map { value in
             guard let number = value as? NSNumber, let id = Int32(exactly: number.doubleValue), id >= 0 else {
@@ -85,15 +93,6 @@ public struct GenerationDefaults: Sendable, Equatable {
         topP = try number("top_p") { $0 > 0 && $0 <= 1 }
         topK = try number("top_k") { $0 >= 0 && $0 <= 1e9 && $0.rounded() == $0 }.map { Int($0) }
         repetitionPenalty = try number("repetition_penalty") { $0 > 0 && $0.isFinite }
-    }
-
-    /// The defaults of the generation_config.json next to a checkpoint or carried by a bundle.
-    static func load(at path: String) throws -> GenerationDefaults {
-        guard let data = try ModelLoader.companionFile(named: "generation_config.json", at: path) else { return .none }
-        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw FormatError("generation_config.json of \(path) is not a JSON object")
-        }
-        return try GenerationDefaults(json: json, source: "generation_config.json of \(path)")
     }
 
     /// What transformers' generate() does with these when the caller sets nothing: greedy unless
