@@ -80,7 +80,7 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         try Self.refuseUnimplemented(json)
         let reader = ConfigReader(json: json)
         let moe = architecture == .ernie45MoE
-        vocabSize = try reader.int("vocab_size", default: 103424, min: 1, max: 1 << 22)
+        vocabSize = try reader.int("vocab_size", default: 103424, min: 1, max: Self.maxVocabSize)
         hiddenSize = try reader.int("hidden_size", default: moe ? 2560 : 1024, min: 1, max: 1 << 16)
         intermediateSize = try reader.int("intermediate_size", default: moe ? 12288 : 3072, min: 1, max: 1 << 20)
         numHiddenLayers = try reader.int("num_hidden_layers", default: moe ? 28 : 18, min: 1, max: Self.maxLayers)
@@ -133,6 +133,7 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     /// every size product far from overflow before the file's own tensors are compared.
     public static let maxLayers = 1024
     public static let maxExperts = 4096
+    public static let maxVocabSize = 1 << 22
 
     /// Fields that change what transformers computes and that moepack does not implement are
     /// refused by name rather than silently ignored.
@@ -217,5 +218,25 @@ private struct ConfigReader {
             throw FormatError("config.json: \(key) is not true or false")
         }
         return n.boolValue
+    }
+}
+
+extension ModelConfig {
+    /// The config fields that define the computation, in a fixed text form (raw config.json
+    /// bytes are not used: a bundle may store the config differently).
+    public var canonicalText: String {
+        let c = self
+        let fields: [(String, String)] = [
+            ("architecture", c.architecture.rawValue), ("vocab_size", "\(c.vocabSize)"),
+            ("hidden_size", "\(c.hiddenSize)"), ("intermediate_size", "\(c.intermediateSize)"),
+            ("num_hidden_layers", "\(c.numHiddenLayers)"), ("num_attention_heads", "\(c.numAttentionHeads)"),
+            ("num_key_value_heads", "\(c.numKeyValueHeads)"), ("head_dim", "\(c.headDim)"),
+            ("rms_norm_eps", "\(c.rmsNormEps)"), ("rope_theta", "\(c.ropeTheta)"), ("use_bias", "\(c.useBias)"),
+            ("tie_word_embeddings", "\(c.tieWordEmbeddings)"), ("moe_num_experts", "\(c.moeNumExperts)"),
+            ("moe_k", "\(c.moeK)"), ("moe_intermediate_size", "\(c.moeIntermediateSize)"),
+            ("moe_num_shared_experts", "\(c.moeNumSharedExperts)"), ("moe_layers", "\(c.moeLayers)"),
+            ("moe_norm_min", "\(c.moeNormMin)"),
+        ]
+        return fields.map { "\($0.0)=\($0.1)\n" }.joined()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoEConvert
+import MoERuntime
 
 struct Calibrate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -57,6 +58,7 @@ struct Calibrate: ParsableCommand {
         threading.apply()
         let budget = memoryBudget.flatMap(ByteSize.parse) ?? Calibrator.defaultMemoryBudget
         let progress = ProgressLine(label: "calibrate", total: 1000)
+        let start = Date()
         let stats = try Calibration.run(
             modelPath: model, data: URL(fileURLWithPath: data),
             options: .init(context: context, maxTokens: maxTokens,
@@ -69,8 +71,11 @@ struct Calibrate: ParsableCommand {
                 progress.update(Int(p.fraction * 1000), detail: detail)
             }
         progress.finish()
+        let seconds = Date().timeIntervalSince(start)
         try stats.write(to: URL(fileURLWithPath: output))
-        var lines = ["calibrated on \(stats.data.tokens) tokens (\(stats.data.windows) windows), \(stats.layers.count) MoE layers → \(output)"]
+        var lines = ["calibrated on \(stats.data.tokens) tokens (\(stats.data.windows) windows), \(stats.layers.count) MoE layers → \(output)",
+                     PassSpeed.line("calibrate", tokens: stats.data.tokens, seconds: seconds,
+                                    config: try ModelLoader.weights(at: model).config)]
         if let report {
             let criterion = PruningCriterion(rawValue: reportCriterion) ?? .default
             let plan = try ExpertPruner.plan(stats: stats, criterion: criterion, budget: .perLayer(ratio: reportRatio))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MoEFormat
 import MoERuntime
 
 #if canImport(Glibc)
@@ -99,5 +100,25 @@ enum ByteSize {
         guard let value = Double(s), value.isFinite, value > 0, value * scale < 9e18 else { return nil }
         let bytes = Int(value * scale)
         return bytes > 0 ? bytes : nil
+    }
+
+    /// "1.52 GiB", "340.0 MiB", "912 KiB".
+    static func text(_ bytes: Int) -> String {
+        let b = Double(bytes)
+        if bytes >= 1 << 30 { return String(format: "%.2f GiB", b / Double(1 << 30)) }
+        if bytes >= 1 << 20 { return String(format: "%.1f MiB", b / Double(1 << 20)) }
+        return "\(bytes / 1024) KiB"
+    }
+}
+
+/// The speed of a pass over many tokens (calibration, reference scoring), next to what OpenBLAS
+/// sgemm reaches on this machine at the model's hidden size: FLOPs are 2 per active parameter
+/// per token, as `moepack bench` counts them.
+enum PassSpeed {
+    static func line(_ label: String, tokens: Int, seconds: Double, config: ModelConfig) -> String {
+        let flops = 2.0 * Double(ModelLayout(config: config).parameterCounts.activePerToken) * Double(tokens)
+        let sgemm = ModelBenchmark.sgemmGFLOPS(m: 256, n: config.hiddenSize, k: config.hiddenSize, threads: KernelConfig.threads)
+        return String(format: "%@: %d tokens in %.1f s, %.1f tokens/s, %.1f GFLOP/s (OpenBLAS sgemm here: %.1f GFLOP/s)",
+                      label, tokens, seconds, Double(tokens) / max(seconds, 1e-9), flops / max(seconds, 1e-9) / 1e9, sgemm)
     }
 }

@@ -3,13 +3,16 @@ import Foundation
 
 /// Reads a UTF-8 text file, with a clear error when it is missing or not text.
 func readTextFile(_ path: String) throws -> String {
+    guard let text = String(data: try readFileBytes(path), encoding: .utf8) else { throw InputError("\(path) is not UTF-8 text") }
+    return text
+}
+
+/// Reads a whole file, with a clear error when it is missing or unreadable.
+func readFileBytes(_ path: String) throws -> Data {
     guard FileManager.default.fileExists(atPath: path) else { throw InputError("\(path) does not exist") }
-    let data: Data
-    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+    do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw InputError("cannot read \(path): \(error.localizedDescription)")
     }
-    guard let text = String(data: data, encoding: .utf8) else { throw InputError("\(path) is not UTF-8 text") }
-    return text
 }
 
 enum TextLines {

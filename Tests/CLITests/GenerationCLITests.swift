@@ -133,7 +133,37 @@ final class GenerationCLITests: XCTestCase {
         XCTAssertEqual(perplexity, expected.perplexity, accuracy: expected.perplexity * 0.005)
         XCTAssertEqual(try XCTUnwrap(report["totalNLL"] as? Double), expected.total_nll, accuracy: expected.total_nll * 1e-4)
         XCTAssertNil(report["reference"])
-        XCTAssertEqual(result.stderr, "")  // no progress bar when stderr is not a terminal
+        // No progress bar when stderr is not a terminal: only the pass's speed.
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, result.stderr)
+        XCTAssertTrue(lines.first?.hasPrefix("eval: 20881 tokens in ") ?? false, result.stderr)
+        XCTAssertTrue(result.stderr.contains("GFLOP/s (OpenBLAS sgemm here: "), result.stderr)
+    }
+
+    /// `--save-reference` then `--reference REF`: the checkpoint against its own reference file,
+    /// and the file refused for another text.
+    func testEvalThroughAReferenceFile() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = try String(contentsOf: Fixtures.tinyModel.appendingPathComponent("heldout.txt"), encoding: .utf8)
+        let data = dir.appendingPathComponent("a.txt"), other = dir.appendingPathComponent("b.txt")
+        try String(text.prefix(3000)).write(to: data, atomically: true, encoding: .utf8)
+        try String(text.dropFirst(3000).prefix(3000)).write(to: other, atomically: true, encoding: .utf8)
+        let ref = dir.appendingPathComponent("a.mpkref").path
+        let saved = try runMoepack(["eval", Fixtures.tinyModel.path, "--data", data.path, "--save-reference", ref, "--json"])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertTrue(saved.stderr.contains("reference → \(ref)"), saved.stderr)
+        let scored = try runMoepack(["eval", Fixtures.tinyModel.path, "--data", data.path, "--reference", ref, "--json"])
+        XCTAssertEqual(scored.status, 0, scored.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(scored.stdout.utf8)) as? [String: Any])
+        let comparison = try XCTUnwrap(report["reference"] as? [String: Any])
+        XCTAssertEqual(comparison["top1Agreement"] as? Double, 1)
+        XCTAssertEqual(try XCTUnwrap(comparison["meanKLDivergence"] as? Double), 0, accuracy: 1e-5)
+        let refused = try runMoepack(["eval", Fixtures.tinyModel.path, "--data", other.path, "--reference", ref])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("was made from a different text (a.txt"), refused.stderr)
+        let both = try runMoepack(["eval", Fixtures.tinyModel.path, "--data", data.path, "--reference", ref, "--save-reference", ref])
+        XCTAssertNotEqual(both.status, 0)
     }
 
     func testBadInputGivesOneClearLine() throws {

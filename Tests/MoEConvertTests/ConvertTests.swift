@@ -352,3 +352,31 @@ final class BundleTokenizerTests: XCTestCase {
         XCTAssertEqual(bundled.stopTokenIDs, reference.stopTokenIDs)
     }
 }
+
+/// A reference file gives the built-in model's KL within 1e-4 of the exact in-memory comparison.
+final class ReferenceFileErrorTests: XCTestCase {
+    func testEncodingErrorOnTheBuiltInModelIsBelowTheBound() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bundle = dir.appendingPathComponent("w4.mpk").path
+        try Converter.convert(checkpoint: Fixtures.tinyModel.path, output: bundle,
+                              options: ConvertOptions(profile: Profile.load("wint4-all"), pruneStage: nil))
+        let lm = try LanguageModel.load(at: Fixtures.tinyModel.path)
+        let text = try String(contentsOf: Fixtures.tinyModel.appendingPathComponent("heldout.txt"), encoding: .utf8)
+        let ids = Array(try lm.tokenizer.encode(text, addBOS: false, parseSpecialTokens: false).prefix(4096))
+        let model = try ModelLoader.model(at: bundle)
+        let exact = try XCTUnwrap(Evaluator.evaluate(model: model, tokens: ids, context: 256, reference: lm.model).reference)
+        let path = dir.appendingPathComponent("ref.mpkref").path
+        let source = ReferenceText(source: "heldout.txt", sha256: "x")
+        _ = try Evaluator.saveReference(model: lm.model, modelSource: "tiny", tokens: ids, context: 256, text: source,
+                                        to: path, memoryBudget: 1 << 20)
+        let fromFile = try XCTUnwrap(Evaluator.evaluate(model: model, tokens: ids, context: 256,
+                                                        reference: ReferenceFileReader(path: path), text: source,
+                                                        memoryBudget: 1 << 20).reference)
+        XCTAssertEqual(fromFile.meanKLDivergence, exact.meanKLDivergence, accuracy: 1e-4)
+        XCTAssertEqual(fromFile.top1Agreement, exact.top1Agreement)
+        XCTAssertEqual(fromFile.referencePerplexity, exact.referencePerplexity, accuracy: exact.referencePerplexity * 1e-6)
+        print(String(format: "reference file: mean KL %.8f, exact %.8f, difference %.2e", fromFile.meanKLDivergence,
+                     exact.meanKLDivergence, fromFile.meanKLDivergence - exact.meanKLDivergence))
+    }
+}

@@ -33,6 +33,15 @@ public struct SHA256Hasher: Sendable {
         for region in data.regions { region.withUnsafeBytes { update($0) } }
     }
 
+    /// Hashes the IEEE bit patterns of `values` in little-endian order, so equal values hash
+    /// equally on any host.
+    public mutating func update(littleEndian values: [Float]) {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        bytes.withUnsafeBytes { update($0) }
+    }
+
     /// The digest as 64 lowercase hex digits.
     public mutating func finalizeHex() -> String {
         let bitLength = length &* 8

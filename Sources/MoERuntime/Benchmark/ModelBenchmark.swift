@@ -113,10 +113,7 @@ public struct ModelBenchmark {
         // The sgemm reference runs last on OpenBLAS's own threads, once the kernel pool's workers
         // have gone idle, so the two pools never compete for the cores during a measurement.
         log("OpenBLAS sgemm reference")
-        KernelConfig.setThreads(1)
-        openblas_set_num_threads(Int32(threads))
-        let sgemm = Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize)
-        openblas_set_num_threads(1)
+        let sgemm = Self.sgemmGFLOPS(m: options.promptTokens, n: c.hiddenSize, k: c.hiddenSize, threads: threads)
         let active = model.activeWeightBytesPerToken
         let decode = median(decodeRates)
         let prefill = median(prefillRates)
@@ -222,6 +219,19 @@ public struct ModelBenchmark {
             best = max(best, Double(total) / Date().timeIntervalSince(start) / 1e9)
         }
         return best
+    }
+
+    /// OpenBLAS sgemm speed on `threads` of OpenBLAS's own threads (the kernel pool is shrunk
+    /// to one thread meanwhile and restored after, so the two pools never compete).
+    public static func sgemmGFLOPS(m: Int, n: Int, k: Int, threads: Int) -> Double {
+        let poolThreads = KernelConfig.threads
+        _ = KernelConfig.setThreads(1)
+        openblas_set_num_threads(Int32(threads))
+        defer {
+            openblas_set_num_threads(1)
+            _ = KernelConfig.setThreads(poolThreads)
+        }
+        return sgemmGFLOPS(m: m, n: n, k: k)
     }
 
     /// OpenBLAS sgemm speed on an [m, k] × [k, n] product, best of a few runs.

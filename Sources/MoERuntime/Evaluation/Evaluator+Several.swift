@@ -7,9 +7,7 @@ extension Evaluator {
     public static func evaluate(models: [ErnieModel], tokens: [Int32], context: Int, reference: ErnieModel,
                                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [EvaluationReport] {
         for model in models { try validate(model: model, tokens: tokens, context: context, reference: reference) }
-        let windows = stride(from: 0, to: tokens.count, by: context)
-            .map { Array(tokens[$0..<min($0 + context, tokens.count)]) }
-            .filter { $0.count >= 2 }
+        let windows = windows(tokens, context: context)
         var totals = [Totals](repeating: Totals(), count: models.count)
         let referenceCache = reference.makeCache(capacity: context)
         let caches = models.map { $0.makeCache(capacity: context) }
@@ -25,13 +23,6 @@ extension Evaluator {
             }
             progress?(index + 1, windows.count)
         }
-        return totals.map { t in
-            let n = Double(t.predictions)
-            return EvaluationReport(
-                context: context, tokens: tokens.count, windows: windows.count, predictedTokens: t.predictions,
-                totalNLL: t.nll, perplexity: exp(t.nll / n),
-                reference: ReferenceComparison(meanKLDivergence: t.kl / n, top1Agreement: Double(t.agreements) / n,
-                                               referencePerplexity: exp(t.referenceNLL / n)))
-        }
+        return totals.map { report($0, tokens: tokens.count, windows: windows.count, context: context, withReference: true) }
     }
 }

@@ -12,9 +12,7 @@ public enum Evaluator {
                                 reference: ErnieModel? = nil,
                                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationReport {
         try validate(model: model, tokens: tokens, context: context, reference: reference)
-        let windows = stride(from: 0, to: tokens.count, by: context)
-            .map { tokens[$0..<min($0 + context, tokens.count)] }
-            .filter { $0.count >= 2 }
+        let windows = windows(tokens, context: context)
         var totals = Totals()
         let cache = model.makeCache(capacity: context)
         let referenceCache = reference?.makeCache(capacity: context)
@@ -22,7 +20,7 @@ public enum Evaluator {
         progress?(0, windows.count)
         for (index, window) in windows.enumerated() {
             try Task.checkCancellation()
-            let ids = Array(window)
+            let ids = window
             cache.reset()
             let logits = try model.forward(ids, cache: cache)
             var referenceLogits: [Float]?
@@ -33,13 +31,7 @@ public enum Evaluator {
             score(ids, logits: logits, referenceLogits: referenceLogits, vocab: vocab, into: &totals)
             progress?(index + 1, windows.count)
         }
-        let n = Double(totals.predictions)
-        return EvaluationReport(
-            context: context, tokens: tokens.count, windows: windows.count, predictedTokens: totals.predictions,
-            totalNLL: totals.nll, perplexity: exp(totals.nll / n),
-            reference: reference == nil ? nil : ReferenceComparison(
-                meanKLDivergence: totals.kl / n, top1Agreement: Double(totals.agreements) / n,
-                referencePerplexity: exp(totals.referenceNLL / n)))
+        return report(totals, tokens: tokens.count, windows: windows.count, context: context, withReference: reference != nil)
     }
 
     static func validate(model: ErnieModel, tokens: [Int32], context: Int, reference: ErnieModel?) throws {

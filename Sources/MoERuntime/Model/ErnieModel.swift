@@ -63,14 +63,20 @@ public final class ErnieModel: @unchecked Sendable {
         }
         cache.commit(count)
         let rows = lastOnly ? 1 : count
-        let first = count - rows
-        var logits = [Float](repeating: 0, count: rows * c.vocabSize)
+        return try headLogits(&x, fromRow: count - rows, count: rows, firstPosition: cache.count - rows)
+    }
+
+    /// The final norm (in place) and lm_head over `count` hidden states of x from row
+    /// `fromRow`: logits [count, vocab]. `firstPosition` names the first row in errors.
+    func headLogits(_ x: inout [Float], fromRow: Int, count: Int, firstPosition: Int) throws -> [Float] {
+        let c = config, h = c.hiddenSize
+        var logits = [Float](repeating: 0, count: count * c.vocabSize)
         x.withUnsafeMutableBufferPointer { xb in
-            let start = xb.baseAddress! + first * h
-            Ops.rmsNorm(start, weight: finalNorm, eps: Float(c.rmsNormEps), count: rows, into: start)
-            logits.withUnsafeMutableBufferPointer { lmHead(start, count: rows, into: $0.baseAddress!) }
+            let start = xb.baseAddress! + fromRow * h
+            Ops.rmsNorm(start, weight: finalNorm, eps: Float(c.rmsNormEps), count: count, into: start)
+            logits.withUnsafeMutableBufferPointer { lmHead(start, count: count, into: $0.baseAddress!) }
         }
-        try Self.checkFinite(logits, vocabSize: c.vocabSize, firstPosition: cache.count - rows)
+        try Self.checkFinite(logits, vocabSize: c.vocabSize, firstPosition: firstPosition)
         return logits
     }
 

@@ -33,6 +33,15 @@ extension ErnieModel {
     /// so `observer` sees the same values; the final norm and lm_head are not run.
     public func observeLayerByLayer(_ windows: [[Int32]], observer: RoutingObserver, memoryBudget: Int,
                                     progress: ((LayerPassProgress) -> Void)? = nil) throws {
+        try runLayerByLayer(windows, observer: observer, memoryBudget: memoryBudget, progress: progress, logits: nil)
+    }
+
+    /// `observeLayerByLayer`, and when `logits` is given, the final norm and lm_head too: once a
+    /// group's windows have passed the last layer, `logits(w, values)` receives window w's
+    /// logits [count, vocab] (exactly `forward`'s), in window order.
+    public func runLayerByLayer(_ windows: [[Int32]], observer: RoutingObserver?, memoryBudget: Int,
+                                progress: ((LayerPassProgress) -> Void)? = nil,
+                                logits: ((_ window: Int, _ logits: [Float]) throws -> Void)?) throws {
         let c = config, h = c.hiddenSize
         guard let longest = windows.map(\.count).max(), longest > 0 else { return }
         guard longest <= c.maxPositionEmbeddings else {
@@ -77,8 +86,16 @@ extension ErnieModel {
                 }
                 layer.releasePages()
             }
+            guard let logits else { continue }
+            for (i, w) in group.enumerated() {
+                try Task.checkCancellation()
+                try logits(w, try headLogits(&states[i], fromRow: 0, count: windows[w].count, firstPosition: 0))
+                states[i] = []
+            }
+            lmHead.weight.releasePages()
         }
     }
+
 
     /// Consecutive windows (by index) whose hidden states, `bytesPerToken` per token, fit in
     /// `budget` bytes together; a window larger than the budget is a group of its own.
