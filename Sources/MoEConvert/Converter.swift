@@ -82,7 +82,7 @@ public enum Converter {
                 return kept.contains(expert)
             }
             // Multi-token-prediction tensors travel along unmodified (docs/convert.md).
-            specs += try checkpoint.tensorNames.filter(ModelLayout.isMTP).map { name in
+            specs += try checkpoint.tensorNames.filter(checkpoint.config.architecture.family.isCarried).map { name in
                 TensorSpec(name: name, shape: try checkpoint.info(name).shape, tensorClass: .mtp, layer: nil, expert: nil)
             }
             let sourceTotal = try specs.reduce(0) { $0 + (try checkpoint.info($1.name).byteRange.count) }

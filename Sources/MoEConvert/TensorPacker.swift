@@ -20,9 +20,8 @@ struct TensorPacker {
     /// Every tensor is stored whole: pruned bundles keep the full router (docs/pruning.md) and
     /// simply omit the pruned experts' tensors, which the converter never asks for.
     mutating func pack(_ spec: TensorSpec) throws -> BundleTensor {
-        let isCorrectionBias = spec.name.hasSuffix(".e_score_correction_bias")
         let shape = spec.shape
-        let is2D = shape.count == 2 && !isCorrectionBias
+        let is2D = shape.count == 2 && !spec.isVector
         let rows = is2D ? shape[0] : 1
         let cols = is2D ? shape[1] : shape.reduce(1, *)
         // Carried tensors keep their stored precision (f16 widens to f32, exactly).

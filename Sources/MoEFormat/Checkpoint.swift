@@ -51,7 +51,8 @@ public final class Checkpoint: Sendable {
                 }
             }
         }
-        try ModelLayout.checkPlausible(config, holding: location.keys.count(where: { !ModelLayout.isMTP($0) }),
+        let family = config.architecture.family
+        try ModelLayout.checkPlausible(config, holding: location.keys.count(where: { !family.isCarried($0) }),
                                        in: directory.lastPathComponent)
         self.shards = shards
         self.location = location

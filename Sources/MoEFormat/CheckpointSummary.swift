@@ -57,7 +57,7 @@ public struct CheckpointSummary: Codable, Sendable {
         sizeOnDisk = checkpoint.sizeOnDisk
         shards = checkpoint.shards.count
         let names = checkpoint.tensorNames
-        mtpTensors = names.count(where: ModelLayout.isMTP)
+        mtpTensors = names.count(where: c.architecture.family.isCarried)
         var notes: [String] = []
         if names.contains(where: layout.isUnusedHead) {
             notes.append("lm_head.weight is stored but unused: the head is tied to the embedding (as transformers does)")

@@ -10,8 +10,8 @@ public enum TensorClass: String, Sendable, Codable, CaseIterable {
     case norms
     case lmHead = "lm_head"
     case biases
-    /// Multi-token-prediction heads of hub MoE checkpoints (`model.mtp_*`): not used for
-    /// next-token generation, carried into bundles unmodified for a later speculative decoder.
+    /// Tensors a family carries into bundles unmodified (ERNIE's multi-token-prediction heads,
+    /// for a later speculative decoder): not used for next-token generation.
     case mtp
 }
 
@@ -26,20 +26,25 @@ public struct TensorSpec: Sendable, Equatable {
     public let expert: Int?
     /// A tensor some real checkpoints leave out; the runtime then uses its documented default.
     public var optional = false
+    /// A vector stored with a leading 1 ([1, n], ERNIE's correction bias).
+    public var isVector = false
 
-    public init(name: String, shape: [Int], tensorClass: TensorClass, layer: Int?, expert: Int?, optional: Bool = false) {
+    public init(name: String, shape: [Int], tensorClass: TensorClass, layer: Int?, expert: Int?, optional: Bool = false,
+                isVector: Bool = false) {
         self.name = name
         self.shape = shape
         self.tensorClass = tensorClass
         self.layer = layer
         self.expert = expert
         self.optional = optional
+        self.isVector = isVector
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
 }
 
-/// The tensor names and shapes of an ERNIE 4.5 checkpoint in the hub's per-expert layout.
+/// The tensor names and shapes of a checkpoint in the hub's per-expert layout, from the
+/// config and its family's names (`TensorNames`).
 public struct ModelLayout: Sendable {
     public let config: ModelConfig
     public let tensors: [TensorSpec]
@@ -48,50 +53,57 @@ public struct ModelLayout: Sendable {
     public init(config: ModelConfig, keptExperts: ((Int) -> [Int])? = nil) {
         self.config = config
         var specs: [TensorSpec] = []
-        let c = config
+        let c = config, n = config.names
         let h = c.hiddenSize
         func add(_ name: String, _ shape: [Int], _ cls: TensorClass, layer: Int? = nil, expert: Int? = nil,
-                 optional: Bool = false) {
-            specs.append(TensorSpec(name: name, shape: shape, tensorClass: cls, layer: layer, expert: expert, optional: optional))
+                 optional: Bool = false, isVector: Bool = false) {
+            specs.append(TensorSpec(name: name, shape: shape, tensorClass: cls, layer: layer, expert: expert, optional: optional,
+                                    isVector: isVector))
         }
-        func mlp(_ prefix: String, width: Int, _ cls: TensorClass, layer: Int, expert: Int? = nil, bias: Bool) {
-            add("\(prefix).gate_proj.weight", [width, h], cls, layer: layer, expert: expert)
-            add("\(prefix).up_proj.weight", [width, h], cls, layer: layer, expert: expert)
-            add("\(prefix).down_proj.weight", [h, width], cls, layer: layer, expert: expert)
+        func mlp(_ name: (FeedForwardProjection, Bool) -> String, width: Int, _ cls: TensorClass, layer: Int,
+                 expert: Int? = nil, bias: Bool) {
+            add(name(.gate, false), [width, h], cls, layer: layer, expert: expert)
+            add(name(.up, false), [width, h], cls, layer: layer, expert: expert)
+            add(name(.down, false), [h, width], cls, layer: layer, expert: expert)
             if bias {
-                add("\(prefix).gate_proj.bias", [width], .biases, layer: layer)
-                add("\(prefix).up_proj.bias", [width], .biases, layer: layer)
-                add("\(prefix).down_proj.bias", [h], .biases, layer: layer)
+                add(name(.gate, true), [width], .biases, layer: layer)
+                add(name(.up, true), [width], .biases, layer: layer)
+                add(name(.down, true), [h], .biases, layer: layer)
             }
         }
-        add("model.embed_tokens.weight", [c.vocabSize, h], .embeddings)
+        add(n.embedding, [c.vocabSize, h], .embeddings)
         let q = c.numAttentionHeads * c.headDim
         let kv = c.numKeyValueHeads * c.headDim
         for l in 0..<c.numHiddenLayers {
-            let p = "model.layers.\(l)"
-            add("\(p).input_layernorm.weight", [h], .norms, layer: l)
-            add("\(p).post_attention_layernorm.weight", [h], .norms, layer: l)
-            for (proj, rows, cols) in [("q_proj", q, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, q)] {
-                add("\(p).self_attn.\(proj).weight", [rows, cols], .attention, layer: l)
-                if c.useBias { add("\(p).self_attn.\(proj).bias", [rows], .biases, layer: l) }
+            add(n.inputNorm(l), [h], .norms, layer: l)
+            add(n.postAttentionNorm(l), [h], .norms, layer: l)
+            for (proj, rows, cols) in [(AttentionProjection.q, q, h), (.k, kv, h), (.v, kv, h), (.o, h, q)] {
+                add(n.attention(l, proj, bias: false), [rows, cols], .attention, layer: l)
+                if c.attentionBias { add(n.attention(l, proj, bias: true), [rows], .biases, layer: l) }
+            }
+            if c.qkNorm {
+                add(n.queryNorm(l), [c.headDim], .norms, layer: l)
+                add(n.keyNorm(l), [c.headDim], .norms, layer: l)
             }
             if c.isMoELayer(l) {
-                add("\(p).mlp.gate.weight", [c.moeNumExperts, h], .router, layer: l)
-                // Some exports drop the correction bias (with moe_use_aux_free false): zero then.
-                add("\(p).mlp.moe_statics.e_score_correction_bias", [1, c.moeNumExperts], .router, layer: l, optional: true)
+                add(n.router(l), [c.moeNumExperts, h], .router, layer: l)
+                if c.router.correctionBias {
+                    // Some exports drop the correction bias (with moe_use_aux_free false): zero then.
+                    add(n.routerBias(l), [1, c.moeNumExperts], .router, layer: l, optional: true, isVector: true)
+                }
                 for e in keptExperts?(l) ?? Array(0..<c.moeNumExperts) {
-                    mlp("\(p).mlp.experts.\(e)", width: c.moeIntermediateSize, .routedExperts, layer: l, expert: e, bias: false)
+                    mlp({ p, _ in n.expert(l, e, p) }, width: c.moeIntermediateSize, .routedExperts, layer: l, expert: e, bias: false)
                 }
                 if c.moeNumSharedExperts > 0 {
-                    mlp("\(p).mlp.shared_experts", width: c.sharedExpertSize, .sharedExperts, layer: l, bias: c.useBias)
+                    mlp({ n.sharedExperts(l, $0, bias: $1) }, width: c.sharedExpertSize, .sharedExperts, layer: l, bias: c.mlpBias)
                 }
             } else {
-                mlp("\(p).mlp", width: c.intermediateSize, .denseMLP, layer: l, bias: c.useBias)
+                mlp({ n.denseMLP(l, $0, bias: $1) }, width: c.intermediateSize, .denseMLP, layer: l, bias: c.mlpBias)
             }
         }
-        add("model.norm.weight", [h], .norms)
-        if !c.tieWordEmbeddings { add("lm_head.weight", [c.vocabSize, h], .lmHead) }
-        if c.hasLMHeadBias { add("lm_head.bias", [c.vocabSize], .biases) }
+        add(n.finalNorm, [h], .norms)
+        if !c.tieWordEmbeddings { add(n.lmHead, [c.vocabSize, h], .lmHead) }
+        if c.hasLMHeadBias { add(n.lmHeadBias, [c.vocabSize], .biases) }
         tensors = specs
     }
 
@@ -99,16 +111,17 @@ public struct ModelLayout: Sendable {
     /// in each MoE layer; computed without building the layout. The config's sizes are bounded
     /// (`ModelConfig.maxLayers`, `maxExperts`), so this cannot overflow.
     public static func tensorCount(config c: ModelConfig, expertsKept: ((Int) -> Int)? = nil) -> Int {
-        let bias = c.useBias ? 1 : 0
+        let mlpBias = c.mlpBias ? 1 : 0
         func mlp(bias: Int) -> Int { 3 + 3 * bias }
         var count = 2 + (c.tieWordEmbeddings ? 0 : 1) + (c.hasLMHeadBias ? 1 : 0) // embedding, final norm, head
+        let moeLayers = Set(c.moeLayers)
         for layer in 0..<c.numHiddenLayers {
-            count += 2 + 4 + 4 * bias
-            if c.isMoELayer(layer) {
-                count += 2 + 3 * (expertsKept?(layer) ?? c.moeNumExperts)
-                if c.moeNumSharedExperts > 0 { count += mlp(bias: bias) }
+            count += 2 + 4 + (c.attentionBias ? 4 : 0) + (c.qkNorm ? 2 : 0)
+            if moeLayers.contains(layer) {
+                count += 1 + (c.router.correctionBias ? 1 : 0) + 3 * (expertsKept?(layer) ?? c.moeNumExperts)
+                if c.moeNumSharedExperts > 0 { count += mlp(bias: mlpBias) }
             } else {
-                count += mlp(bias: bias)
+                count += mlp(bias: mlpBias)
             }
         }
         return count
@@ -133,11 +146,7 @@ public struct ModelLayout: Sendable {
     /// unexpected or misshapen tensor by name (first few of each).
     public func validate(names: [String], shape: (String) throws -> [Int]) throws {
         let expected = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })
-        if names.contains(where: { $0.hasPrefix("ernie.") }) {
-            throw FormatError("this is a PaddlePaddle checkpoint (tensor names start with 'ernie.', weights fused and transposed): "
-                              + "use the model's PyTorch release instead, the hub repository whose name ends in -PT "
-                              + "(for example baidu/ERNIE-4.5-21B-A3B-PT), which holds the same weights")
-        }
+        if let refusal = config.architecture.family.refusal(names: names) { throw FormatError(refusal) }
         let names = names.filter { !isIgnored($0) }
         let present = Set(names)
         var problems: [String] = []
@@ -147,25 +156,23 @@ public struct ModelLayout: Sendable {
         if !unexpected.isEmpty { problems.append("unexpected tensors: " + Self.list(unexpected)) }
         for spec in tensors where present.contains(spec.name) {
             let actual = try shape(spec.name)
-            // The correction bias is [1, E] on the hub; accept [E] as well.
+            // A [1, n] tensor (ERNIE's correction bias) may also be stored as [n].
             let ok = actual == spec.shape || (spec.shape.first == 1 && actual == Array(spec.shape.dropFirst()))
             if !ok { problems.append("tensor \(spec.name) has shape \(actual), expected \(spec.shape)") }
         }
         if !problems.isEmpty { throw FormatError(problems.joined(separator: "; ")) }
     }
 
-    /// Multi-token-prediction heads (`model.mtp_*`, `mtp_*`) of hub checkpoints are not used
-    /// for next-token generation: validation skips them and the converter carries them.
-    public static func isMTP(_ name: String) -> Bool {
-        name.hasPrefix("model.mtp_") || name.hasPrefix("mtp_")
-    }
+    /// Tensors of the checkpoint that the next-token model does not use and that bundles carry
+    /// unmodified (ERNIE's multi-token-prediction heads, `model.mtp_*`): validation skips them.
+    public func isCarried(_ name: String) -> Bool { config.architecture.family.isCarried(name) }
 
-    /// A stored `lm_head.weight` of a tied checkpoint: transformers ties the head to the
-    /// embedding and never reads it, and neither does moepack.
-    public func isUnusedHead(_ name: String) -> Bool { config.tieWordEmbeddings && name == "lm_head.weight" }
+    /// A stored lm_head of a tied checkpoint: transformers ties the head to the embedding and
+    /// never reads it, and neither does moepack.
+    public func isUnusedHead(_ name: String) -> Bool { config.tieWordEmbeddings && name == config.names.lmHead }
 
-    /// Names validation passes over: MTP tensors and a tied checkpoint's stored head.
-    public func isIgnored(_ name: String) -> Bool { Self.isMTP(name) || isUnusedHead(name) }
+    /// Names validation passes over: carried tensors and a tied checkpoint's stored head.
+    public func isIgnored(_ name: String) -> Bool { isCarried(name) || isUnusedHead(name) }
 
     private static func list(_ names: [String]) -> String {
         names.count <= 5 ? names.joined(separator: ", ") : names.prefix(5).joined(separator: ", ") + " and \(names.count - 5) more"

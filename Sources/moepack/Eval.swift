@@ -24,6 +24,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Window length in tokens (non-overlapping windows).")
     var context = 256
 
+    @Option(help: "Score only the first N tokens of the text.")
+    var maxTokens: Int?
+
     @Option(help: "Reference to compare against: a reference file (from --save-reference) or a model (e.g. the checkpoint).")
     var reference: String?
 
@@ -43,6 +46,7 @@ struct Eval: ParsableCommand {
         if reference != nil, saveReference != nil {
             throw ValidationError("give --reference or --save-reference, not both")
         }
+        if let maxTokens, maxTokens < 2 { throw ValidationError("--max-tokens must be at least 2") }
         if let memoryBudget, ByteSize.parse(memoryBudget) == nil {
             throw ValidationError("--memory-budget must be a positive size such as 512M or 2G")
         }
@@ -59,7 +63,8 @@ struct Eval: ParsableCommand {
                                      return h.finalizeHex()
                                  })
         guard let string = String(data: textBytes, encoding: .utf8) else { throw InputError("\(data) is not UTF-8 text") }
-        let tokens = try ModelLoader.tokenizer(at: model).encode(string, addBOS: false, parseSpecialTokens: false)
+        var tokens = try ModelLoader.tokenizer(at: model).encode(string, addBOS: false, parseSpecialTokens: false)
+        if let maxTokens, tokens.count > maxTokens { tokens.removeLast(tokens.count - maxTokens) }
         guard tokens.count >= 2 else {
             throw InputError("\(data) has \(tokens.count) token(s); perplexity needs at least 2")
         }

@@ -14,7 +14,7 @@ final class ModelConfigTests: XCTestCase {
         XCTAssertEqual(c.headDim, 16)               // explicit, not hidden / heads (32 / 4)
         XCTAssertEqual(c.ropeTheta, 10000)
         XCTAssertEqual(c.moeNumSharedExperts, 2)
-        XCTAssertTrue(c.useBias)
+        XCTAssertTrue(c.attentionBias && c.mlpBias && c.hasLMHeadBias)
         XCTAssertFalse(c.tieWordEmbeddings)
         XCTAssertEqual(c.moeLayers, [1, 2])
     }
@@ -38,7 +38,7 @@ final class ModelConfigTests: XCTestCase {
         let c = try ModelConfig(json: ["architectures": ["Ernie4_5_MoeForCausalLM"]])
         XCTAssertEqual(c.hiddenSize, 2560)
         XCTAssertEqual(c.headDim, 128)
-        XCTAssertEqual(c.moeLayerEndIndex, 27)
+        XCTAssertEqual(c.moeLayers, Array(1...27))
         XCTAssertEqual(c.ropeTheta, 500000)
         let dense = try ModelConfig(json: ["architectures": ["Ernie4_5ForCausalLM"]])
         XCTAssertEqual(dense.headDim, 128)
@@ -48,7 +48,7 @@ final class ModelConfigTests: XCTestCase {
     func testUnknownArchitectureNamesSupportedOnes() {
         XCTAssertThrowsError(try ModelConfig(json: ["architectures": ["LlamaForCausalLM"]])) { error in
             XCTAssertEqual((error as? FormatError)?.message,
-                           "unsupported architecture LlamaForCausalLM (supported: Ernie4_5_MoeForCausalLM, Ernie4_5ForCausalLM)")
+                           "unsupported architecture LlamaForCausalLM (supported: Ernie4_5_MoeForCausalLM, Ernie4_5ForCausalLM, Qwen3MoeForCausalLM, MixtralForCausalLM)")
         }
     }
 

@@ -16,10 +16,9 @@ public enum ModelIdentity {
         var hash = SHA256Hasher()
         hash.update(Data(c.canonicalText.utf8))
         for layer in c.moeLayers {
-            let p = "model.layers.\(layer).mlp"
             let kept = weights.keptExperts(layer: layer)
             hash.update(Data("layer \(layer) experts \(kept.map(String.init).joined(separator: ","))\n".utf8))
-            let router = try weights.matrix("\(p).gate.weight", rows: c.moeNumExperts, cols: c.hiddenSize)
+            let router = try weights.matrix(c.names.router(layer), rows: c.moeNumExperts, cols: c.hiddenSize)
             var row = [Float](repeating: 0, count: c.hiddenSize)
             for r in 0..<c.moeNumExperts {
                 row.withUnsafeMutableBufferPointer { router.copyRow(r, into: $0.baseAddress!) }

@@ -10,6 +10,8 @@ public struct PrunedWeights: WeightSource {
     public let base: any WeightSource
     public let plan: PruningPlan
     public var config: ModelConfig { base.config }
+    /// (layer, expert) of every routed-expert tensor name, from the family's layout.
+    private let expertTensors: [String: (layer: Int, expert: Int)]
 
     public init(base: any WeightSource, plan: PruningPlan) throws {
         let c = base.config
@@ -24,12 +26,17 @@ public struct PrunedWeights: WeightSource {
         }
         self.base = base
         self.plan = plan
+        var experts: [String: (layer: Int, expert: Int)] = [:]
+        for spec in ModelLayout(config: c).tensors where spec.tensorClass == .routedExperts {
+            if let layer = spec.layer, let expert = spec.expert { experts[spec.name] = (layer, expert) }
+        }
+        expertTensors = experts
     }
 
     public func keptExperts(layer: Int) -> [Int] { plan.kept[layer] ?? base.keptExperts(layer: layer) }
 
     public func matrix(_ name: String, rows: Int, cols: Int) throws -> any MatrixOperator {
-        if let (layer, expert) = Self.expertTensor(name), !(plan.kept[layer]?.contains(expert) ?? true) {
+        if let (layer, expert) = expertTensors[name], !(plan.kept[layer]?.contains(expert) ?? true) {
             throw FormatError("tensor \(name) belongs to pruned expert \(expert) of layer \(layer)")
         }
         return try base.matrix(name, rows: rows, cols: cols)
@@ -40,15 +47,7 @@ public struct PrunedWeights: WeightSource {
     }
 
     public func contains(_ name: String) -> Bool {
-        if let (layer, expert) = Self.expertTensor(name), !(plan.kept[layer]?.contains(expert) ?? true) { return false }
+        if let (layer, expert) = expertTensors[name], !(plan.kept[layer]?.contains(expert) ?? true) { return false }
         return base.contains(name)
-    }
-
-    /// `model.layers.L.mlp.experts.E.*`
-    static func expertTensor(_ name: String) -> (layer: Int, expert: Int)? {
-        let parts = name.split(separator: ".")
-        guard parts.count >= 6, parts[0] == "model", parts[1] == "layers", parts[3] == "mlp", parts[4] == "experts",
-              let layer = Int(parts[2]), let expert = Int(parts[5]) else { return nil }
-        return (layer, expert)
     }
 }

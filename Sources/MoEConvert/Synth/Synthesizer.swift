@@ -95,10 +95,10 @@ public struct Synthesizer {
 
     private func initialValues(_ spec: TensorSpec, _ generator: inout NormalGenerator) -> [Float] {
         let n = spec.elementCount
-        if spec.name.hasSuffix("layernorm.weight") || spec.name == "model.norm.weight" {
+        if spec.tensorClass == .norms {
             return [Float](repeating: 1, count: n)
         }
-        if spec.name.hasSuffix(".bias") { return [Float](repeating: 0, count: n) }
+        if spec.tensorClass == .biases { return [Float](repeating: 0, count: n) }
         let std = standardDeviation
         return [Float](unsafeUninitializedCapacity: n) { buffer, count in
             for i in 0..<n { buffer[i] = generator.next() * std }

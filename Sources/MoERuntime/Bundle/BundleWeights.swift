@@ -25,7 +25,7 @@ public struct BundleWeights: WeightSource {
         let layout = ModelLayout(config: c) { bundle.keptExperts(layer: $0) ?? Array(0..<c.moeNumExperts) }
         let expected = Set(layout.tensors.map(\.name))
         // Carried multi-token-prediction tensors are extra by design.
-        let present = Set(bundle.manifest.tensors.map(\.name).filter { !ModelLayout.isMTP($0) })
+        let present = Set(bundle.manifest.tensors.map(\.name).filter { !c.architecture.family.isCarried($0) })
         if let missing = layout.tensors.filter({ !$0.optional && !present.contains($0.name) }).map(\.name).sorted().first {
             throw FormatError("\(bundle.name): tensor \(missing) is missing from the bundle")
         }

@@ -2,28 +2,51 @@ import MoEKernels
 import Foundation
 import MoEFormat
 
-/// Grouped-query self-attention with ERNIE's interleaved rotary embedding (pairs 2i, 2i+1).
+/// Grouped-query self-attention with a rotary embedding in the family's style, optional
+/// per-head RMSNorm of queries and keys before it, and an optional sliding window.
 struct Attention: Sendable {
     let q, k, v, o: Linear
     let heads: Int
     let kvHeads: Int
     let headDim: Int
+    let rotaryStyle: RotaryStyle
+    /// RMSNorm weights [headDim] applied to every query / key head (nil: no q/k norm).
+    let queryNorm: [Float]?
+    let keyNorm: [Float]?
+    let normEps: Float
+    /// Positions a query sees, itself included (nil: all before it).
+    let window: Int?
 
     init(weights: WeightSource, layer: Int) throws {
-        let c = weights.config
-        let p = "model.layers.\(layer).self_attn"
+        let c = weights.config, names = c.names
         heads = c.numAttentionHeads
         kvHeads = c.numKeyValueHeads
         headDim = c.headDim
+        rotaryStyle = c.rotaryStyle
+        normEps = Float(c.rmsNormEps)
+        window = c.slidingWindow
         let h = c.hiddenSize
-        func linear(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {
-            Linear(weight: try weights.matrix("\(p).\(name).weight", rows: rows, cols: cols),
-                   bias: c.useBias ? try weights.vector("\(p).\(name).bias", count: rows) : nil)
+        func linear(_ p: AttentionProjection, _ rows: Int, _ cols: Int) throws -> Linear {
+            Linear(weight: try weights.matrix(names.attention(layer, p, bias: false), rows: rows, cols: cols),
+                   bias: c.attentionBias ? try weights.vector(names.attention(layer, p, bias: true), count: rows) : nil)
         }
-        q = try linear("q_proj", heads * headDim, h)
-        k = try linear("k_proj", kvHeads * headDim, h)
-        v = try linear("v_proj", kvHeads * headDim, h)
-        o = try linear("o_proj", h, heads * headDim)
+        q = try linear(.q, heads * headDim, h)
+        k = try linear(.k, kvHeads * headDim, h)
+        v = try linear(.v, kvHeads * headDim, h)
+        o = try linear(.o, h, heads * headDim)
+        queryNorm = c.qkNorm ? try weights.vector(names.queryNorm(layer), count: headDim) : nil
+        keyNorm = c.qkNorm ? try weights.vector(names.keyNorm(layer), count: headDim) : nil
+    }
+
+    /// The first cached position a query at `position` sees.
+    func firstVisible(_ position: Int) -> Int { window.map { max(0, position + 1 - $0) } ?? 0 }
+
+    /// Normalises (with `norm`, when the family has q/k norms) and rotates each head of
+    /// `x` [T, n·headDim] in place; token t uses row firstRow + t of `rotary`.
+    func prepareHeads(_ x: UnsafeMutablePointer<Float>, count: Int, headsIn n: Int, norm: [Float]?, rotary: RotaryTable,
+                      firstRow: Int = 0) {
+        if let norm { Ops.rmsNorm(x, weight: norm, eps: normEps, count: count * n, into: x) }
+        applyRotary(x, count: count, headsIn: n, rotary: rotary, firstRow: firstRow)
     }
 
     /// Rotates each head of `x` [T, n·headDim] in place; token t uses row firstRow + t of `rotary`.
@@ -33,10 +56,12 @@ struct Attention: Sendable {
             let cosines = rotary.cosines(row: firstRow + t), sines = rotary.sines(row: firstRow + t)
             for head in 0..<n {
                 let p = x + t * n * headDim + head * headDim
+                // Interleaved: (2i, 2i+1) rotate together; rotate-half: (i, i + half).
+                let (stride, offset) = rotaryStyle == .interleaved ? (2, 1) : (1, half)
                 for i in 0..<half {
-                    let a = p[2 * i], b = p[2 * i + 1], c = cosines[i], s = sines[i]
-                    p[2 * i] = a * c - b * s
-                    p[2 * i + 1] = b * c + a * s
+                    let a = p[stride * i], b = p[stride * i + offset], c = cosines[i], s = sines[i]
+                    p[stride * i] = a * c - b * s
+                    p[stride * i + offset] = b * c + a * s
                 }
             }
         }
@@ -52,11 +77,12 @@ struct Attention: Sendable {
         defer { buffer.deallocate() }
         let qs = buffer, ks = qs + count * qDim, vs = ks + count * kvDim, context = vs + count * kvDim
         project(x, count: count, q: qs, k: ks, v: vs)
-        applyRotary(qs, count: count, headsIn: heads, rotary: rotary)
-        applyRotary(ks, count: count, headsIn: kvHeads, rotary: rotary)
+        prepareHeads(qs, count: count, headsIn: heads, norm: queryNorm, rotary: rotary)
+        prepareHeads(ks, count: count, headsIn: kvHeads, norm: keyNorm, rotary: rotary)
         cache.append(layer: layer, rows: count, keys: ks, values: vs)
         attend((0..<count).map { t in
-            AttentionRow(query: qs + t * qDim, cache: cache, layer: layer, visible: start + t + 1, out: context + t * qDim)
+            AttentionRow(query: qs + t * qDim, cache: cache, layer: layer, first: firstVisible(start + t),
+                         visible: start + t + 1, out: context + t * qDim)
         })
         o(context, count: count, into: y)
     }
@@ -76,6 +102,8 @@ struct Attention: Sendable {
         let query: UnsafePointer<Float>
         let cache: KVCache
         let layer: Int
+        /// Positions first..<visible are attended to.
+        let first: Int
         let visible: Int
         let out: UnsafeMutablePointer<Float>
     }
@@ -89,8 +117,8 @@ struct Attention: Sendable {
         let group = heads / kvHeads
         let pairs = rows.count * kvHeads
         guard pairs > 0 else { return }
-        let longest = rows.reduce(0) { max($0, $1.visible) }
-        let work = rows.reduce(0) { $0 + $1.visible } * heads * headDim
+        let longest = rows.reduce(0) { max($0, $1.visible - $1.first) }
+        let work = rows.reduce(0) { $0 + $1.visible - $1.first } * heads * headDim
         let chunks = work >= 1 << 16 ? min(pairs, 4 * KernelConfig.threads) : 1
         let scale = 1 / Float(headDim).squareRoot()
         KernelPool.parallelFor(chunks) { chunk in
@@ -101,13 +129,14 @@ struct Attention: Sendable {
                 prepare?(pair / kvHeads, g)
                 let q = row.query + g * group * headDim, out = row.out + g * group * headDim
                 let k = row.cache.keys(layer: row.layer, head: g), v = row.cache.values(layer: row.layer, head: g)
-                let visible = Int64(row.visible), stride = Int64(headDim)
+                let visible = Int64(row.visible - row.first), stride = Int64(headDim), skip = row.first * headDim
                 switch row.cache.precision {
                 case .f32:
-                    moe_attend_group(q, k.assumingMemoryBound(to: Float.self), v.assumingMemoryBound(to: Float.self),
+                    moe_attend_group(q, k.assumingMemoryBound(to: Float.self) + skip, v.assumingMemoryBound(to: Float.self) + skip,
                                      visible, stride, Int32(headDim), Int32(group), scale, scores, out)
                 case .f16:
-                    moe_attend_group_f16(q, k.assumingMemoryBound(to: UInt16.self), v.assumingMemoryBound(to: UInt16.self),
+                    moe_attend_group_f16(q, k.assumingMemoryBound(to: UInt16.self) + skip,
+                                         v.assumingMemoryBound(to: UInt16.self) + skip,
                                          visible, stride, Int32(headDim), Int32(group), scale, scores, out)
                 }
             }
@@ -115,7 +144,7 @@ struct Attention: Sendable {
     }
 }
 
-/// ERNIE's rotary angles for the rows of one forward call: cos and sin of position × inverse
+/// The rotary angles for the rows of one forward call: cos and sin of position × inverse
 /// frequency (f32, as transformers computes them), worked out once and shared by every layer.
 final class RotaryTable {
     let half: Int

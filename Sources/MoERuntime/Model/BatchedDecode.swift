@@ -70,10 +70,11 @@ extension Attention {
         // there but not committed until the last layer.
         let group = heads / kvHeads
         attend(caches.enumerated().map { b, cache in
-            AttentionRow(query: qs + b * qDim, cache: cache, layer: layer, visible: cache.count + 1, out: context + b * qDim)
+            AttentionRow(query: qs + b * qDim, cache: cache, layer: layer, first: firstVisible(cache.count),
+                         visible: cache.count + 1, out: context + b * qDim)
         }) { b, g in
-            applyRotary(qs + b * qDim + g * group * headDim, count: 1, headsIn: group, rotary: rotary, firstRow: b)
-            applyRotary(ks + b * kvDim + g * headDim, count: 1, headsIn: 1, rotary: rotary, firstRow: b)
+            prepareHeads(qs + b * qDim + g * group * headDim, count: 1, headsIn: group, norm: queryNorm, rotary: rotary, firstRow: b)
+            prepareHeads(ks + b * kvDim + g * headDim, count: 1, headsIn: 1, norm: keyNorm, rotary: rotary, firstRow: b)
             caches[b].append(layer: layer, head: g, rows: 1, keys: ks + b * kvDim, values: vs + b * kvDim)
         }
         o(context, count: count, into: y)

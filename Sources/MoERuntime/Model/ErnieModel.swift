@@ -21,17 +21,18 @@ public final class ErnieModel: @unchecked Sendable {
     public init(weights: WeightSource, cachePrecision: KVCache.Precision? = nil) throws {
         let c = weights.config
         config = c
-        embedding = try weights.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.hiddenSize)
+        let names = c.names
+        embedding = try weights.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         layers = try (0..<c.numHiddenLayers).map { try DecoderLayer(weights: weights, layer: $0) }
-        finalNorm = try weights.vector("model.norm.weight", count: c.hiddenSize)
+        finalNorm = try weights.vector(names.finalNorm, count: c.hiddenSize)
         let head = c.tieWordEmbeddings
             ? embedding
-            : try weights.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
+            : try weights.matrix(names.lmHead, rows: c.vocabSize, cols: c.hiddenSize)
         rotaryFrequencies = RotaryTable.inverseFrequencies(c)
         let keyFormat = layers.first?.attention.k.kernel?.format
         let fullPrecision = keyFormat.map(FloatProduct.handles) ?? true
         self.cachePrecision = cachePrecision ?? (fullPrecision ? .f32 : .f16)
-        lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector("lm_head.bias", count: c.vocabSize) : nil)
+        lmHead = Linear(weight: head, bias: c.hasLMHeadBias ? try weights.vector(names.lmHeadBias, count: c.vocabSize) : nil)
     }
 
     /// Runs `tokens` after whatever `cache` already holds and returns logits [T, vocab]
@@ -143,15 +144,15 @@ struct DecoderLayer: Sendable {
     let mlp: MLP
 
     init(weights: WeightSource, layer: Int) throws {
-        let c = weights.config
-        let p = "model.layers.\(layer)"
+        let c = weights.config, names = c.names
         index = layer
-        inputNorm = try weights.vector("\(p).input_layernorm.weight", count: c.hiddenSize)
-        postAttentionNorm = try weights.vector("\(p).post_attention_layernorm.weight", count: c.hiddenSize)
+        inputNorm = try weights.vector(names.inputNorm(layer), count: c.hiddenSize)
+        postAttentionNorm = try weights.vector(names.postAttentionNorm(layer), count: c.hiddenSize)
         attention = try Attention(weights: weights, layer: layer)
         mlp = c.isMoELayer(layer)
             ? .moe(try MoEBlock(weights: weights, layer: layer))
-            : .dense(try FeedForward(weights: weights, prefix: "\(p).mlp", width: c.intermediateSize, bias: c.useBias))
+            : .dense(try FeedForward(weights: weights, name: { names.denseMLP(layer, $0, bias: $1) },
+                                     width: c.intermediateSize, bias: c.mlpBias))
     }
 }
 

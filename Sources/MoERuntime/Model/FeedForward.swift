@@ -5,15 +5,16 @@ import MoEFormat
 struct FeedForward: Sendable {
     let gate, up, down: Linear
 
-    init(weights: WeightSource, prefix: String, width: Int, bias: Bool) throws {
+    /// `name(projection, isBias)`: the tensor names, from the family (`TensorNames`).
+    init(weights: WeightSource, name: (FeedForwardProjection, Bool) -> String, width: Int, bias: Bool) throws {
         let h = weights.config.hiddenSize
-        func linear(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {
-            Linear(weight: try weights.matrix("\(prefix).\(name).weight", rows: rows, cols: cols),
-                   bias: bias ? try weights.vector("\(prefix).\(name).bias", count: rows) : nil)
+        func linear(_ p: FeedForwardProjection, _ rows: Int, _ cols: Int) throws -> Linear {
+            Linear(weight: try weights.matrix(name(p, false), rows: rows, cols: cols),
+                   bias: bias ? try weights.vector(name(p, true), count: rows) : nil)
         }
-        gate = try linear("gate_proj", width, h)
-        up = try linear("up_proj", width, h)
-        down = try linear("down_proj", h, width)
+        gate = try linear(.gate, width, h)
+        up = try linear(.up, width, h)
+        down = try linear(.down, h, width)
     }
 
     var width: Int { gate.outFeatures }

@@ -58,28 +58,31 @@ struct MoEBlock: Sendable {
     let experts: [FeedForward]
     let shared: FeedForward?
     let topK: Int
+    /// The router rule (`RouterRule`): divide the chosen probabilities by their sum, at least `normMin`.
+    let renormalize: Bool
     let normMin: Float
     let hidden: Int
 
     init(weights: WeightSource, layer: Int) throws {
-        let c = weights.config
-        let p = "model.layers.\(layer).mlp"
+        let c = weights.config, names = c.names
         let kept = weights.keptExperts(layer: layer)
         self.layer = layer
         hidden = c.hiddenSize
         topK = c.moeK
-        normMin = Float(c.moeNormMin)
+        normMin = Float(c.router.normMin)
+        renormalize = c.router.renormalize
         guard kept.count >= c.moeK, kept.allSatisfy({ $0 >= 0 && $0 < c.moeNumExperts }) else {
             throw FormatError("layer \(layer): kept experts \(kept) are invalid for \(c.moeNumExperts) experts and top-\(c.moeK)")
         }
         keptIDs = kept
-        router = try weights.matrix("\(p).gate.weight", rows: c.moeNumExperts, cols: c.hiddenSize)
+        router = try weights.matrix(names.router(layer), rows: c.moeNumExperts, cols: c.hiddenSize)
         correctionBias = try weights.correctionBias(layer: layer)
-        experts = try kept.map {
-            try FeedForward(weights: weights, prefix: "\(p).experts.\($0)", width: c.moeIntermediateSize, bias: false)
+        experts = try kept.map { e in
+            try FeedForward(weights: weights, name: { p, _ in names.expert(layer, e, p) }, width: c.moeIntermediateSize, bias: false)
         }
         shared = c.moeNumSharedExperts > 0
-            ? try FeedForward(weights: weights, prefix: "\(p).shared_experts", width: c.sharedExpertSize, bias: c.useBias)
+            ? try FeedForward(weights: weights, name: { names.sharedExperts(layer, $0, bias: $1) },
+                              width: c.sharedExpertSize, bias: c.mlpBias)
             : nil
     }
 
@@ -95,6 +98,7 @@ struct MoEBlock: Sendable {
             // Choose on probability + bias among the stored experts; ties go to the lower index.
             let chosen = Ops.topIndices(scores, count: topK)
             let raw = chosen.map { probabilities[$0] }
+            guard renormalize else { return RoutingDecision(experts: chosen, weights: raw, probabilities: probabilities) }
             let denominator = max(raw.reduce(0, +), normMin)
             return RoutingDecision(experts: chosen, weights: raw.map { $0 / denominator }, probabilities: probabilities)
         }

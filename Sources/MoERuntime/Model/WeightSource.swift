@@ -15,11 +15,12 @@ public protocol WeightSource: Sendable {
 }
 
 extension WeightSource {
-    /// The router's correction bias of MoE layer `layer`; zero when the checkpoint has none
-    /// (some exports drop it, with `moe_use_aux_free` false, and route on the softmax alone).
+    /// The router's correction bias of MoE layer `layer`; zero when the family's router has
+    /// none or the checkpoint leaves it out (some ERNIE exports drop it, with
+    /// `moe_use_aux_free` false, and route on the softmax alone).
     public func correctionBias(layer: Int) throws -> [Float] {
-        let name = "model.layers.\(layer).mlp.moe_statics.e_score_correction_bias"
-        guard contains(name) else { return [Float](repeating: 0, count: config.moeNumExperts) }
+        let name = config.names.routerBias(layer)
+        guard config.router.correctionBias, contains(name) else { return [Float](repeating: 0, count: config.moeNumExperts) }
         return try vector(name, count: config.moeNumExperts)
     }
 }
