@@ -23,7 +23,7 @@ public enum Calibration {
                            progress: ((Calibrator.Progress) -> Void)? = nil) throws -> CalibrationStats {
         let documents = try CalibrationData.load(data)
         let weights = try ModelLoader.weights(at: modelPath)
-        guard weights.config.architecture == .ernie45MoE, !weights.config.moeLayers.isEmpty else {
+        guard !weights.config.moeLayers.isEmpty else {
             throw CalibrationError("the model has no mixture-of-experts layers to calibrate")
         }
         let tokenizer = try ModelLoader.tokenizer(at: modelPath)

@@ -62,7 +62,7 @@ public enum Calibrator {
                            engine: Engine = .layerByLayer(memoryBudget: defaultMemoryBudget),
                            progress: ((Progress) -> Void)? = nil) throws -> CalibrationStats {
         let c = model.config
-        guard c.architecture == .ernie45MoE, !c.moeLayers.isEmpty else {
+        guard !c.moeLayers.isEmpty else {
             throw CalibrationError("the model has no mixture-of-experts layers to calibrate")
         }
         let identity = try ModelIdentity.compute(weights)
