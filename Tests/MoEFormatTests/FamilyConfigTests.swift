@@ -78,4 +78,27 @@ final class FamilyConfigTests: XCTestCase {
             }
         }
     }
+
+    /// The ERNIE-4.5-300B-A47B config.json as Baidu publishes it (field for field as FastDeploy's
+    /// tests copy it, with 5 layers): no moe_num_shared_experts key (no shared experts),
+    /// training-only fields (moe_capacity, moe_use_aux_free, num_nextn_predict_layers,
+    /// is_quantized) accepted.
+    func testErnie300BHubConfig() throws {
+        let c = try ModelConfig(json: [
+            "architectures": ["Ernie4_5_MoeForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "dtype": "bfloat16",
+            "hidden_act": "silu", "hidden_size": 8192, "intermediate_size": 28672, "max_position_embeddings": 131072,
+            "model_type": "ernie4_5_moe", "num_attention_heads": 64, "num_key_value_heads": 8, "num_hidden_layers": 5,
+            "pad_token_id": 0, "rms_norm_eps": 1e-05, "use_cache": false, "vocab_size": 103424, "rope_theta": 500000,
+            "use_rmsnorm": true, "use_bias": false, "moe_num_experts": 64, "moe_layer_start_index": 1,
+            "moe_intermediate_size": 3584, "moe_capacity": [64, 64, 64], "moe_gate": "topk", "moe_k": 8,
+            "moe_layer_interval": 1, "moe_use_aux_free": true, "num_nextn_predict_layers": 1,
+            "tie_word_embeddings": false, "is_quantized": false,
+        ])
+        XCTAssertEqual(c.moeNumSharedExperts, 0)
+        XCTAssertEqual(c.moeLayers, [1, 2, 3, 4])
+        XCTAssertEqual(c.headDim, 128)
+        XCTAssertFalse(c.tieWordEmbeddings)
+        XCTAssertEqual(c.router, RouterRule(correctionBias: true, renormalize: true, normMin: 1e-12))
+        XCTAssertEqual(c.rotaryStyle, .interleaved)
+    }
 }
