@@ -79,11 +79,13 @@ enum JinjaBuiltins {
             }
         case "in": return .bool(try contains(r, l))
         case "not in": return .bool(!(try contains(r, l)))
-        case "~": return .string(l.str + r.str)
+        case "~": return .string(try bounded(l.str, r.str))
         case "+":
             switch (l, r) {
-            case (.string(let a), .string(let b)): return .string(a + b)
-            case (.array(let a), .array(let b)): return .array(a + b)
+            case (.string(let a), .string(let b)): return .string(try bounded(a, b))
+            case (.array(let a), .array(let b)):
+                guard a.count + b.count <= maxRange else { throw ChatTemplateError.limit("a list longer than \(maxRange) items") }
+                return .array(a + b)
             default: break
             }
         case "*":
@@ -127,6 +129,14 @@ enum JinjaBuiltins {
         case "**": return .double(pow(a, b))
         default: throw ChatTemplateError.unsupported("the operator \(op)")
         }
+    }
+
+    /// `a + b`, refused when the result would be longer than a render may write.
+    private static func bounded(_ a: String, _ b: String) throws -> String {
+        guard a.utf8.count + b.utf8.count <= JinjaTemplate.maxOutput else {
+            throw ChatTemplateError.limit("a string longer than \(JinjaTemplate.maxOutput) bytes")
+        }
+        return a + b
     }
 
     private static func repeated(_ s: String, _ n: Int) throws -> JinjaValue {

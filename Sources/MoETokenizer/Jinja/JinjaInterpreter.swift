@@ -116,6 +116,7 @@ struct JinjaInterpreter {
             return
         }
         for (i, item) in items.enumerated() {
+            try tick()
             try bind(item, &self)
             let n = items.count
             assign("loop", .object(JinjaObject([

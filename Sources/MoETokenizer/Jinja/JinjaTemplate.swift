@@ -28,7 +28,7 @@ public struct JinjaTemplate: Sendable {
     public let source: String
 
     /// Work a render may do: evaluation steps and output characters.
-    public static let maxSteps = 2_000_000
+    public static let maxSteps = 1_000_000
     public static let maxOutput = 8 << 20
 
     public init(_ source: String) throws {
