@@ -43,7 +43,8 @@ enum TokenizerTargets {
     static func config(_ data: Data) throws {
         var lastError: (any Error)?
         var accepted = false
-        for name in Tokenizer.configFileNames {
+        // The JSON side files; chat_template.jinja is a template, which the chat-template target covers.
+        for name in Tokenizer.configFileNames where name.hasSuffix(".json") {
             do {
                 exercise(try Tokenizer(sentencePiece: tinySentencePiece, configFiles: [name: data]), text: sample)
                 accepted = true
@@ -76,6 +77,10 @@ enum TokenizerTargets {
             exercise(tiny, text: text)
         }
         exercise(tiny, ids: (try? tiny.encodeChat(messages)) ?? [])
+        // The input as a Jinja chat template: it parses and renders, or throws; it never crashes or hangs.
+        if let source = String(validating: data, as: UTF8.self), let template = try? JinjaTemplate(source) {
+            _ = try? template.render(["messages": .from(messages), "add_generation_prompt": .bool(true), "bos_token": .string("<s>")])
+        }
     }
 
     static func exercise(_ tokenizer: Tokenizer, text: String) {
