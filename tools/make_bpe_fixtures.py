@@ -15,6 +15,11 @@ Writes into Tests/Fixtures/tokenizer_bpe/:
                                decoded = decode(ids, skip_special_tokens=False), plain_ids = the ids
                                with special tokens not parsed (encode_special_tokens=True),
                                with_specials = encode(text, add_special_tokens=True).ids
+  split_cases.jsonl            random strings from a pool of tricky characters (letters of every
+                               case class, digits of other scripts, each kind of whitespace, CR/LF,
+                               apostrophe contractions, long s, emoji, combining marks) and the pieces
+                               the library's Split pre-tokenizer (Oniguruma) cuts them into with each
+                               of the three regexes: {"text", "qwen2": [...], "llama3": [...], "gpt2": [...]}
   <name>.decode.jsonl          random id sequences (bytes, merged pieces, added tokens, pieces that
                                split UTF-8 characters): {"ids", "decoded", "skipped"} where skipped
                                is decode(ids, skip_special_tokens=True)
@@ -199,6 +204,27 @@ def random_id_sequences(tok, rng, count=60):
     return seqs
 
 
+SPLIT_POOL = ["a", "B", "z", "é", "e\u0301", "中", "ß", "1", "٣", "½", "Ⅻ", " ", " ", "  ", "\t", "\n", "\r",
+              "\r\n", "\u00a0", "\u0085", "\u2028", "\u3000", "'", "'s", "'S", "'ll", "'Re", "'ve", "'x", "!", ".",
+              ",", "-", "_", "🙂", "👍🏽", "\u200b", "\x00", "$", "«", "\ufeff", "ſ", "ǅ", "ʰ", "\u212a", "'ſ"]
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def split_cases(count=1500):
+    rng = random.Random(5)
+    splitters = {name: pre_tokenizers.Split(Regex(p), behavior="isolated")
+                 for name, p in [("qwen2", QWEN2_PATTERN), ("llama3", LLAMA3_PATTERN), ("gpt2", GPT2_PATTERN)]}
+    rows = []
+    for _ in range(count):
+        text = "".join(rng.choice(SPLIT_POOL) for _ in range(rng.randint(1, 12)))
+        row = {"text": text}
+        for name, sp in splitters.items():
+            row[name] = [piece for piece, _ in sp.pre_tokenize_str(text)]
+        rows.append(row)
+    return rows
+
+
 def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
@@ -210,6 +236,7 @@ def main():
     inputs = [{"text": t, "kind": "hard"} for t in hard_cases()]
     inputs += [{"text": t, "kind": "heldout"} for t in heldout_lines()]
     write_jsonl(os.path.join(OUT, "inputs.jsonl"), inputs)
+    write_jsonl(os.path.join(OUT, "split_cases.jsonl"), split_cases())
     for name, build in TOKENIZERS.items():
         tok, config = build()
         d = os.path.join(OUT, name)

@@ -43,6 +43,21 @@ final class ByteLevelBPEReferenceTests: XCTestCase {
         }
     }
 
+    struct SplitCase: Decodable { let text: String; let qwen2: [String]; let llama3: [String]; let gpt2: [String] }
+
+    /// The hand-written split matcher cuts random tricky strings exactly where Oniguruma does.
+    func testSplitPatternsEqualOniguruma() throws {
+        let cases = try Self.jsonLines("split_cases.jsonl", as: SplitCase.self)
+        XCTAssertEqual(cases.count, 1500)
+        for c in cases {
+            let scalars = Array(c.text.unicodeScalars)
+            for (pattern, want) in [(SplitPattern.qwen2, c.qwen2), (.llama3, c.llama3), (.gpt2, c.gpt2)] {
+                let pieces = pattern.split(scalars).map { String(String.UnicodeScalarView(scalars[$0])) }
+                XCTAssertEqual(pieces, want, "\(pattern) \(visible(c.text))")
+            }
+        }
+    }
+
     func testDecodeEqualsTheLibrary() throws {
         for name in Self.names {
             let tok = try Self.tokenizer(name)
