@@ -20,6 +20,9 @@ Writes into Tests/Fixtures/tokenizer_bpe/:
                                apostrophe contractions, long s, emoji, combining marks) and the pieces
                                the library's Split pre-tokenizer (Oniguruma) cuts them into with each
                                of the three regexes: {"text", "qwen2": [...], "llama3": [...], "gpt2": [...]}
+  added_cases.jsonl            random strings mixing qwen2_bpe's added tokens (each flag), partial
+                               token strings, whitespace, letters and digits, and the library's ids
+                               for them with qwen2_bpe: {"text", "ids", "plain_ids"}
   <name>.decode.jsonl          random id sequences (bytes, merged pieces, added tokens, pieces that
                                split UTF-8 characters): {"ids", "decoded", "skipped"} where skipped
                                is decode(ids, skip_special_tokens=True)
@@ -225,6 +228,24 @@ def split_cases(count=1500):
     return rows
 
 
+ADDED_POOL = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<mask>", "[R]", "word",
+              "Café!", "Cafe\u0301!", "<both>", "<|im_start", "|>", "<", "wor", "d", " ", "  ", "\n", "\t", "\u3000",
+              "a", "x", "1", "é", "\u0301", "中", "🙂", ".", "'s"]
+
+
+def added_cases(tok, count=600):
+    rng = random.Random(9)
+    rows = []
+    for _ in range(count):
+        text = "".join(rng.choice(ADDED_POOL) for _ in range(rng.randint(1, 10)))
+        ids = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = True
+        plain = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        rows.append({"text": text, "ids": ids, "plain_ids": plain})
+    return rows
+
+
 def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
@@ -260,6 +281,8 @@ def main():
         write_jsonl(os.path.join(OUT, f"{name}.decode.jsonl"),
                     [{"ids": s, "decoded": tok.decode(s, skip_special_tokens=False),
                       "skipped": tok.decode(s, skip_special_tokens=True)} for s in random_id_sequences(tok, rng)])
+        if name == "qwen2_bpe":
+            write_jsonl(os.path.join(OUT, "added_cases.jsonl"), added_cases(tok))
         print(f"{name}: vocab {tok.get_vocab_size()}, {len(rows)} inputs")
 
 

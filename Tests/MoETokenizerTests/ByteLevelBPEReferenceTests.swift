@@ -58,6 +58,19 @@ final class ByteLevelBPEReferenceTests: XCTestCase {
         }
     }
 
+    struct AddedCase: Decodable { let text: String; let ids: [Int32]; let plain_ids: [Int32] }
+
+    /// Added tokens with every flag, next to whitespace, letters and broken-off token text.
+    func testAddedTokensMatchLikeTheLibrary() throws {
+        let tok = try Self.tokenizer("qwen2_bpe")
+        let cases = try Self.jsonLines("added_cases.jsonl", as: AddedCase.self)
+        XCTAssertEqual(cases.count, 600)
+        for c in cases {
+            XCTAssertEqual(tok.encode(c.text), c.ids, visible(c.text))
+            XCTAssertEqual(tok.encode(c.text, parseSpecialTokens: false), c.plain_ids, "plain \(visible(c.text))")
+        }
+    }
+
     func testDecodeEqualsTheLibrary() throws {
         for name in Self.names {
             let tok = try Self.tokenizer(name)

@@ -73,12 +73,14 @@ struct AddedTokenMatcher: Sendable {
         return pieces
     }
 
-    /// Rust's `char::is_alphanumeric`: Alphabetic or a number (Nd, Nl, No).
+    /// A word character as the library's single_word check sees it (regex `\w`: Alphabetic,
+    /// marks, decimal digits, connector punctuation such as `_`, and the join controls).
     static func isWordChar(_ s: Unicode.Scalar?) -> Bool {
         guard let s else { return false }
-        if s.properties.isAlphabetic { return true }
-        switch s.properties.generalCategory {
-        case .decimalNumber, .letterNumber, .otherNumber: return true
+        let p = s.properties
+        if p.isAlphabetic || p.isJoinControl { return true }
+        switch p.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
         default: return false
         }
     }
