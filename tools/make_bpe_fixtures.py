@@ -23,6 +23,9 @@ Writes into Tests/Fixtures/tokenizer_bpe/:
   added_cases.jsonl            random strings mixing qwen2_bpe's added tokens (each flag), partial
                                token strings, whitespace, letters and digits, and the library's ids
                                for them with qwen2_bpe: {"text", "ids", "plain_ids"}
+  <name>.random.jsonl          random strings stressing normalization and splitting (marks in both
+                               orders, Hangul jamo, singletons such as U+212B, composition
+                               exclusions, mixed scripts and whitespace) and the library's ids
   <name>.decode.jsonl          random id sequences (bytes, merged pieces, added tokens, pieces that
                                split UTF-8 characters): {"ids", "decoded", "skipped"} where skipped
                                is decode(ids, skip_special_tokens=True)
@@ -246,6 +249,21 @@ def added_cases(tok, count=600):
     return rows
 
 
+RANDOM_POOL = ["e", "E", "a", "o", "\u0301", "\u0300", "\u0323", "\u0308", "\u0327", "\u1100", "\u1161", "\u11a8",
+               "\uac00", "\u212b", "\u2126", "\u0958", "\u0915\u093c", "\u00c5", "\u1e9b\u0323", "\u0387", "\u2000",
+               "\u00a0", " ", "  ", "\n", "\r\n", "\t", "1", "12", "123", "٣", "'", "'s", "'T", "中", "文", "ا", "ل",
+               "🙂", "👨‍👩‍👧", "!", "?", "...", "-", "_", "$", "the", " the", "License", "ẞ", "ǅ", "ﬁ"]
+
+
+def random_cases(tok, count=500):
+    rng = random.Random(13)
+    rows = []
+    for _ in range(count):
+        text = "".join(rng.choice(RANDOM_POOL) for _ in range(rng.randint(1, 14)))
+        rows.append({"text": text, "ids": tok.encode(text, add_special_tokens=False).ids})
+    return rows
+
+
 def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
@@ -281,6 +299,7 @@ def main():
         write_jsonl(os.path.join(OUT, f"{name}.decode.jsonl"),
                     [{"ids": s, "decoded": tok.decode(s, skip_special_tokens=False),
                       "skipped": tok.decode(s, skip_special_tokens=True)} for s in random_id_sequences(tok, rng)])
+        write_jsonl(os.path.join(OUT, f"{name}.random.jsonl"), random_cases(tok))
         if name == "qwen2_bpe":
             write_jsonl(os.path.join(OUT, "added_cases.jsonl"), added_cases(tok))
         print(f"{name}: vocab {tok.get_vocab_size()}, {len(rows)} inputs")

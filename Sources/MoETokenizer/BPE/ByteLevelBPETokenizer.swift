@@ -48,7 +48,7 @@ public final class ByteLevelBPETokenizer: Sendable {
         var added: [Int32: String] = [:]
         for t in file.added {
             // The library keeps a normalized token's content normalized (and decodes that).
-            let content = t.normalized && file.nfc ? t.content.precomposedStringWithCanonicalMapping : t.content
+            let content = t.normalized && file.nfc ? NFC.normalize(t.content) : t.content
             text[Int(t.id)] = content
             tokens[content] = t.id
             added[t.id] = content
@@ -77,7 +77,7 @@ public final class ByteLevelBPETokenizer: Sendable {
 
         let nfc = file.nfc
         rawMatcher = AddedTokenMatcher(file.added.filter { !$0.normalized }, contentOf: \.content)
-        normalizedMatcher = AddedTokenMatcher(file.added.filter(\.normalized)) { nfc ? $0.content.precomposedStringWithCanonicalMapping : $0.content }
+        normalizedMatcher = AddedTokenMatcher(file.added.filter(\.normalized)) { nfc ? NFC.normalize($0.content) : $0.content }
         func ids(_ names: [String]) throws -> [Int32] {
             try names.map { name in
                 guard let id = tokens[name] else { throw TokenizerError.invalidModel("tokenizer.json: post-processor token \(name) is not in the vocabulary") }
@@ -124,7 +124,7 @@ public final class ByteLevelBPETokenizer: Sendable {
             case .token(let id): out.append(id)
             case .text(let range):
                 var segment = String(decoding: raw[range], as: UTF8.self)
-                if nfc && !raw[range].allSatisfy({ $0 < 0x80 }) { segment = segment.precomposedStringWithCanonicalMapping }
+                if nfc && !raw[range].allSatisfy({ $0 < 0x80 }) { segment = NFC.normalize(segment) }
                 let normalized = Array(segment.utf8)
                 for inner in normalizedMatcher.split(normalized, skipSpecial: !parseSpecialTokens) {
                     switch inner {
