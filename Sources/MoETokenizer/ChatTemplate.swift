@@ -41,6 +41,18 @@ public struct ChatTemplate: Sendable, Equatable {
 }
 
 extension Tokenizer {
+    /// The config's template parsed, or why it cannot be (reported when a chat is rendered).
+    static func parseTemplate(_ source: String?) -> Result<JinjaTemplate, ChatTemplateError>? {
+        guard let source else { return nil }
+        do {
+            return .success(try JinjaTemplate(source))
+        } catch let error as ChatTemplateError {
+            return .failure(error)
+        } catch {
+            return .failure(.runtime("\(error)"))
+        }
+    }
+
     /// Whether tokenizer_config.json (or chat_template.jinja) carries a template of its own.
     public var hasModelChatTemplate: Bool { jinjaTemplate != nil }
 
