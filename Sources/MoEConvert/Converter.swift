@@ -32,8 +32,8 @@ public struct ConvertOptions: Sendable {
 /// compressed and appended, so memory stays near one row block whatever the model size.
 public enum Converter {
     /// Tokenizer and generation files carried into the bundle when the checkpoint has them.
-    public static let carriedFiles = ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                                      "added_tokens.json", "generation_config.json"]
+    public static let carriedFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                      "added_tokens.json", "chat_template.jinja", "generation_config.json"]
     /// Rows are processed in blocks of about this many f32 bytes.
     static let blockBytes = 4 << 20
 

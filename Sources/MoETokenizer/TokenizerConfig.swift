@@ -3,7 +3,7 @@ import Foundation
 /// What the Hugging Face side files say about special tokens: `tokenizer_config.json`,
 /// `special_tokens_map.json` and `added_tokens.json`. Missing files are simply absent.
 struct TokenizerConfig: Sendable {
-    static let fileNames = ["tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"]
+    static let fileNames = ["tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"]
 
     /// Named tokens: bos_token, eos_token, pad_token, unk_token, cls_token, sep_token, mask_token.
     var named: [String: String] = [:]
@@ -39,12 +39,19 @@ struct TokenizerConfig: Sendable {
                     added.append((content, id, (entry["special"] as? Bool) ?? false))
                 }
             }
-            if let t = obj["chat_template"] as? String { chatTemplate = t }
+            if let t = obj["chat_template"] as? String {
+                chatTemplate = t
+            } else if let list = obj["chat_template"] as? [[String: Any]] {
+                // Several named templates: the one named "default", as transformers picks it.
+                chatTemplate = list.first { ($0["name"] as? String) == "default" }?["template"] as? String
+            }
             if name == "tokenizer_config.json" {
                 addBOSToken = try Self.flag(obj["add_bos_token"], "\(name): add_bos_token")
                 addEOSToken = try Self.flag(obj["add_eos_token"], "\(name): add_eos_token")
             }
         }
+        // A chat_template.jinja file (newer hub repositories) replaces the config's template.
+        if let data = files["chat_template.jinja"] { chatTemplate = String(decoding: data, as: UTF8.self) }
         if let data = files["added_tokens.json"] {
             let obj = try Self.object(data, "added_tokens.json")
             for (content, v) in obj {

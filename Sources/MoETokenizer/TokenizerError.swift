@@ -13,8 +13,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .invalidModel(let m): return "invalid SentencePiece model: \(m)"
-        case .unsupportedModel(let m): return "unsupported SentencePiece model: \(m)"
+        case .invalidModel(let m): return "invalid tokenizer model: \(m)"
+        case .unsupportedModel(let m): return "unsupported tokenizer model: \(m)"
         case .invalidConfig(let m): return "invalid tokenizer config: \(m)"
         case .fileNotFound(let m): return "tokenizer file not found: \(m)"
         }

@@ -3,6 +3,7 @@ import Foundation
 import MoEConvert
 import MoEFormat
 import MoERuntime
+import MoETokenizer
 
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,7 +81,7 @@ struct Synth: ParsableCommand {
         synth.shardBytes = max(1, shardSize) << 20
         let tokenizerDir = tokenizerFrom.map { URL(fileURLWithPath: $0) } ?? BuiltinModel.directory
         if let tokenizerDir {
-            synth.extraFiles = ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"]
+            synth.extraFiles = (Tokenizer.modelFileNames + Tokenizer.configFileNames)
                 .map { tokenizerDir.appendingPathComponent($0) }
                 .filter { FileManager.default.fileExists(atPath: $0.path) }
         }

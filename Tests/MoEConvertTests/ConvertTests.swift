@@ -3,6 +3,7 @@ import MoEConvert
 import MoEFormat
 import MoERuntime
 import MoETestSupport
+import MoETokenizer
 import XCTest
 
 /// Bundles made from the fixtures run through the same model code as the checkpoints.
@@ -332,6 +333,27 @@ final class ConvertTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("tensor model.norm.weight is missing from the bundle"), "\(error)")
         }
     }
+
+    /// A checkpoint with a byte-level BPE tokenizer.json (and a chat template) carries both into
+    /// the bundle, and the bundle's tokenizer is the same tokenizer.
+    func testByteLevelBPETokenizerTravelsInTheBundle() throws {
+        let checkpoint = try tinyCheckpoint()
+        let source = Fixtures.root.appendingPathComponent("tokenizer_bpe/qwen2_bpe")
+        try FileManager.default.copyItem(at: source.appendingPathComponent("tokenizer.json"),
+                                         to: checkpoint.appendingPathComponent("tokenizer.json"))
+        let config = #"{"eos_token": "<|im_end|>", "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}"#
+        try Data(config.utf8).write(to: checkpoint.appendingPathComponent("tokenizer_config.json"))
+        let bundle = try convert(checkpoint, "wint8")
+        XCTAssertEqual(try BundleFile(path: bundle.path).manifest.files.map(\.name), ["tokenizer.json", "tokenizer_config.json"])
+        let fromBundle = try ModelLoader.tokenizer(at: bundle.path)
+        let fromDirectory = try ModelLoader.tokenizer(at: checkpoint.path)
+        XCTAssertNotNil(fromBundle.byteLevelBPE)
+        let text = "Hello <|im_start|> world 123 🙂"
+        XCTAssertEqual(fromBundle.encode(text), fromDirectory.encode(text))
+        let messages = [ChatMessage(role: "user", content: "Hi")]
+        XCTAssertEqual(try fromBundle.chatPrompt(messages), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+        XCTAssertEqual(fromBundle.stopIDs, Set([try XCTUnwrap(fromBundle.specialTokenID("<|im_end|>"))]))
+    }
 }
 
 /// A bundle made from the built-in tiny model carries its tokenizer and generation settings.
@@ -351,6 +373,7 @@ final class BundleTokenizerTests: XCTestCase {
         let reference = try LanguageModel.load(at: Fixtures.tinyModel.path)
         XCTAssertEqual(bundled.stopTokenIDs, reference.stopTokenIDs)
     }
+
 }
 
 /// A reference file gives the built-in model's KL within 1e-4 of the exact in-memory comparison.

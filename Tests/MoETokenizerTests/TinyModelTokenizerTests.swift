@@ -45,19 +45,19 @@ final class TinyModelTokenizerTests: XCTestCase {
         var byteFallback = 0
         for line in text.split(separator: "\n").prefix(300) {
             let ids = tok.encode(String(line), addBOS: false)
-            byteFallback += ids.filter { tok.sentencePiece.pieceType(for: $0) == .byte }.count
+            byteFallback += ids.filter { tok.sentencePiece!.pieceType(for: $0) == .byte }.count
             let joined = String(decoding: ids.flatMap { tok.tokenBytes($0) }, as: UTF8.self)
             XCTAssertEqual(joined, tok.decode(ids), String(line))
         }
         XCTAssertGreaterThan(byteFallback, 0)
         XCTAssertEqual(tok.tokenBytes(try XCTUnwrap(tok.specialTokenID("<|end_of_sentence|>"))), Array("<|end_of_sentence|>".utf8))
-        XCTAssertEqual(tok.tokenBytes(tok.sentencePiece.id(for: "<0x0A>")), [0x0A])
+        XCTAssertEqual(tok.tokenBytes(tok.sentencePiece!.id(for: "<0x0A>")), [0x0A])
         XCTAssertEqual(tok.tokenBytes(Int32(tok.vocabularySize + 10)), [])
     }
 
     func testDirectoryWithConfigFiles() throws {
         let tok = try Tokenizer(directory: Self.tinyDirectory)
-        let sp = tok.sentencePiece
+        let sp = tok.sentencePiece!
         XCTAssertEqual(sp.vocabularySize, 3072)
         XCTAssertEqual(tok.unkID, 0)
         XCTAssertEqual(tok.bosID, 1)
@@ -67,7 +67,7 @@ final class TinyModelTokenizerTests: XCTestCase {
         XCTAssertEqual(tok.specialTokenID("<|end_of_sentence|>"), 5)
         XCTAssertEqual(tok.stopIDs, [2, 5])
         let messages = [ChatMessage(role: "user", content: "Who is Mr. Darcy?")]
-        let ids = tok.encodeChat(messages)
+        let ids = try tok.encodeChat(messages)
         XCTAssertEqual(ids.first, 4)
         XCTAssertEqual(Array(ids.dropFirst()), sp.encode("User: Who is Mr. Darcy?\nAssistant: "))
         // The model was trained on sentencepiece's encoding of the whole rendered chat, where the

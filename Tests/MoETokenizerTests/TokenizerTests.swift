@@ -43,7 +43,7 @@ final class TokenizerTests: XCTestCase {
         let tok = try loadTokenizer()
         let cases = try loadCases()
         for c in cases.chat {
-            XCTAssertEqual(tok.encodeChat(c.messages, addGenerationPrompt: c.add_generation_prompt), c.ids, visible(c.text))
+            XCTAssertEqual(try tok.encodeChat(c.messages, addGenerationPrompt: c.add_generation_prompt), c.ids, visible(c.text))
         }
         for c in cases.special {
             XCTAssertEqual(tok.encode(c.text), c.ids, visible(c.text))
@@ -53,7 +53,7 @@ final class TokenizerTests: XCTestCase {
 
     func testSpecialTokenIDs() throws {
         let tok = try loadTokenizer()
-        let sp = tok.sentencePiece
+        let sp = tok.sentencePiece!
         XCTAssertEqual(tok.bosID, sp.id(for: "<s>"))
         XCTAssertEqual(tok.eosID, sp.id(for: "</s>"))
         XCTAssertEqual(tok.unkID, 0)
@@ -67,7 +67,7 @@ final class TokenizerTests: XCTestCase {
 
     func testDecodeSpecialTokens() throws {
         let tok = try loadTokenizer()
-        let sp = tok.sentencePiece
+        let sp = tok.sentencePiece!
         let begin = try XCTUnwrap(tok.specialTokenID("<|begin_of_sentence|>"))
         let end = try XCTUnwrap(tok.specialTokenID("<|end_of_sentence|>"))
         let ids = [begin] + sp.encode("Hello world") + [end, 900]
@@ -79,7 +79,7 @@ final class TokenizerTests: XCTestCase {
     /// byte pieces only appear once complete.
     func testStreamingDecoderMatchesDecode() throws {
         let tok = try loadTokenizer()
-        let sp = tok.sentencePiece
+        let sp = tok.sentencePiece!
         var sequences = try Fixtures.idLines("bpe_identity_bf.ids.txt")
         sequences += try Fixtures.idLines("bpe_identity_bf.random_ids.txt")
         for skip in [true, false] {

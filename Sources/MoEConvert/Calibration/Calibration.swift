@@ -27,7 +27,7 @@ public enum Calibration {
             throw CalibrationError("the model has no mixture-of-experts layers to calibrate")
         }
         let tokenizer = try ModelLoader.tokenizer(at: modelPath)
-        let windows = try Calibrator.windows(documents.map { tokens($0, tokenizer) }, context: options.context,
+        let windows = try Calibrator.windows(documents.map { try tokens($0, tokenizer) }, context: options.context,
                                              maxTokens: options.maxTokens)
         let model = try ErnieModel(weights: weights)
         return try Calibrator.run(model: model, weights: weights, windows: windows, source: data.lastPathComponent,
@@ -36,11 +36,11 @@ public enum Calibration {
 
     /// Token ids of one document: plain text as is (no BOS), a conversation through the chat
     /// template (which supplies its own begin token).
-    static func tokens(_ document: CalibrationDocument, _ tokenizer: Tokenizer) -> [Int32] {
+    static func tokens(_ document: CalibrationDocument, _ tokenizer: Tokenizer) throws -> [Int32] {
         switch document {
         case .text(let text): tokenizer.encode(text)
         case .chat(let turns):
-            tokenizer.encodeChat(turns.map { ChatMessage(role: $0.role, content: $0.content) }, addGenerationPrompt: false)
+            try tokenizer.encodeChat(turns.map { ChatMessage(role: $0.role, content: $0.content) }, addGenerationPrompt: false)
         }
     }
 }

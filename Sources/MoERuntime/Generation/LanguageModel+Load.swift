@@ -14,7 +14,7 @@ extension LanguageModel {
         // 1,000 added tokens in 103,424 rows); an id beyond it would be refused mid-request.
         let vocabulary = tokenizer.vocabularySize, rows = model.config.vocabSize
         guard vocabulary <= rows else {
-            throw FormatError("\(path): the tokenizer has \(vocabulary) ids (\(tokenizer.sentencePiece.vocabularySize) pieces "
+            throw FormatError("\(path): the tokenizer has \(vocabulary) ids (\(tokenizer.modelVocabularySize) pieces "
                               + "and added tokens up to id \(vocabulary - 1)), but the model's embedding has only \(rows) rows: "
                               + "the tokenizer files do not belong to this model")
         }

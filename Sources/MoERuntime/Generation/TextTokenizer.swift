@@ -30,6 +30,6 @@ extension Tokenizer: TextTokenizer {
     public var stopTokenIDs: Set<Int32> { stopIDs }
 
     public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
-        chatTemplate.render(messages: messages, addGenerationPrompt: true)
+        try renderChat(messages, addGenerationPrompt: true)
     }
 }

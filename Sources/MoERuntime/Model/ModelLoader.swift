@@ -23,14 +23,14 @@ public enum ModelLoader {
         }
         if isDirectory.boolValue { return try Tokenizer(directory: URL(fileURLWithPath: path)) }
         let bundle = try BundleFile(path: path)
-        guard let model = try bundle.fileData(named: "tokenizer.model") else {
-            throw FormatError("\(bundle.name) carries no tokenizer.model")
-        }
         var files: [String: Data] = [:]
-        for name in Tokenizer.configFileNames {
+        for name in Tokenizer.modelFileNames + Tokenizer.configFileNames {
             if let data = try bundle.fileData(named: name) { files[name] = data }
         }
-        return try Tokenizer(modelData: model, configFiles: files)
+        guard files["tokenizer.model"] != nil || files["tokenizer.json"] != nil else {
+            throw FormatError("\(bundle.name) carries no tokenizer.model or tokenizer.json")
+        }
+        return try Tokenizer(files: files)
     }
 
     /// A file that travels with the model (generation_config.json, ...): next to the weights of a
