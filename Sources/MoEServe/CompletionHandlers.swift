@@ -33,7 +33,7 @@ extension OpenAIServer {
         try checkModel(parsed.parameters.model)
         let text: String
         do {
-            text = try served.language.chatPrompt(parsed.messages)
+            text = try served.language.chatPrompt(parsed.messages, variables: parsed.jinjaVariables)
         } catch {
             throw APIError.invalidRequest("the messages cannot be rendered with the chat template: \(error)", param: "messages")
         }

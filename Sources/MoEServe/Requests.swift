@@ -37,6 +37,21 @@ struct CompletionRequest: Sendable {
 struct ChatRequest: Sendable {
     var parameters: CommonParameters
     var messages: [ChatMessage]
+    /// `chat_template_kwargs` (as vLLM takes them): extra variables for the chat template.
+    var templateVariables: [String: JSONValue] = [:]
+
+    /// The variables as the template engine takes them.
+    var jinjaVariables: [String: JinjaValue] {
+        templateVariables.mapValues { value in
+            switch value {
+            case .bool(let b): .bool(b)
+            case .int(let i): .int(i)
+            case .double(let d): .double(d)
+            case .string(let s): .string(s)
+            default: JinjaValue.none
+            }
+        }
+    }
 }
 
 extension CompletionRequest {
@@ -121,6 +136,29 @@ extension ChatRequest {
         }
         guard !items.isEmpty else { throw APIError.invalidValue("messages", "must hold at least one message") }
         messages = try items.enumerated().map { index, item in try Self.message(item, at: index) }
+        templateVariables = try Self.templateVariables(fields["chat_template_kwargs"])
+    }
+
+    /// `chat_template_kwargs`: an object of at most 16 scalar values (booleans, numbers, strings).
+    static func templateVariables(_ value: JSONValue?) throws -> [String: JSONValue] {
+        guard let value, value != .null else { return [:] }
+        guard case .object(let fields) = value else {
+            throw APIError.invalidType("chat_template_kwargs", expected: "an object", got: value)
+        }
+        guard fields.count <= 16 else { throw APIError.invalidValue("chat_template_kwargs", "holds \(fields.count) keys; at most 16 are allowed") }
+        var variables: [String: JSONValue] = [:]
+        for (key, item) in fields {
+            guard key.utf8.count <= 64, !["messages", "add_generation_prompt"].contains(key) else {
+                throw APIError.invalidValue("chat_template_kwargs", "cannot set \(APIError.clipped(key))")
+            }
+            switch item {
+            case .bool, .int, .double, .null: variables[key] = item
+            case .string(let s) where s.utf8.count <= 4096: variables[key] = item
+            default:
+                throw APIError.invalidValue("chat_template_kwargs", "\(APIError.clipped(key)) must be a boolean, a number or a short string")
+            }
+        }
+        return variables
     }
 
     static func message(_ item: JSONValue, at index: Int) throws -> ChatMessage {

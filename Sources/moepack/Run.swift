@@ -19,6 +19,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "System message for --chat.")
     var system: String?
 
+    @Option(help: ArgumentHelp("Variables for the model's chat template with --chat, e.g. enable_thinking=false (Qwen3); repeatable.",
+                               valueName: "name=value"))
+    var chatVariable: [String] = []
+
     @Option(help: "Most tokens to generate.")
     var maxTokens = 256
 
@@ -66,7 +70,7 @@ struct Run: AsyncParsableCommand {
             var messages: [ChatMessage] = []
             if let system { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: prompt))
-            text = try languageModel.chatPrompt(messages)
+            text = try languageModel.chatPrompt(messages, variables: try Self.templateVariables(chatVariable))
         } else {
             text = prompt
         }
@@ -100,5 +104,24 @@ struct Run: AsyncParsableCommand {
             + " tok/s), finish: \(s.finishReason.rawValue)"
         if sampled { line += ", seed \(seed)" }
         return line
+    }
+}
+
+extension Run {
+    /// `name=value` pairs: true/false, integers and numbers keep their type, anything else is a string.
+    static func templateVariables(_ pairs: [String]) throws -> [String: JinjaValue] {
+        var variables: [String: JinjaValue] = [:]
+        for pair in pairs {
+            guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
+                throw ValidationError("--chat-variable takes name=value (got \(pair))")
+            }
+            let name = String(pair[..<eq]), value = String(pair[pair.index(after: eq)...])
+            variables[name] = switch value {
+            case "true": .bool(true)
+            case "false": .bool(false)
+            default: Int(value).map(JinjaValue.int) ?? Double(value).map(JinjaValue.double) ?? .string(value)
+            }
+        }
+        return variables
     }
 }

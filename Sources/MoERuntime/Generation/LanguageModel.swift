@@ -35,8 +35,9 @@ public final class LanguageModel: Sendable {
 extension LanguageModel {
     /// The prompt text of a conversation in the model's chat format (encode it with
     /// `addBOS: false`: the format carries its own begin marker).
-    public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
-        try tokenizer.chatPrompt(messages)
+    /// `variables` go to the model's chat template (e.g. `enable_thinking` for Qwen3).
+    public func chatPrompt(_ messages: [ChatMessage], variables: [String: JinjaValue] = [:]) throws -> String {
+        try tokenizer.chatPrompt(messages, variables: variables)
     }
 
     /// Streams a continuation of `prompt` in a fresh session.

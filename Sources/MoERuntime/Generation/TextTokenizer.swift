@@ -16,11 +16,19 @@ public protocol TextTokenizer: Sendable {
     var stopTokenIDs: Set<Int32> { get }
     /// A conversation as prompt text in the model's chat format, ending with the assistant's marker.
     func chatPrompt(_ messages: [ChatMessage]) throws -> String
+    /// The same with extra variables for the model's chat template (transformers'
+    /// `apply_chat_template(..., **kwargs)`, e.g. Qwen3's `enable_thinking`).
+    func chatPrompt(_ messages: [ChatMessage], variables: [String: JinjaValue]) throws -> String
     /// The bytes one token stands for in a text (log-probability listings name tokens by them).
     func tokenBytes(_ id: Int32) -> [UInt8]
 }
 
 extension TextTokenizer {
+    /// A tokenizer without a template language ignores the variables.
+    public func chatPrompt(_ messages: [ChatMessage], variables: [String: JinjaValue]) throws -> String {
+        try chatPrompt(messages)
+    }
+
     /// The token decoded on its own (a piece at the start of a text may lose its leading space).
     public func tokenBytes(_ id: Int32) -> [UInt8] { Array(decode([id], skipSpecialTokens: false).utf8) }
 }
@@ -31,5 +39,9 @@ extension Tokenizer: TextTokenizer {
 
     public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
         try renderChat(messages, addGenerationPrompt: true)
+    }
+
+    public func chatPrompt(_ messages: [ChatMessage], variables: [String: JinjaValue]) throws -> String {
+        try renderChat(messages, addGenerationPrompt: true, variables: variables)
     }
 }
