@@ -67,6 +67,17 @@ public final class MappedFile: @unchecked Sendable {
         if isCopy { base.deallocate() } else { munmap(base, bytes.count) }
     }
 
+    /// Gives back the resident pages of bytes offset..<offset+count (whole pages around them).
+    /// The map is read-only and file-backed, so a later read faults the same bytes back in:
+    /// this only lowers the resident set once a range will not be read again soon.
+    public func releasePages(offset: Int, count: Int) {
+        guard !isCopy, let base, count > 0, offset >= 0, offset + count <= bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        let end = min((offset + count + page - 1) / page * page, (bytes.count + page - 1) / page * page)
+        _ = madvise(base + start, end - start, MADV_DONTNEED)
+    }
+
     /// Reads a little-endian integer at `offset`; the caller has checked the bounds.
     func loadLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))

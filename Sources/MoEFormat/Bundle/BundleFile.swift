@@ -96,6 +96,9 @@ public final class BundleFile: Sendable {
         if verify { try self.verify(location, what: what) }
         let region = arena.region(offset: offset, count: location.rawLength)
         try decompress(location, into: region, what: what)
+        // The compressed bytes are not read again: their file pages need not stay resident
+        // next to the decompressed copy (a bundle would otherwise cost its size twice).
+        file.releasePages(offset: location.offset, count: location.length)
         return PayloadBytes(borrowing: UnsafeRawBufferPointer(region), owner: arena)
     }
 
