@@ -59,8 +59,9 @@ struct Calibrate: ParsableCommand {
         let budget = memoryBudget.flatMap(ByteSize.parse) ?? Calibrator.defaultMemoryBudget
         let progress = ProgressLine(label: "calibrate", total: 1000)
         let start = Date()
+        let source = try ModelSource(path: model)
         let stats = try Calibration.run(
-            modelPath: model, data: URL(fileURLWithPath: data),
+            source, data: URL(fileURLWithPath: data),
             options: .init(context: context, maxTokens: maxTokens,
                            engine: perWindow ? .perWindow : .layerByLayer(memoryBudget: budget))) { p in
                 var detail = "\(p.tokens) tokens"
@@ -75,7 +76,7 @@ struct Calibrate: ParsableCommand {
         try stats.write(to: URL(fileURLWithPath: output))
         var lines = ["calibrated on \(stats.data.tokens) tokens (\(stats.data.windows) windows), \(stats.layers.count) MoE layers → \(output)",
                      PassSpeed.line("calibrate", tokens: stats.data.tokens, seconds: seconds,
-                                    config: try ModelLoader.weights(at: model).config)]
+                                    config: source.config)]
         if let report {
             let criterion = PruningCriterion(rawValue: reportCriterion) ?? .default
             let plan = try ExpertPruner.plan(stats: stats, criterion: criterion, budget: .perLayer(ratio: reportRatio))

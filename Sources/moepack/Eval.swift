@@ -63,7 +63,8 @@ struct Eval: ParsableCommand {
                                      return h.finalizeHex()
                                  })
         guard let string = String(data: textBytes, encoding: .utf8) else { throw InputError("\(data) is not UTF-8 text") }
-        var tokens = try ModelLoader.tokenizer(at: model).encode(string, addBOS: false, parseSpecialTokens: false)
+        let source = try ModelSource(path: model)
+        var tokens = try source.tokenizer().encode(string, addBOS: false, parseSpecialTokens: false)
         if let maxTokens, tokens.count > maxTokens { tokens.removeLast(tokens.count - maxTokens) }
         guard tokens.count >= 2 else {
             throw InputError("\(data) has \(tokens.count) token(s); perplexity needs at least 2")
@@ -88,7 +89,7 @@ struct Eval: ParsableCommand {
                 referenceFile = path
             }
         }
-        let scored = try ModelLoader.model(at: model, cachePrecision: cache.precision)
+        let scored = try source.model(cachePrecision: cache.precision)
         let report: EvaluationReport
         if let saveReference {
             report = try timed("eval", tokens: tokens.count, config: scored.config) { progress in

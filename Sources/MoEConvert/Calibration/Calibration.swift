@@ -21,12 +21,18 @@ public enum Calibration {
     /// the work advances.
     public static func run(modelPath: String, data: URL, options: Options = Options(),
                            progress: ((Calibrator.Progress) -> Void)? = nil) throws -> CalibrationStats {
+        try run(ModelSource(path: modelPath), data: data, options: options, progress: progress)
+    }
+
+    /// `run(modelPath:...)` on an opened model.
+    public static func run(_ source: ModelSource, data: URL, options: Options = Options(),
+                           progress: ((Calibrator.Progress) -> Void)? = nil) throws -> CalibrationStats {
         let documents = try CalibrationData.load(data)
-        let weights = try ModelLoader.weights(at: modelPath)
-        guard !weights.config.moeLayers.isEmpty else {
+        guard !source.config.moeLayers.isEmpty else {
             throw CalibrationError("the model has no mixture-of-experts layers to calibrate")
         }
-        let tokenizer = try ModelLoader.tokenizer(at: modelPath)
+        let weights = try source.weights()
+        let tokenizer = try source.tokenizer()
         let windows = try Calibrator.windows(documents.map { try tokens($0, tokenizer) }, context: options.context,
                                              maxTokens: options.maxTokens)
         let model = try ErnieModel(weights: weights)

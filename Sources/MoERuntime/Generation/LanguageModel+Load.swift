@@ -8,8 +8,14 @@ extension LanguageModel {
     /// that carries them. `cachePrecision` overrides how the model's KV caches store keys and
     /// values (`ErnieModel.cachePrecision`).
     public static func load(at path: String, cachePrecision: KVCache.Precision? = nil) throws -> LanguageModel {
-        let model = try ModelLoader.model(at: path, cachePrecision: cachePrecision)
-        let tokenizer = try ModelLoader.tokenizer(at: path)
+        try load(ModelSource(path: path), cachePrecision: cachePrecision)
+    }
+
+    /// `load(at:)` from an opened source.
+    public static func load(_ source: ModelSource, cachePrecision: KVCache.Precision? = nil) throws -> LanguageModel {
+        let path = source.path
+        let model = try source.model(cachePrecision: cachePrecision)
+        let tokenizer = try source.tokenizer()
         // Pieces plus added tokens must fit the embedding (ERNIE 4.5: 100,295 pieces and about
         // 1,000 added tokens in 103,424 rows); an id beyond it would be refused mid-request.
         let vocabulary = tokenizer.vocabularySize, rows = model.config.vocabSize
@@ -20,7 +26,7 @@ extension LanguageModel {
         }
         var stops = tokenizer.stopTokenIDs
         if let eos = model.config.eosTokenID, let id = Int32(exactly: eos) { stops.insert(id) }
-        let generation = try GenerationConfig.load(at: path)
+        let generation = try GenerationConfig.load(source)
         stops.formUnion(generation.stopTokenIDs)
         return LanguageModel(model: model, tokenizer: tokenizer, stopTokenIDs: stops, generationDefaults: generation.defaults)
     }
@@ -29,8 +35,9 @@ extension LanguageModel {
 /// A model's generation_config.json, read once: its end-of-sequence ids (`eos_token_id`: one id
 /// or a list) and its sampling defaults.
 enum GenerationConfig {
-    static func load(at path: String) throws -> (stopTokenIDs: Set<Int32>, defaults: GenerationDefaults) {
-        guard let data = try ModelLoader.companionFile(named: "generation_config.json", at: path) else { return ([], .none) }
+    static func load(_ source: ModelSource) throws -> (stopTokenIDs: Set<Int32>, defaults: GenerationDefaults) {
+        let path = source.path
+        guard let data = try source.companionFile(named: "generation_config.json") else { return ([], .none) }
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw FormatError("generation_config.json of \(path) is not valid JSON")
