@@ -7,9 +7,10 @@
  * rule for the uniform grid). The search tries scales around it: for each
  * candidate inverse scale it takes the nearest codes, refits the scale that
  * minimises sum_j imp_j (v_j - d g[q_j])^2 for those codes (least squares),
- * rounds it to f16, takes the nearest codes again and measures that error; the
- * plain rule is one of the candidates, so the search is never worse than it in
- * the weighted error with the stored scale.
+ * rounds it to f16, takes the nearest codes again and measures that error (with
+ * importance, the scales refitted without it are candidates too); the plain
+ * rule is one of the candidates, so the search is never worse than it in the
+ * weighted error with the stored scale.
  */
 #include "internal.h"
 #include <math.h>
@@ -59,12 +60,15 @@ int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_
     double best_err = error_at(v, imp, n, g, moe_f16_to_f32(best), codes);
     if (search && amax > 0) {
         uint8_t q[128];   /* n <= 128 */
-        for (int t = -SEARCH_TRIES; t <= SEARCH_TRIES; t++) {
+        /* with importance, the scales refitted without it are candidates too */
+        for (int k = 0; k < (imp ? 2 : 1) * (2 * SEARCH_TRIES + 1); k++) {
+            const int t = k % (2 * SEARCH_TRIES + 1) - SEARCH_TRIES;
+            const float *fit = k < 2 * SEARCH_TRIES + 1 ? imp : NULL;
             const float d0 = max / (g[0] * (1.0f + SEARCH_STEP * (float)t));
             error_at(v, imp, n, g, d0, q);
             double sqx = 0, sqq = 0;
             for (int j = 0; j < n; j++) {
-                const double w = imp ? imp[j] : 1.0;
+                const double w = fit ? fit[j] : 1.0;
                 sqx += w * g[q[j]] * v[j];
                 sqq += w * g[q[j]] * g[q[j]];
             }

@@ -122,15 +122,15 @@ final class GridFormatTests: XCTestCase {
                           weightedError(w, q4, nil, cols: cols, range: 0..<w.count))
     }
 
-    /// With an importance per column, every group's weighted error is at most the plain rule's,
-    /// and in total below what the unweighted quantizer gives.
+    /// With an importance per column, every group's weighted error (16-level int4) is at most
+    /// the plain rule's, and in total below it.
     func testImportanceWeightedSearch() throws {
         let cols = 128, rows = 32, w = gaussian(rows * cols, seed: 8)
         var rng = TestRandom(seed: 9)
         let imp = (0..<cols).map { c in (c % 13 == 0 ? 50 : 1) * (rng.next() + 0.01) }
         let impRows = (0..<(rows * cols)).map { imp[$0 % cols] }
-        for f in [WeightFormat.q4g32, .q4g64, .nl4g32] {
-            let grid = f == .nl4g32 ? Self.nl4Grid : Self.q4Grid, g = f.groupSize!
+        for f in [WeightFormat.q4g32, .q4g64, .q4g128] {
+            let grid = Self.q4Grid, g = f.groupSize!
             let weighted = try decode(try quantize(w, cols: cols, f, importance: imp), rows: rows, cols: cols, f)
             let plain = try decode(try quantize(w, cols: cols, f), rows: rows, cols: cols, f)
             for g0 in stride(from: 0, to: w.count, by: g) {
@@ -143,14 +143,14 @@ final class GridFormatTests: XCTestCase {
     }
 
     /// No importance anywhere (an expert no calibration token reached) is the unweighted rule;
-    /// formats without a search ignore importance.
+    /// formats other than the 16-level int4 ones ignore importance.
     func testZeroImportanceAndFormatsWithoutSearch() throws {
         let cols = 128, w = gaussian(4 * cols, seed: 10)
         let zero = [Float](repeating: 0, count: cols), some = (0..<cols).map { Float($0 % 7) }
         for f in WeightFormat.allCases where f.rowBytes(cols: cols) != nil {
             XCTAssertEqual(try quantize(w, cols: cols, f, importance: zero), try quantize(w, cols: cols, f), "\(f)")
         }
-        for f in [WeightFormat.int8, .int4g64, .int4g32a, .bf16] {
+        for f in [WeightFormat.int8, .int4g64, .int4g32a, .bf16, .nl4g32] {
             XCTAssertEqual(try quantize(w, cols: cols, f, importance: some), try quantize(w, cols: cols, f), "\(f)")
         }
         XCTAssertThrowsError(try quantize(w, cols: cols, .q4g32, importance: [1, 2])) {

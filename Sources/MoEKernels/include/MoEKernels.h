@@ -123,11 +123,13 @@ int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
                  void *dst, size_t dst_bytes, int64_t *bad_row);
 
 /*
- * moe_quantize with an importance per column (importance[cols], e.g. the sum of
- * squares of each input channel over calibration tokens): formats with a scale
- * search (16-level int4, grid formats) choose each group's scale to minimise
- * sum_j importance_j (w_j - deq_j)^2 instead of the plain squared error. The
- * other formats ignore it. importance = NULL is moe_quantize.
+ * moe_quantize with an importance per column (importance[cols], e.g. the mean
+ * square of each input channel over calibration tokens): the 16-level int4
+ * formats (q4g*) choose each group's scale by a search that minimises
+ * sum_j importance_j (w_j - deq_j)^2 instead of the plain Q4_0 rule. The other
+ * formats ignore it (nl4g32 keeps its unweighted search: the weighted one
+ * measured worse on held-out tokens). importance = NULL is moe_quantize; a group
+ * whose importance is all zero takes the format's plain rule.
  */
 int moe_quantize_weighted(int fmt, const float *w, int64_t rows, int64_t cols, const float *importance,
                           void *dst, size_t dst_bytes, int64_t *bad_row);
