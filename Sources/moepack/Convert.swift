@@ -20,7 +20,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Calibration statistics (moepack calibrate): calibration-aware rounding, and the prune stage of a profile that has one.")
     var calibration: String?
 
-    @Option(help: "calibrated (the default with --calibration: scales chosen by each input channel's importance) or nearest.")
+    @Option(help: "calibrated (the default with --calibration: int4 scales chosen by each input channel's importance) or nearest.")
     var rounding: Rounding?
 
     @Option(help: "Override the profile's prune ratio.")
@@ -34,7 +34,10 @@ struct Convert: ParsableCommand {
         let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ConvertProgressDisplay.show : nil
         let stage = try calibration.map { try CalibrationPruneStage(statsFile: URL(fileURLWithPath: $0)) }
         if rounding == .calibrated && stage == nil { throw ValidationError("--rounding calibrated needs --calibration STATS.json") }
-        let importance = try stage.flatMap { (rounding ?? .calibrated) == .calibrated ? try ImportanceMap(stats: $0.stats) : nil }
+        // A version 1 stats file (no input statistics) still prunes; it rounds to nearest unless asked otherwise.
+        let importance = try stage.flatMap { stage in
+            (rounding ?? (stage.stats.inputs != nil ? .calibrated : .nearest)) == .calibrated ? try ImportanceMap(stats: stage.stats) : nil
+        }
         let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, importance: importance,
                                      progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
