@@ -1,6 +1,7 @@
 import Foundation
 import MoEFormat
 import MoEKernels
+import MoERuntime
 
 /// Progress of a conversion, reported after every tensor.
 public struct ConvertProgress: Sendable {
@@ -17,13 +18,17 @@ public struct ConvertOptions: Sendable {
     public var pruneStage: (any PruneStage)?
     /// Overrides the profile's prune ratio.
     public var pruneRatio: Double?
+    /// Calibration-aware rounding: each input channel's importance from calibration statistics
+    /// (docs/quantization.md); nil rounds to nearest.
+    public var importance: ImportanceMap?
     public var progress: (@Sendable (ConvertProgress) -> Void)?
 
     public init(profile: Profile, pruneStage: (any PruneStage)? = nil, pruneRatio: Double? = nil,
-                progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
+                importance: ImportanceMap? = nil, progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
         self.profile = profile
         self.pruneStage = pruneStage
         self.pruneRatio = pruneRatio
+        self.importance = importance
         self.progress = progress
     }
 }
@@ -45,7 +50,12 @@ public enum Converter {
         try layout.validate(names: checkpoint.tensorNames) { try checkpoint.info($0).shape }
         let profile = options.profile
 
-        var parameters = ["profile": profile.name]
+        var parameters = ["profile": profile.name, "rounding": options.importance == nil ? "nearest" : "calibrated"]
+        if let importance = options.importance {
+            try importance.stats.checkApplies(to: ModelIdentity.compute(CheckpointWeights(checkpoint: checkpoint)), config: config)
+            parameters["rounding_calibration_identity"] = importance.stats.model.identity
+            parameters["rounding_calibration_tokens"] = String(importance.stats.data.tokens)
+        }
         var pruning: [String: [Int]]? = nil
         if var settings = profile.prune {
             if let ratio = options.pruneRatio {
@@ -89,7 +99,7 @@ public enum Converter {
             var progress = ConvertProgress(tensorsDone: 0, tensorsTotal: specs.count, sourceBytesDone: 0,
                                            sourceBytesTotal: sourceTotal, bytesWritten: 0)
             let reader = TensorReader(checkpoint: checkpoint)
-            var packer = TensorPacker(reader: reader, writer: writer, profile: profile)
+            var packer = TensorPacker(reader: reader, writer: writer, profile: profile, importance: options.importance)
             var tensors: [BundleTensor] = []
             for spec in specs {
                 // The router stays whole (every original expert's row and correction bias): the

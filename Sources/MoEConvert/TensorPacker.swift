@@ -7,14 +7,16 @@ struct TensorPacker {
     let reader: TensorReader
     let writer: BundleWriter
     let profile: Profile
+    let importance: ImportanceMap?
     private var scratch: [UInt8] = []
     private var floats: [Float] = []
     private var packed: [UInt8] = []
 
-    init(reader: TensorReader, writer: BundleWriter, profile: Profile) {
+    init(reader: TensorReader, writer: BundleWriter, profile: Profile, importance: ImportanceMap? = nil) {
         self.reader = reader
         self.writer = writer
         self.profile = profile
+        self.importance = importance
     }
 
     /// Every tensor is stored whole: pruned bundles keep the full router (docs/pruning.md) and
@@ -35,6 +37,7 @@ struct TensorPacker {
             throw ProfileError("tensor \(spec.name) [\(rows), \(cols)] cannot be stored as \(format.rawValue)")
         }
         try writer.beginPayload(rawLength: total, compression: profile.compression, zstdLevel: profile.zstdLevel)
+        let columnImportance = is2D && spec.tensorClass != .mtp ? importance?.importance(for: spec, cols: cols) : nil
 
         let blockRows = max(1, min(rows, Converter.blockBytes / max(1, cols * 4)))
         if floats.count < blockRows * cols { floats = [Float](repeating: 0, count: blockRows * cols) }
@@ -44,7 +47,8 @@ struct TensorPacker {
             try floats.withUnsafeMutableBufferPointer { buf in
                 try reader.read(spec.name, start: start * cols, count: n * cols, into: buf.baseAddress!, scratch: &scratch)
             }
-            try emit(floats, rows: n, cols: cols, format: format, rowBytes: rowBytes, name: spec.name, firstRow: start)
+            try emit(floats, rows: n, cols: cols, format: format, rowBytes: rowBytes, importance: columnImportance,
+                     name: spec.name, firstRow: start)
             start += n
         }
         let location = try writer.endPayload()
@@ -52,15 +56,18 @@ struct TensorPacker {
                             layer: spec.layer, expert: spec.expert, payload: location)
     }
 
-    /// Quantizes `rows` rows held in `values` and appends them to the open payload.
+    /// Quantizes `rows` rows held in `values` (weighting the scale search by `importance`, one
+    /// value per column, when given) and appends them to the open payload.
     private mutating func emit(_ values: [Float], rows: Int, cols: Int, format: WeightFormat, rowBytes: Int,
-                               name: String, firstRow: Int) throws {
+                               importance: [Float]?, name: String, firstRow: Int) throws {
         let bytes = rows * rowBytes
         if packed.count < bytes { packed = [UInt8](repeating: 0, count: bytes) }
         var badRow: Int64 = -1
         let status = values.withUnsafeBufferPointer { v in
             packed.withUnsafeMutableBytes { out in
-                moe_quantize(format.id, v.baseAddress, Int64(rows), Int64(cols), out.baseAddress, bytes, &badRow)
+                importance.withOptionalBase { imp in
+                    moe_quantize_weighted(format.id, v.baseAddress, Int64(rows), Int64(cols), imp, out.baseAddress, bytes, &badRow)
+                }
             }
         }
         guard status == MOE_OK else {
@@ -68,5 +75,15 @@ struct TensorPacker {
             throw ProfileError("cannot store tensor \(name)\(row) as \(format.rawValue): \(String(cString: moe_strerror(status)))")
         }
         try packed.withUnsafeBytes { try writer.appendPayload(UnsafeRawBufferPointer(rebasing: $0[0..<bytes])) }
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// The array's base address for a C call, NULL when there is no array.
+    func withOptionalBase<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .some(let a): a.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: body(nil)
+        }
     }
 }

@@ -152,7 +152,7 @@ static void *scratch_get(size_t bytes) {
 
 typedef struct {
     const moe_kernels *k;
-    int fmt, group, asym, tiled;
+    int fmt, kernel, group, asym, tiled;   /* kernel: the format's MOE_KERNEL_* */
     const uint8_t *w;
     int64_t rb, rows, cols, T;
     const float *x;
@@ -168,7 +168,7 @@ typedef struct {
 static void job_rows(void *ctx, int part, int nparts) {
     const job *j = ctx;
     int64_t r0 = j->rows * part / nparts, r1 = j->rows * (part + 1) / nparts;
-    if (j->tiled && j->fmt == MOE_FMT_INT8) {
+    if (j->tiled && j->kernel == MOE_KERNEL_INT8) {
         j->k->tile_i8(j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->y + r0, j->rows);
         return;
     }
@@ -179,12 +179,16 @@ static void job_rows(void *ctx, int part, int nparts) {
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = j->w + r * j->rb;
         for (int64_t t = 0; t < j->T; t++) {
+            const float *x = j->x + t * j->cols;
             float v;
-            if (j->fmt == MOE_FMT_F32) v = j->k->dot_f32((const float *)row, j->x + t * j->cols, j->cols);
-            else if (j->fmt == MOE_FMT_BF16) v = j->k->dot_bf16((const uint16_t *)row, j->x + t * j->cols, j->cols);
-            else if (j->fmt == MOE_FMT_F16) v = j->k->dot_f16((const uint16_t *)row, j->x + t * j->cols, j->cols);
-            else if (j->fmt == MOE_FMT_INT8) v = j->k->dot_i8(row, &j->xq[t], j->cols);
-            else v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym);
+            switch (j->kernel) {
+            case MOE_KERNEL_F32: v = j->k->dot_f32((const float *)row, x, j->cols); break;
+            case MOE_KERNEL_BF16: v = j->k->dot_bf16((const uint16_t *)row, x, j->cols); break;
+            case MOE_KERNEL_F16: v = j->k->dot_f16((const uint16_t *)row, x, j->cols); break;
+            case MOE_KERNEL_INT8: v = j->k->dot_i8(row, &j->xq[t], j->cols); break;
+            case MOE_KERNEL_NL4: v = j->k->dot_nl4(row, &j->xq[t], j->cols); break;
+            default: v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym); break;
+            }
             j->y[t * j->rows + r] = v;
         }
     }
@@ -211,7 +215,7 @@ static moe_xq *prepare_x(bump *b, const job *j) {
     moe_xq *xs = bump_take(b, (size_t)T * sizeof(moe_xq));
     for (int64_t t = 0; t < T; t++) {
         moe_xq xq = {0};
-        if (j->fmt == MOE_FMT_INT8) {
+        if (j->kernel == MOE_KERNEL_INT8) {
             int64_t nb = (cols + MOE_QBLOCK16 - 1) / MOE_QBLOCK16;
             xq.q16 = bump_take(b, (size_t)nb * MOE_QBLOCK16 * sizeof(int16_t));
             xq.d16 = bump_take(b, (size_t)nb * sizeof(float));
@@ -237,7 +241,7 @@ static void quantize_row(const job *j, int64_t t) {
     const int64_t cols = j->cols;
     const float *x = j->x + t * cols;
     const moe_xq *xq = &j->xq[t];
-    if (j->fmt == MOE_FMT_INT8) {
+    if (j->kernel == MOE_KERNEL_INT8) {
         if (j->k->quant_i16 && cols % 16 == 0) j->k->quant_i16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
         else quantize_x16(x, cols, (int16_t *)xq->q16, (float *)xq->d16);
         return;
@@ -290,12 +294,15 @@ static int check_product(const moe_product *p, int path, int64_t *rb) {
 }
 
 /* How a product needs its activations quantized: 0 not at all (f32, bf16, f16), 1 int16 blocks
- * (int8 weights), 2 int8 blocks paired for the int4 tiles, 3 int8 blocks. */
+ * (int8 weights), 2 int8 blocks paired for the int4 tiles, 3 int8 blocks (int4 rows, grid rows). */
 static int activation_kind(const moe_kernels *k, const moe_product *p) {
-    if (p->fmt == MOE_FMT_F32 || p->fmt == MOE_FMT_BF16 || p->fmt == MOE_FMT_F16) return 0;
-    if (p->fmt == MOE_FMT_INT8) return 1;
-    int group = moe_format_group(p->fmt);
-    return k->tile_i4 != NULL && (group == 64 || group == 128) ? 2 : 3;
+    const moe_format_traits *f = moe_format_info(p->fmt);
+    switch (f->kernel) {
+    case MOE_KERNEL_F32: case MOE_KERNEL_BF16: case MOE_KERNEL_F16: return 0;
+    case MOE_KERNEL_INT8: return 1;
+    case MOE_KERNEL_INT4: return k->tile_i4 != NULL && (f->group == 64 || f->group == 128) ? 2 : 3;
+    default: return 3;
+    }
 }
 
 /*
@@ -319,10 +326,11 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             int err = check_product(p, path, &rb);
             if (err) return err;
             int kind = activation_kind(k, p);
-            job j = {k, p->fmt, moe_format_group(p->fmt), moe_format_is_asymmetric(p->fmt), 0,
+            const moe_format_traits *f = moe_format_info(p->fmt);
+            job j = {k, p->fmt, f->kernel, f->group, !f->symmetric, 0,
                      p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, i, 0, 0};
-            if (p->fmt == MOE_FMT_INT8) j.tiled = k->tile_i8 != NULL && p->cols % 16 == 0;
-            else if (kind) j.tiled = kind == 2;
+            if (f->kernel == MOE_KERNEL_INT8) j.tiled = k->tile_i8 != NULL && p->cols % 16 == 0;
+            else j.tiled = kind == 2;
             /* products of the same input (q, k and v; gate and up) share its quantized rows */
             int shared = -1;
             for (int e = 0; kind && e < i && shared < 0; e++)

@@ -175,6 +175,36 @@ AVX2 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int gro
     return asym ? dot_i4_g32(row, x, n, 1) : dot_i4_g32(row, x, n, 0);
 }
 
+/* 16 bytes of grid indices (32 weights) times 32 int8 activations -> 8 float partial sums. The
+ * indices pick the int8 grid values (shuffle), and |w| (unsigned) times x with w's sign gives
+ * the signed products maddubs needs: pairs stay below 2 * 127 * 127 < 2^15. */
+AVX2 static inline __m256 nl4_block(const uint8_t *data, const int8_t *xq, __m256i grid) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)data);
+    __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
+    __m256i w = _mm256_shuffle_epi8(grid, idx);
+    __m256i x = _mm256_loadu_si256((const __m256i *)xq);
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* Grid rows (nl4, groups of 32) as dot_i4_g32 without the offset: two accumulators over
+ * consecutive groups. */
+AVX2 static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)moe_nl4_grid));
+    const int64_t gb = 2 + 16, ng = n / 32;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t g = 0;
+    for (; g + 2 <= ng; g += 2, row += 2 * gb) {
+        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+        const float s0 = _cvtsh_ss(moe_load_u16(row)), s1 = _cvtsh_ss(moe_load_u16(row + gb));
+        a0 = _mm256_fmadd_ps(nl4_block(row + 2, x->q + 32 * g, grid), _mm256_set1_ps(s0 * x->d[g]), a0);
+        a1 = _mm256_fmadd_ps(nl4_block(row + gb + 2, x->q + 32 * g + 32, grid), _mm256_set1_ps(s1 * x->d[g + 1]), a1);
+    }
+    if (g < ng)
+        a0 = _mm256_fmadd_ps(nl4_block(row + 2, x->q + 32 * g, grid), _mm256_set1_ps(_cvtsh_ss(moe_load_u16(row)) * x->d[g]), a0);
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
 /*
  * Activation quantizers, the same arithmetic as quantize_x/quantize_x16 in
  * dispatch.c (max, one multiply by the same reciprocal, round half to even),
@@ -759,5 +789,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
 }
 
 const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16,
-    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16};
+    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4};
 #endif

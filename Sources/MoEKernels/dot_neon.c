@@ -132,6 +132,23 @@ static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, i
     return vaddvq_f32(acc) + off;
 }
 
+/* Grid rows (nl4, groups of 32): the nibbles index the int8 grid (table lookup), then the
+ * same signed int8 product as int4 without its offset. */
+static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
+    const int8x16_t grid = vld1q_s8(moe_nl4_grid);
+    const uint8x16_t low = vdupq_n_u8(0x0F);
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int64_t b = 0; b < n / MOE_QBLOCK; b++, row += 2 + MOE_QBLOCK / 2) {
+        const float s = moe_f16_to_f32(moe_load_u16(row));
+        uint8x16_t raw = vld1q_u8(row + 2);
+        int8x16_t lo = vqtbl1q_s8(grid, vandq_u8(raw, low));
+        int8x16_t hi = vqtbl1q_s8(grid, vshrq_n_u8(raw, 4));
+        int32x4_t p = dot32(lo, hi, x->q + b * MOE_QBLOCK);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), s * x->d[b]);
+    }
+    return vaddvq_f32(acc);
+}
+
 static float sum_f32(const float *a, int64_t n) {
     float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
@@ -148,5 +165,5 @@ static float sum_f32(const float *a, int64_t n) {
 
 const moe_kernels moe_kernels_neon = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL,
     moe_attend_group_scalar, moe_attend_group_f16_scalar, moe_to_f16_scalar, moe_swiglu_scalar,
-    moe_log_sum_exp_scalar, dot_f16, widen_bf16, widen_f16};
+    moe_log_sum_exp_scalar, dot_f16, widen_bf16, widen_f16, dot_nl4};
 #endif

@@ -80,6 +80,25 @@ static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, i
     return acc + off;
 }
 
+/*
+ * Grid rows (nl4, groups of 32, one per activation block b): w_j = s grid[nib_j], so
+ *   sum_j w_j x_j -> sum_b s d_b * sum_i grid[nib_i] xq_i
+ * with no offset term (the grid values are signed).
+ */
+float moe_dot_nl4_scalar(const uint8_t *row, const moe_xq *x, int64_t n) {
+    float acc = 0;
+    for (int64_t b = 0; b < n / MOE_QBLOCK; b++, row += 2 + MOE_QBLOCK / 2) {
+        const float s = moe_f16_to_f32(moe_load_u16(row));
+        const uint8_t *qb = row + 2;
+        const int8_t *xq = x->q + b * MOE_QBLOCK;
+        int32_t isum = 0;
+        for (int i = 0; i < 16; i++)
+            isum += (int32_t)moe_nl4_grid[qb[i] & 0xF] * xq[i] + (int32_t)moe_nl4_grid[qb[i] >> 4] * xq[i + 16];
+        acc += (s * x->d[b]) * (float)isum;
+    }
+    return acc;
+}
+
 static float sum_f32(const float *a, int64_t n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -93,4 +112,4 @@ static float sum_f32(const float *a, int64_t n) {
 
 const moe_kernels moe_kernels_scalar = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL,
     moe_attend_group_scalar, moe_attend_group_f16_scalar, moe_to_f16_scalar, moe_swiglu_scalar,
-    moe_log_sum_exp_scalar, moe_dot_f16_scalar, moe_widen_bf16_scalar, moe_widen_f16_scalar};
+    moe_log_sum_exp_scalar, moe_dot_f16_scalar, moe_widen_bf16_scalar, moe_widen_f16_scalar, moe_dot_nl4_scalar};

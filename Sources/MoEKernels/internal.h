@@ -86,7 +86,20 @@ typedef struct {
     /* dst[i] = f32 of the bf16 / f16 value src[i] (exact), for i in 0..<n. */
     void (*widen_bf16)(const uint16_t *src, float *dst, int64_t n);
     void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);
+    /* Grid-format (nl4) row: sum over groups of scale * sum_b d_b * sum grid[nib] xq. */
+    float (*dot_nl4)(const uint8_t *row, const moe_xq *x, int64_t n);
 } moe_kernels;
+
+/* The 16 values of the non-uniform 4-bit grid (formats.c). */
+extern const int8_t moe_nl4_grid[16];
+float moe_dot_nl4_scalar(const uint8_t *row, const moe_xq *x, int64_t n);
+/* The 16 values of the uniform 16-level int4 grid, -8..7 (quant_grid.c). */
+extern const int8_t moe_q4_grid[16];
+/* One group of n <= 128 weights on a 16-value grid (quant_grid.c): the f16 scale and the n
+ * code indices. imp[n] weights the squared error (NULL: all 1); search = 0 is the plain rule
+ * only. MOE_ERR_RANGE when the scale does not fit f16. */
+int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_t *grid, int search,
+                            uint16_t *scale, uint8_t *codes);
 
 extern const moe_kernels moe_kernels_scalar;
 #if defined(__x86_64__)

@@ -1,4 +1,4 @@
-/* Format descriptions, f16 conversion, quantize and the reference decoder. */
+/* f16 conversion, quantize and the reference decoder (the format table is formats.c). */
 #include "internal.h"
 #include <math.h>
 #include <float.h>
@@ -16,51 +16,8 @@ const char *moe_strerror(int err) {
     }
 }
 
-const char *moe_format_name(int fmt) {
-    static const char *names[MOE_FMT_COUNT] = {
-        "f32", "bf16", "int8", "int4g32", "int4g64", "int4g128", "int4g32a", "int4g64a", "int4g128a", "f16"};
-    return (fmt >= 0 && fmt < MOE_FMT_COUNT) ? names[fmt] : "unknown";
-}
-
-int moe_format_group(int fmt) {
-    switch (fmt) {
-    case MOE_FMT_INT4G32: case MOE_FMT_INT4G32A: return 32;
-    case MOE_FMT_INT4G64: case MOE_FMT_INT4G64A: return 64;
-    case MOE_FMT_INT4G128: case MOE_FMT_INT4G128A: return 128;
-    default: return 0;
-    }
-}
-
-int moe_format_is_asymmetric(int fmt) {
-    return fmt == MOE_FMT_INT4G32A || fmt == MOE_FMT_INT4G64A || fmt == MOE_FMT_INT4G128A;
-}
-
-/* Bytes of one int4 group: f16 scale (+ f16 min) then group/2 bytes of nibbles. */
+/* Bytes of one int4 or grid group: f16 scale (+ f16 min) then group/2 bytes of nibbles. */
 static int64_t i4_group_bytes(int group, int asym) { return (asym ? 4 : 2) + group / 2; }
-
-int64_t moe_row_bytes(int fmt, int64_t cols) {
-    if (fmt < 0 || fmt >= MOE_FMT_COUNT) return MOE_ERR_FORMAT;
-    if (cols < 0 || cols > (INT64_MAX / 8)) return MOE_ERR_SHAPE;
-    switch (fmt) {
-    case MOE_FMT_F32: return cols * 4;
-    case MOE_FMT_BF16: case MOE_FMT_F16: return cols * 2;
-    case MOE_FMT_INT8: return 4 + cols;
-    default: {
-        int g = moe_format_group(fmt);
-        if (cols % g != 0) return MOE_ERR_SHAPE;
-        return (cols / g) * i4_group_bytes(g, moe_format_is_asymmetric(fmt));
-    }
-    }
-}
-
-int64_t moe_matrix_bytes(int fmt, int64_t rows, int64_t cols) {
-    int64_t rb = moe_row_bytes(fmt, cols);
-    if (rb < 0) return rb;
-    if (rows < 0) return MOE_ERR_SHAPE;
-    int64_t total;
-    if (__builtin_mul_overflow(rb, rows, &total)) return MOE_ERR_SIZE;
-    return total;
-}
 
 /* ---- f16 ---- */
 
@@ -198,24 +155,58 @@ static int quantize_int4_row(const float *w, int64_t n, int group, int asym, uin
     return MOE_OK;
 }
 
-int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
-                 void *dst, size_t dst_bytes, int64_t *bad_row) {
+/* A row of a grid format (16-level int4, nl4): per group the f16 scale and the nibbles of
+ * the code indices. nl4 always searches for the scale (unweighted); 16-level int4 searches
+ * only with importance (without, it is the plain Q4_0 rule). */
+static int quantize_grid_row(const moe_format_traits *f, const float *w, const float *imp, int64_t n, uint8_t *out) {
+    const int group = f->group;
+    /* Importance weights the 16-level int4 scales only: for the grid format, whose unweighted
+     * search is already its rule, the importance-weighted one gave 24 of the built-in model's
+     * 96 expert gate/up products a larger output error on held-out tokens routed to them
+     * (docs/quantization.md), so it keeps the unweighted search. */
+    if (f->grid) imp = NULL;
+    const int8_t *grid = f->grid ? f->grid : moe_q4_grid;
+    uint8_t codes[128];
+    for (int64_t g0 = 0; g0 < n; g0 += group, out += 2 + group / 2) {
+        /* a group whose columns have no importance (no calibration token reached them) takes
+         * the unweighted rule */
+        double total = 0;
+        for (int j = 0; imp && j < group; j++) total += imp[g0 + j];
+        const float *gi = total > 0 ? imp + g0 : NULL;
+        uint16_t sh;
+        int err = moe_quantize_grid_group(w + g0, gi, group, grid, f->grid != NULL || gi != NULL, &sh, codes);
+        if (err != MOE_OK) return err;
+        memcpy(out, &sh, 2);
+        memset(out + 2, 0, (size_t)group / 2);
+        for (int j = 0; j < group; j++) put_nibble(out + 2, j, codes[j]);
+    }
+    return MOE_OK;
+}
+
+static int quantize_row(const moe_format_traits *f, const float *src, const float *imp, int64_t cols, uint8_t *out) {
+    switch (f->kernel) {
+    case MOE_KERNEL_F32: memcpy(out, src, (size_t)cols * 4); return MOE_OK;
+    case MOE_KERNEL_BF16: return quantize_bf16_row(src, cols, (uint16_t *)out);
+    case MOE_KERNEL_F16: return quantize_f16_row(src, cols, (uint16_t *)out);
+    case MOE_KERNEL_INT8: quantize_int8_row(src, cols, out); return MOE_OK;
+    default:
+        if (f->grid || (f->symmetric && f->levels == 16)) return quantize_grid_row(f, src, imp, cols, out);
+        return quantize_int4_row(src, cols, f->group, !f->symmetric, out);
+    }
+}
+
+int moe_quantize_weighted(int fmt, const float *w, int64_t rows, int64_t cols, const float *importance,
+                          void *dst, size_t dst_bytes, int64_t *bad_row) {
     if (bad_row) *bad_row = -1;
     int64_t total = moe_matrix_bytes(fmt, rows, cols);
     if (total < 0) return (int)total;
     if ((uint64_t)total != (uint64_t)dst_bytes) return MOE_ERR_SIZE;
+    const moe_format_traits *f = moe_format_info(fmt);
     int64_t rb = moe_row_bytes(fmt, cols);
-    int group = moe_format_group(fmt), asym = moe_format_is_asymmetric(fmt);
     for (int64_t r = 0; r < rows; r++) {
         const float *src = w + r * cols;
-        uint8_t *out = (uint8_t *)dst + r * rb;
-        int err = MOE_OK;
-        if (!row_finite(src, cols)) err = MOE_ERR_NONFINITE;
-        else if (fmt == MOE_FMT_F32) memcpy(out, src, (size_t)cols * 4);
-        else if (fmt == MOE_FMT_BF16) err = quantize_bf16_row(src, cols, (uint16_t *)out);
-        else if (fmt == MOE_FMT_F16) err = quantize_f16_row(src, cols, (uint16_t *)out);
-        else if (fmt == MOE_FMT_INT8) quantize_int8_row(src, cols, out);
-        else err = quantize_int4_row(src, cols, group, asym, out);
+        int err = row_finite(src, cols) ? quantize_row(f, src, importance, cols, (uint8_t *)dst + r * rb)
+                                        : MOE_ERR_NONFINITE;
         if (err != MOE_OK) {
             if (bad_row) *bad_row = r;
             return err;
@@ -224,25 +215,31 @@ int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
     return MOE_OK;
 }
 
+int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
+                 void *dst, size_t dst_bytes, int64_t *bad_row) {
+    return moe_quantize_weighted(fmt, w, rows, cols, NULL, dst, dst_bytes, bad_row);
+}
+
 /* ---- reference decoder ---- */
 
 static void dequantize_row(int fmt, const uint8_t *row, int64_t cols, float *dst) {
-    if (fmt == MOE_FMT_F32) { memcpy(dst, row, (size_t)cols * 4); return; }
-    if (fmt == MOE_FMT_BF16) {
+    const moe_format_traits *f = moe_format_info(fmt);
+    if (f->kernel == MOE_KERNEL_F32) { memcpy(dst, row, (size_t)cols * 4); return; }
+    if (f->kernel == MOE_KERNEL_BF16) {
         for (int64_t i = 0; i < cols; i++) dst[i] = bits_f32((uint32_t)moe_load_u16(row + 2 * i) << 16);
         return;
     }
-    if (fmt == MOE_FMT_F16) {
+    if (f->kernel == MOE_KERNEL_F16) {
         for (int64_t i = 0; i < cols; i++) dst[i] = moe_f16_to_f32(moe_load_u16(row + 2 * i));
         return;
     }
-    if (fmt == MOE_FMT_INT8) {
+    if (f->kernel == MOE_KERNEL_INT8) {
         float s = moe_load_f32(row);
         const int8_t *q = (const int8_t *)(row + 4);
         for (int64_t i = 0; i < cols; i++) dst[i] = s * (float)q[i];
         return;
     }
-    int group = moe_format_group(fmt), asym = moe_format_is_asymmetric(fmt);
+    int group = f->group, asym = !f->symmetric;
     int64_t gb = i4_group_bytes(group, asym);
     for (int64_t g0 = 0; g0 < cols; g0 += group, row += gb) {
         float s = moe_f16_to_f32(moe_load_u16(row));
@@ -252,7 +249,8 @@ static void dequantize_row(int fmt, const uint8_t *row, int64_t cols, float *dst
             int k = j >> 5, i = j & 31;
             uint8_t b = data[16 * k + (i & 15)];
             int q = i < 16 ? (b & 0xF) : (b >> 4);
-            dst[g0 + j] = asym ? (float)q * s + m : (float)(q - 8) * s;
+            if (f->grid) dst[g0 + j] = s * (float)f->grid[q];
+            else dst[g0 + j] = asym ? (float)q * s + m : (float)(q - 8) * s;
         }
     }
 }
@@ -281,7 +279,7 @@ int moe_matmul_reference(int fmt, const void *w, int64_t rows, int64_t cols,
                 int64_t n = cols - c0 < 256 ? cols - c0 : 256;
                 /* 256 is a multiple of every int4 group size, so chunks start on a group. */
                 int64_t off = moe_row_bytes(fmt, c0);
-                if (fmt == MOE_FMT_INT8) {
+                if (moe_format_info(fmt)->kernel == MOE_KERNEL_INT8) {
                     float s = moe_load_f32(row);
                     const int8_t *q = (const int8_t *)(row + 4 + c0);
                     for (int64_t i = 0; i < n; i++) buf[i] = s * (float)q[i];

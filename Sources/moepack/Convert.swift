@@ -17,8 +17,11 @@ struct Convert: ParsableCommand {
     @Option(help: "Output bundle path (.mpk).")
     var output: String
 
-    @Option(help: "Calibration statistics (moepack calibrate) for a profile with a prune stage.")
+    @Option(help: "Calibration statistics (moepack calibrate): calibration-aware rounding, and the prune stage of a profile that has one.")
     var calibration: String?
+
+    @Option(help: "calibrated (the default with --calibration: int4 scales chosen by each input channel's importance) or nearest.")
+    var rounding: Rounding?
 
     @Option(help: "Override the profile's prune ratio.")
     var pruneRatio: Double?
@@ -30,11 +33,21 @@ struct Convert: ParsableCommand {
         let profile = try Profile.load(self.profile)
         let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ConvertProgressDisplay.show : nil
         let stage = try calibration.map { try CalibrationPruneStage(statsFile: URL(fileURLWithPath: $0)) }
-        let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, progress: progress)
+        if rounding == .calibrated && stage == nil { throw ValidationError("--rounding calibrated needs --calibration STATS.json") }
+        // A version 1 stats file (no input statistics) still prunes; it rounds to nearest unless asked otherwise.
+        let importance = try stage.flatMap { stage in
+            (rounding ?? (stage.stats.inputs != nil ? .calibrated : .nearest)) == .calibrated ? try ImportanceMap(stats: stage.stats) : nil
+        }
+        let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, importance: importance,
+                                     progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
         if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? try JSONOutput.encode(summary) : summary.text)
     }
+}
+
+enum Rounding: String, ExpressibleByArgument, CaseIterable {
+    case calibrated, nearest
 }
 
 enum ConvertProgressDisplay {

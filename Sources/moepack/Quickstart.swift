@@ -59,8 +59,10 @@ struct Quickstart: ParsableCommand {
         step("3/6 convert with \(profile)")
         let loaded = try Profile.load(profile)
         let stage = loaded.prune != nil ? try CalibrationPruneStage(stats: stats) : nil
+        // As `convert --calibration`: the statistics also choose the int4 scales.
         let bundle = try Converter.convert(checkpoint: source.path, output: bundleURL.path,
-                                           options: ConvertOptions(profile: loaded, pruneStage: stage))
+                                           options: ConvertOptions(profile: loaded, pruneStage: stage,
+                                                                   importance: try ImportanceMap(stats: stats)))
         say(bundle.text)
 
         step("4/6 evaluate on \(heldout.lastPathComponent) against the f32 checkpoint")

@@ -1,4 +1,5 @@
 import Foundation
+import MoEFormat
 import MoETestSupport
 import XCTest
 
@@ -31,6 +32,34 @@ final class CalibrateCLITests: XCTestCase {
                                     "--calibration", stats, "--output", dir.appendingPathComponent("o.mpk").path])
         XCTAssertNotEqual(other.status, 0)
         XCTAssertTrue(other.stderr.contains("measured on a different model"), other.stderr)
+    }
+
+    /// --calibration turns on calibration-aware rounding for any profile; --rounding nearest turns it off.
+    func testCalibratedRoundingIsTheDefaultWithCalibration() throws {
+        let model = Fixtures.tinyModel.path
+        let stats = dir.appendingPathComponent("stats.json").path
+        let r = try runMoepack(["calibrate", model, "--data", Fixtures.tinyModel.appendingPathComponent("calibration.txt").path,
+                                "--output", stats, "--max-tokens", "512", "--context", "128"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var manifests: [String: BundleManifest] = [:]
+        for (name, extra) in [("calibrated", ["--calibration", stats]), ("nearest", ["--calibration", stats, "--rounding", "nearest"]),
+                              ("plain", [])] {
+            let out = dir.appendingPathComponent("\(name).mpk").path
+            let c = try runMoepack(["convert", model, "--profile", "wint4", "--output", out] + extra)
+            XCTAssertEqual(c.status, 0, c.stderr)
+            manifests[name] = try BundleFile(path: out).manifest
+        }
+        XCTAssertEqual(manifests["calibrated"]?.provenance.parameters["rounding"], "calibrated")
+        XCTAssertEqual(manifests["nearest"]?.provenance.parameters["rounding"], "nearest")
+        XCTAssertEqual(manifests["plain"]?.provenance.parameters["rounding"], "nearest")
+        XCTAssertTrue(try XCTUnwrap(manifests["calibrated"]).tensors.contains { $0.tensorClass == .routedExperts && $0.format == .q4g32 })
+        let bytes = { (name: String) in try Data(contentsOf: self.dir.appendingPathComponent("\(name).mpk")) }
+        XCTAssertNotEqual(try bytes("calibrated"), try bytes("nearest"))
+
+        let bad = try runMoepack(["convert", model, "--profile", "wint4", "--rounding", "calibrated",
+                                  "--output", dir.appendingPathComponent("x.mpk").path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("needs --calibration"), bad.stderr)
     }
 
     func testEmptyDataIsAClearError() throws {

@@ -171,7 +171,7 @@ final class ConvertTests: XCTestCase {
         let bundle = try BundleFile(path: url.path)
         let experts = bundle.manifest.tensors.filter { $0.tensorClass == .routedExperts }
         XCTAssertFalse(experts.isEmpty)
-        XCTAssertTrue(experts.allSatisfy { $0.format == .int4g64 })
+        XCTAssertTrue(experts.allSatisfy { $0.format == .q4g64 })
         XCTAssertTrue(bundle.manifest.tensors.filter { $0.tensorClass == .router || $0.tensorClass == .norms }.allSatisfy { $0.format == .f32 })
         XCTAssertTrue(bundle.manifest.tensors.filter { $0.tensorClass == .attention }.allSatisfy { $0.format == .int8 })
         let summary = BundleSummary(bundle: bundle)
@@ -196,7 +196,7 @@ final class ConvertTests: XCTestCase {
         let linear: Set<TensorClass> = [.attention, .denseMLP, .sharedExperts, .routedExperts]
         let tensors = bundle.manifest.tensors
         XCTAssertTrue(tensors.contains { $0.tensorClass == .attention })
-        XCTAssertTrue(tensors.filter { linear.contains($0.tensorClass) }.allSatisfy { $0.format == .int4g64 })
+        XCTAssertTrue(tensors.filter { linear.contains($0.tensorClass) }.allSatisfy { $0.format == .q4g64 })
         XCTAssertTrue(tensors.filter { $0.tensorClass == .embeddings }.allSatisfy { $0.format == .int8 })
         XCTAssertTrue(tensors.filter { $0.tensorClass == .router || $0.tensorClass == .norms }.allSatisfy { $0.format == .f32 })
 

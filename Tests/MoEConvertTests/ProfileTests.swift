@@ -23,21 +23,28 @@ final class ProfileTests: XCTestCase {
 
     func testShippedProfileContents() throws {
         let w4 = try Profile.load("wint4")
-        XCTAssertEqual(w4.formats[.routedExperts], .int4g64)
+        XCTAssertEqual(w4.formats[.routedExperts], .q4g64)
         XCTAssertEqual(w4.formats[.attention], .int8)
         XCTAssertEqual(w4.formats[.embeddings], .int8)
         XCTAssertEqual(w4.compression, .zstd)
         XCTAssertNil(w4.prune)
         XCTAssertEqual(w4.format(for: .router, cols: 64, is2D: true), .f32)
-        XCTAssertEqual(w4.format(for: .routedExperts, cols: 128, is2D: true), .int4g64)
-        XCTAssertEqual(w4.format(for: .routedExperts, cols: 160, is2D: true), .int4g32, "160 is a multiple of 32, not 64")
+        XCTAssertEqual(w4.format(for: .routedExperts, cols: 128, is2D: true), .q4g64)
+        XCTAssertEqual(w4.format(for: .routedExperts, cols: 160, is2D: true), .q4g32, "160 is a multiple of 32, not 64")
+        var old = w4
+        old.formats[.routedExperts] = .int4g64
+        XCTAssertEqual(old.format(for: .routedExperts, cols: 160, is2D: true), .int4g32, "the same family: 15 levels")
         XCTAssertEqual(w4.format(for: .routedExperts, cols: 48, is2D: true), .int8, "no int4 group divides 48")
         var asym = w4
         asym.formats[.routedExperts] = .int4g128a
         XCTAssertEqual(asym.format(for: .routedExperts, cols: 192, is2D: true), .int4g64a)
+        var grid = w4
+        grid.formats[.routedExperts] = .nl4g32
+        XCTAssertEqual(grid.format(for: .routedExperts, cols: 160, is2D: true), .nl4g32)
+        XCTAssertEqual(grid.format(for: .routedExperts, cols: 48, is2D: true), .int8, "nl4 has only groups of 32")
         let all4 = try Profile.load("wint4-all")
         for linear in [TensorClass.attention, .denseMLP, .sharedExperts, .routedExperts] {
-            XCTAssertEqual(all4.formats[linear], .int4g64, "\(linear)")
+            XCTAssertEqual(all4.formats[linear], .q4g64, "\(linear)")
         }
         XCTAssertEqual(all4.formats[.embeddings], .int8)
         XCTAssertEqual(all4.formats[.lmHead], .int8)
@@ -71,7 +78,7 @@ final class ProfileTests: XCTestCase {
     func testRejectsUnknownKeysAndValues() {
         assertRejects({ "speed = 3\n" + $0 }, "unknown key \"speed\"")
         assertRejects({ $0.replacingOccurrences(of: "[formats]", with: "[formats]\nrouted_expert = \"int8\"") }, "unknown key \"formats.routed_expert\"")
-        assertRejects({ $0.replacingOccurrences(of: "routed_experts = \"int4g64\"", with: "routed_experts = \"int3\"") },
+        assertRejects({ $0.replacingOccurrences(of: "routed_experts = \"q4g64\"", with: "routed_experts = \"int3\"") },
                       "unknown value \"int3\" for formats.routed_experts")
         assertRejects({ $0.replacingOccurrences(of: "compression = \"zstd\"", with: "compression = \"lz4\"") },
                       "unknown value \"lz4\" for pack.compression")

@@ -55,14 +55,14 @@ public struct Profile: Sendable, Equatable {
     /// Classes a profile must give a format.
     public static let quantizableClasses: [TensorClass] = [.embeddings, .attention, .denseMLP, .sharedExperts, .routedExperts, .lmHead]
 
-    /// The format a tensor of this class with `cols` columns is stored in. An int4 format whose
-    /// group does not divide `cols` steps down to the largest smaller group that does (same
-    /// symmetry), then to `int4Fallback`.
+    /// The format a tensor of this class with `cols` columns is stored in. A grouped format whose
+    /// group does not divide `cols` steps down to the largest smaller group of its family that
+    /// does (same rule, other group), then to `int4Fallback`.
     public func format(for tensorClass: TensorClass, cols: Int, is2D: Bool) -> WeightFormat {
         guard is2D, !Self.fixedF32.contains(tensorClass), let f = formats[tensorClass] else { return .f32 }
         guard let group = f.groupSize else { return f }
-        let candidates = WeightFormat.allCases.filter { ($0.groupSize ?? .max) <= group && $0.isAsymmetric == f.isAsymmetric }
-            .sorted { $0.groupSize! > $1.groupSize! }
+        let smaller: [WeightFormat] = f.family.filter { ($0.groupSize ?? Int.max) <= group }
+        let candidates = smaller.sorted { ($0.groupSize ?? 0) > ($1.groupSize ?? 0) }
         return candidates.first { $0.rowBytes(cols: cols) != nil } ?? int4Fallback
     }
 }

@@ -22,22 +22,22 @@ public enum ShippedProfiles {
 
         """#,
         "wint4-all": #"""
-        # Every linear weight int4 in groups of 64 except the embedding / lm_head (int8), router and
+        # Every linear weight int4 (16 levels) in groups of 64 except the embedding / lm_head (int8), router and
         # norms f32: about a fifth fewer bytes per decoded token than wint4, at a cost in accuracy.
         name = "wint4-all"
-        description = "attention, dense MLP, shared and routed experts int4 g64; embeddings and lm_head int8; router and norms f32"
+        description = "attention, dense MLP, shared and routed experts int4 g64 (16 levels); embeddings and lm_head int8; router and norms f32"
         stages = ["quantize", "pack"]
 
         [formats]
         embeddings = "int8"
-        attention = "int4g64"
-        dense_mlp = "int4g64"
-        shared_experts = "int4g64"
-        routed_experts = "int4g64"
+        attention = "q4g64"
+        dense_mlp = "q4g64"
+        shared_experts = "q4g64"
+        routed_experts = "q4g64"
         lm_head = "int8"
 
         [quantize]
-        # A tensor whose column count is not a multiple of 64 takes int4 g32 if 32 divides it, else this.
+        # A tensor whose column count is not a multiple of 64 takes q4g32 if 32 divides it, else this.
         int4_fallback = "int8"
 
         [pack]
@@ -61,7 +61,7 @@ public enum ShippedProfiles {
         attention = "int8"
         dense_mlp = "int8"
         shared_experts = "int8"
-        routed_experts = "int4g64"
+        routed_experts = "q4g64"
         lm_head = "int8"
 
         [quantize]
@@ -73,10 +73,10 @@ public enum ShippedProfiles {
 
         """#,
         "wint4": #"""
-        # Routed experts int4 in groups of 64 (the bulk of an MoE model), everything else int8,
+        # Routed experts int4 (16 levels) in groups of 64 (the bulk of an MoE model), everything else int8,
         # router and norms f32.
         name = "wint4"
-        description = "routed experts int4 g64, other linear weights int8, router and norms f32"
+        description = "routed experts int4 g64 (16 levels), other linear weights int8, router and norms f32"
         stages = ["quantize", "pack"]
 
         [formats]
@@ -84,11 +84,11 @@ public enum ShippedProfiles {
         attention = "int8"
         dense_mlp = "int8"
         shared_experts = "int8"
-        routed_experts = "int4g64"
+        routed_experts = "q4g64"
         lm_head = "int8"
 
         [quantize]
-        # A tensor whose column count is not a multiple of 64 takes int4 g32 if 32 divides it, else this.
+        # A tensor whose column count is not a multiple of 64 takes q4g32 if 32 divides it, else this.
         int4_fallback = "int8"
 
         [pack]

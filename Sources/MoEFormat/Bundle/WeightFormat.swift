@@ -1,9 +1,15 @@
-/// How a weight is stored in a bundle. The raw values match MoEKernels' format names; the byte
-/// layout of each is specified in docs/format.md (and docs/quantization.md for the kernels).
+import MoEKernels
+
+/// How a weight is stored in a bundle. The raw values are the names in MoEKernels' format table
+/// (`moe_format_info`, Sources/MoEKernels/formats.c), which holds everything else about a format:
+/// its id, code bits, group, header bytes, symmetry, levels and kernel family. The byte layout of
+/// each is specified in docs/quantization.md.
 public enum WeightFormat: String, Sendable, Codable, CaseIterable {
     case f32
     case bf16
     case int8
+    /// Symmetric int4, 15 levels (-7..7, scale max|w| / 7): what bundles written before the
+    /// 16-level formats hold. Still read; `q4g*` replaces it for writing.
     case int4g32
     case int4g64
     case int4g128
@@ -12,39 +18,64 @@ public enum WeightFormat: String, Sendable, Codable, CaseIterable {
     case int4g128a
     /// IEEE binary16: checkpoints stored in float16 (a bundle may carry it too).
     case f16
+    /// Symmetric int4, all 16 levels (-8..7; the weight of largest magnitude maps to -8).
+    case q4g32
+    case q4g64
+    case q4g128
+    /// 4-bit codes on a fixed non-uniform 16-value grid, groups of 32, f16 scale.
+    case nl4g32
 
-    /// Int4 group size along the columns, nil for the other formats.
-    public var groupSize: Int? {
-        switch self {
-        case .int4g32, .int4g32a: 32
-        case .int4g64, .int4g64a: 64
-        case .int4g128, .int4g128a: 128
-        default: nil
+    /// The id of this name in the kernels' table (stable: bundles written by other versions use the name).
+    public var id: Int32 { Self.ids[self]! }
+
+    public init?(id: Int32) {
+        guard let info = moe_format_info(id), let f = WeightFormat(rawValue: String(cString: info.pointee.name)) else {
+            return nil
+        }
+        self = f
+    }
+
+    private static let ids: [WeightFormat: Int32] = {
+        var ids: [WeightFormat: Int32] = [:]
+        for id in 0..<Int32(MOE_FMT_COUNT) {
+            if let info = moe_format_info(id), let f = WeightFormat(rawValue: String(cString: info.pointee.name)) { ids[f] = id }
+        }
+        precondition(ids.count == allCases.count, "every WeightFormat needs a row in the kernels' format table")
+        return ids
+    }()
+
+    /// The kernels' table row.
+    public var traits: moe_format_traits { moe_format_info(id)!.pointee }
+
+    /// Weights per scale along a row, nil for formats without groups (floats, int8).
+    public var groupSize: Int? { traits.group > 0 ? Int(traits.group) : nil }
+
+    public var isAsymmetric: Bool { traits.symmetric == 0 }
+
+    /// Whether the values are plain floats (f32, bf16, f16): exact in f32, multiplied with sgemm.
+    public var isFloat: Bool { traits.levels == 0 }
+
+    /// The formats that differ from this one only in their group size (itself included).
+    public var family: [WeightFormat] {
+        let t = traits
+        return Self.allCases.filter {
+            let u = $0.traits
+            return u.kernel == t.kernel && u.bits == t.bits && u.symmetric == t.symmetric && u.levels == t.levels
+                && u.header == t.header && (u.grid == nil) == (t.grid == nil)
         }
     }
 
-    public var isAsymmetric: Bool { self == .int4g32a || self == .int4g64a || self == .int4g128a }
-
-    /// Bytes of one stored row of `cols` values, nil when the shape is impossible for the format.
-    /// int8: f32 scale + one byte per value. int4: per group an f16 scale (+ f16 minimum when
-    /// asymmetric) then group/2 bytes of packed nibbles.
+    /// Bytes of one stored row of `cols` values (the table's rule), nil when the shape is
+    /// impossible for the format.
     public func rowBytes(cols: Int) -> Int? {
-        guard cols >= 0, cols <= Int.max / 8 else { return nil }
-        switch self {
-        case .f32: return cols * 4
-        case .bf16, .f16: return cols * 2
-        case .int8: return 4 + cols
-        default:
-            guard let g = groupSize, cols % g == 0 else { return nil }
-            return (cols / g) * ((isAsymmetric ? 4 : 2) + g / 2)
-        }
+        let n = moe_row_bytes(id, Int64(cols))
+        return n >= 0 ? Int(n) : nil
     }
 
     /// Bytes of a rows x cols matrix, nil on an impossible shape or overflow.
     public func matrixBytes(rows: Int, cols: Int) -> Int? {
-        guard rows >= 0, let row = rowBytes(cols: cols) else { return nil }
-        let (total, overflow) = row.multipliedReportingOverflow(by: rows)
-        return overflow ? nil : total
+        let n = moe_matrix_bytes(id, Int64(rows), Int64(cols))
+        return n >= 0 ? Int(n) : nil
     }
 
     /// Storage bits per weight, including scales.

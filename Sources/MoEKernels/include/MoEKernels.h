@@ -29,20 +29,60 @@
 extern "C" {
 #endif
 
-/* Weight formats. Values are stable: they are written into bundle files. */
+/* Weight formats. Values are stable: they are written into bundle files. Every
+ * format is one row of the table moe_format_info reads (formats.c): its name,
+ * code bits, group, header bytes, symmetry, levels, grid and kernel family. */
 enum {
     MOE_FMT_F32 = 0,
     MOE_FMT_BF16 = 1,
     MOE_FMT_INT8 = 2,       /* per-row f32 scale, symmetric, -127..127 */
-    MOE_FMT_INT4G32 = 3,    /* groups of 32 along cols, f16 scale, symmetric -7..7 */
+    MOE_FMT_INT4G32 = 3,    /* groups of 32 along cols, f16 scale, symmetric -7..7 (15 levels) */
     MOE_FMT_INT4G64 = 4,
     MOE_FMT_INT4G128 = 5,
     MOE_FMT_INT4G32A = 6,   /* groups, f16 scale + f16 min, asymmetric 0..15 */
     MOE_FMT_INT4G64A = 7,
     MOE_FMT_INT4G128A = 8,
     MOE_FMT_F16 = 9,        /* IEEE binary16 (checkpoints stored in float16) */
-    MOE_FMT_COUNT = 10
+    MOE_FMT_Q4G32 = 10,     /* groups, signed f16 scale, symmetric -8..7 (16 levels, ggml Q4_0 rule) */
+    MOE_FMT_Q4G64 = 11,
+    MOE_FMT_Q4G128 = 12,
+    MOE_FMT_NL4G32 = 13,    /* groups of 32, f16 scale, a fixed non-uniform 16-value grid (IQ4_NL's) */
+    MOE_FMT_COUNT = 14
 };
+
+/* The kernels that multiply a format's rows. */
+enum {
+    MOE_KERNEL_F32 = 0,
+    MOE_KERNEL_BF16 = 1,
+    MOE_KERNEL_F16 = 2,
+    MOE_KERNEL_INT8 = 3,    /* int8 codes, one f32 scale per row; int16 activations */
+    MOE_KERNEL_INT4 = 4,    /* nibbles in groups, f16 scale (+ f16 min); int8 activations */
+    MOE_KERNEL_NL4 = 5      /* nibbles indexing `grid`, f16 scale per group; int8 activations */
+};
+
+/*
+ * One row of the format table. Bytes of a row of n weights:
+ *   group > 0:  (n / group) * (header + group * bits / 8)   (n must be a multiple of group)
+ *   group = 0:  header + n * bits / 8
+ * How the quantizer picks codes (the rule the name stands for) follows from the
+ * fields: symmetric uniform formats with 15 levels use -7..7 (scale max|w| / 7),
+ * with 16 levels -8..7 (the weight of largest magnitude maps to -8); asymmetric
+ * ones 0..15 over [min, max]; grid formats the nearest grid value under the
+ * best of a set of scales (docs/quantization.md).
+ */
+typedef struct {
+    const char *name;       /* the name bundles store */
+    int bits;               /* bits of one stored value or code */
+    int group;              /* weights sharing a scale along a row; 0: one per row (or none) */
+    int header;             /* bytes of scale (and min) ahead of each group, or of the row if group = 0 */
+    int symmetric;          /* 1: no stored offset, zero decodes to zero */
+    int levels;             /* distinct codes the quantizer uses; 0 for the float formats */
+    const int8_t *grid;     /* 16 code values (ascending) of a non-uniform format, else NULL */
+    int kernel;             /* MOE_KERNEL_* */
+} moe_format_traits;
+
+/* The table row of a format id, NULL for an unknown id. */
+const moe_format_traits *moe_format_info(int fmt);
 
 /* Error codes (0 is success). moe_strerror gives a sentence for each. */
 enum {
@@ -65,7 +105,7 @@ enum {
 const char *moe_strerror(int err);
 const char *moe_format_name(int fmt);
 
-/* Group size of an int4 format (32/64/128), 0 for the others; 1 if asymmetric. */
+/* The table's group (0 for formats without groups), and 1 for asymmetric formats. */
 int moe_format_group(int fmt);
 int moe_format_is_asymmetric(int fmt);
 
@@ -81,6 +121,18 @@ int64_t moe_matrix_bytes(int fmt, int64_t rows, int64_t cols);
  */
 int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
                  void *dst, size_t dst_bytes, int64_t *bad_row);
+
+/*
+ * moe_quantize with an importance per column (importance[cols], e.g. the mean
+ * square of each input channel over calibration tokens): the 16-level int4
+ * formats (q4g*) choose each group's scale by a search that minimises
+ * sum_j importance_j (w_j - deq_j)^2 instead of the plain Q4_0 rule. The other
+ * formats ignore it (nl4g32 keeps its unweighted search: the weighted one
+ * measured worse on held-out tokens). importance = NULL is moe_quantize; a group
+ * whose importance is all zero takes the format's plain rule.
+ */
+int moe_quantize_weighted(int fmt, const float *w, int64_t rows, int64_t cols, const float *importance,
+                          void *dst, size_t dst_bytes, int64_t *bad_row);
 
 /* Reference decoder: dst[rows * cols] from a quantized buffer. */
 int moe_dequantize(int fmt, const void *src, int64_t rows, int64_t cols, float *dst);

@@ -65,25 +65,36 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self = try w.withUnsafeBufferPointer { try QuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format) }
     }
 
-    /// Quantized bytes of a row-major f32 matrix (what a bundle writer stores).
+    /// Quantized bytes of a row-major f32 matrix (what a bundle writer stores). `importance`
+    /// (one value per column, e.g. the sum of squares of each input channel over calibration
+    /// tokens) makes the formats with a scale search minimise the importance-weighted error.
     public static func quantize(_ w: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
-                                format: WeightFormat) throws -> [UInt8] {
+                                format: WeightFormat, importance: [Float]? = nil) throws -> [UInt8] {
         let count = try format.byteCount(rows: rows, cols: cols)
         var out = [UInt8](repeating: 0, count: count)
-        try out.withUnsafeMutableBytes { try quantize(w, rows: rows, cols: cols, format: format, into: $0) }
+        try out.withUnsafeMutableBytes {
+            try quantize(w, rows: rows, cols: cols, format: format, importance: importance, into: $0)
+        }
         return out
     }
 
     /// Quantizes into a caller-provided buffer of exactly `byteCount(rows:cols:)` bytes.
     public static func quantize(_ w: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
-                                format: WeightFormat, into dst: UnsafeMutableRawBufferPointer) throws {
+                                format: WeightFormat, importance: [Float]? = nil,
+                                into dst: UnsafeMutableRawBufferPointer) throws {
         guard rows >= 0, cols >= 0, rows.multipliedReportingOverflow(by: cols) == (w.count, false) else {
             throw QuantError(kind: .sizeMismatch,
                              message: "\(format.rawValue) \(rows)x\(cols): source has \(w.count) floats")
         }
+        if let importance, importance.count != cols {
+            throw QuantError(kind: .sizeMismatch,
+                             message: "\(format.rawValue) \(rows)x\(cols): \(importance.count) importance values for \(cols) columns")
+        }
         var badRow: Int64 = -1
-        let rc = moe_quantize(format.id, w.baseAddress, Int64(rows), Int64(cols),
-                              dst.baseAddress, dst.count, &badRow)
+        let rc = importance.withOptionalBuffer { imp in
+            moe_quantize_weighted(format.id, w.baseAddress, Int64(rows), Int64(cols), imp,
+                                  dst.baseAddress, dst.count, &badRow)
+        }
         guard rc == Int32(MOE_OK) else {
             throw QuantError(code: rc, format: format, rows: rows, cols: cols, row: badRow)
         }
@@ -141,6 +152,16 @@ public struct QuantizedMatrix: @unchecked Sendable {
             }
         }
         return y
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// The array's base address for a C call, NULL when there is no array.
+    fileprivate func withOptionalBuffer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .some(let a): a.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: body(nil)
+        }
     }
 }
 

@@ -1,26 +1,10 @@
-// Weight storage formats and their byte sizes. The byte layouts are specified
-// in docs/quantization.md; the raw values are the names written into bundles.
+// Weight formats as the runtime uses them: sizes that throw the kernels' errors. The
+// formats themselves (names, ids, sizes) are the kernels' table, read by MoEFormat.
 import MoEFormat
 import MoEKernels
 
-/// The kernels' view of `WeightFormat` (declared in MoEFormat, which names formats in bundles).
+/// The kernels' view of `WeightFormat` (declared in MoEFormat from the kernels' format table).
 extension WeightFormat {
-    /// The id used by the C kernels (and stable in files).
-    public var id: Int32 {
-        switch self {
-        case .f32: Int32(MOE_FMT_F32)
-        case .bf16: Int32(MOE_FMT_BF16)
-        case .int8: Int32(MOE_FMT_INT8)
-        case .int4g32: Int32(MOE_FMT_INT4G32)
-        case .int4g64: Int32(MOE_FMT_INT4G64)
-        case .int4g128: Int32(MOE_FMT_INT4G128)
-        case .int4g32a: Int32(MOE_FMT_INT4G32A)
-        case .int4g64a: Int32(MOE_FMT_INT4G64A)
-        case .int4g128a: Int32(MOE_FMT_INT4G128A)
-        case .f16: Int32(MOE_FMT_F16)
-        }
-    }
-
     /// The format a checkpoint tensor of this dtype is stored in.
     public init(_ dtype: DType) {
         switch dtype {
@@ -28,14 +12,6 @@ extension WeightFormat {
         case .bf16: self = .bf16
         case .f16: self = .f16
         }
-    }
-
-    /// Whether the values are plain floats (f32, bf16, f16): exact in f32, multiplied with sgemm.
-    public var isFloat: Bool { self == .f32 || self == .bf16 || self == .f16 }
-
-    public init?(id: Int32) {
-        guard let f = WeightFormat.allCases.first(where: { $0.id == id }) else { return nil }
-        self = f
     }
 
     /// Bytes of one stored row of `cols` weights.
