@@ -7,12 +7,12 @@ import MoETokenizer
 
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a random-initialised ERNIE 4.5 checkpoint of any shape (for benchmarks and size planning).",
+        abstract: "Write a random-initialised checkpoint of any shape and family (for benchmarks and size planning).",
         discussion: """
         Presets: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")).
         bench-moe is the benchmark shape (hidden 1024, 12 layers, 32 experts top-4, vocab 32000, \
-        about 1.3 GB in bf16). The ernie-4.5 presets are the real models' shapes; use --dry-run \
-        to see their sizes without writing anything.
+        about 1.3 GB in bf16). The ernie-4.5, qwen3 and mixtral presets are the real models' shapes; \
+        use --dry-run to see their sizes without writing anything.
         """)
 
     @Option(help: "A named shape (see above).")
