@@ -6,19 +6,9 @@ import XCTest
 /// Perplexity, KL divergence and top-1 agreement against numbers computed with transformers
 /// (tools/make_eval_fixture.py).
 final class EvaluatorTests: XCTestCase {
-    private struct Expected: Decodable {
-        struct Result: Decodable {
-            let context, windows, predicted_tokens: Int
-            let total_nll, perplexity, reference_perplexity, mean_kl, top1_agreement: Double
-        }
-        let model, reference: String
-        let ids: [Int32]
-        let results: [Result]
-    }
 
     func testMatchesTransformersOnEveryWindowing() throws {
-        let url = Fixtures.root.appendingPathComponent("eval/expected.json")
-        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: url))
+        let expected = try EvalFixture.load()
         let model = try Fixtures.model(expected.model)
         let reference = try Fixtures.model(expected.reference)
         for e in expected.results {

@@ -58,3 +58,19 @@ struct WordTokenizer: TextTokenizer {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+/// Tests/Fixtures/eval/expected.json: transformers' perplexity, KL and top-1 of one fixture
+/// model against another for several windowings (tools/make_eval_fixture.py).
+struct EvalFixture: Decodable {
+    struct Result: Decodable {
+        let context, windows, predicted_tokens: Int
+        let total_nll, perplexity, reference_perplexity, mean_kl, top1_agreement: Double
+    }
+    let model, reference: String
+    let ids: [Int32]
+    let results: [Result]
+
+    static func load() throws -> EvalFixture {
+        try JSONDecoder().decode(EvalFixture.self, from: Data(contentsOf: Fixtures.root.appendingPathComponent("eval/expected.json")))
+    }
+}

@@ -7,15 +7,6 @@ import XCTest
 /// `eval --save-reference` files: scored against them, a model gets transformers' numbers
 /// within the encoding's error, and a file that does not match or is damaged is refused.
 final class ReferenceFileTests: XCTestCase {
-    private struct Expected: Decodable {
-        struct Result: Decodable {
-            let context, windows, predicted_tokens: Int
-            let total_nll, perplexity, reference_perplexity, mean_kl, top1_agreement: Double
-        }
-        let model, reference: String
-        let ids: [Int32]
-        let results: [Result]
-    }
 
     var dir: URL!
     override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
@@ -34,8 +25,7 @@ final class ReferenceFileTests: XCTestCase {
     /// Against transformers' numbers (tools/make_eval_fixture.py) for every windowing: perplexity
     /// and top-1 as exact as the in-memory comparison, mean KL within 1e-4 absolute.
     func testScoresMatchTransformersWithinTheEncodingError() throws {
-        let url = Fixtures.root.appendingPathComponent("eval/expected.json")
-        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: url))
+        let expected = try EvalFixture.load()
         let model = try Fixtures.model(expected.model)
         let reference = try Fixtures.model(expected.reference)
         for e in expected.results {

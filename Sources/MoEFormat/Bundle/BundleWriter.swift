@@ -21,20 +21,9 @@ public final class BundleWriter {
     private var zstdOut: [UInt8] = []
 
     public init(outputPath: String) throws {
-        let url = URL(fileURLWithPath: outputPath)
-        let directory = url.deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw FormatError("output folder \(directory) does not exist")
-        }
-        if FileManager.default.fileExists(atPath: outputPath, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw FormatError("output path \(outputPath) is a directory")
-        }
         self.outputPath = outputPath
-        temporaryPath = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-        unlink(temporaryPath)
-        out = try FileOutput(creating: temporaryPath)
+        out = try FileOutput.partial(for: outputPath)
+        temporaryPath = out.path
         do { try out.appendZeros(BundleFormat.headerSize) } catch { abort(); throw error }
     }
 
@@ -107,13 +96,8 @@ public final class BundleWriter {
             let header = BundleHeader(manifestOffset: manifestOffset, manifestLength: json.count, fileLength: out.position,
                                       manifestCRC: json.withUnsafeBytes { CRC32C.checksum($0) }, alignment: alignment)
             try out.write(header.encoded(), at: 0)
-            try out.sync()
-            out.close()
-            guard rename(temporaryPath, outputPath) == 0 else {
-                throw FormatError("cannot move \(temporaryPath) to \(outputPath): \(String(cString: strerror(errno)))")
-            }
+            try out.commit(renamingTo: outputPath)
             finished = true
-            syncDirectory()
         } catch {
             abort()
             throw error
@@ -122,8 +106,7 @@ public final class BundleWriter {
 
     /// Removes the temporary file; nothing is left at the output path.
     public func abort() {
-        out.close()
-        unlink(temporaryPath)
+        out.discard()
         finished = true
     }
 
@@ -154,12 +137,4 @@ public final class BundleWriter {
         if ZSTD_isError(code) != 0 { throw FormatError("zstd: \(String(cString: ZSTD_getErrorName(code)))") }
     }
 
-    private func syncDirectory() {
-        let directory = URL(fileURLWithPath: outputPath).deletingLastPathComponent().path
-        let fd = open(directory, O_RDONLY | O_DIRECTORY)
-        if fd >= 0 {
-            _ = fsync(fd)
-            _ = close(fd)
-        }
-    }
 }

@@ -86,3 +86,46 @@ final class FileOutput {
         return FormatError("cannot write \(path): \(String(cString: strerror(code)))")
     }
 }
+
+/// Atomic writing: an output is written to a temporary file next to it, then synced and
+/// renamed over the output path, so a reader never sees a half-written file and a failed or
+/// interrupted write leaves nothing at the output path.
+extension FileOutput {
+    /// A new temporary file in the output's folder, after checking the folder exists and the
+    /// output path is not a directory.
+    static func partial(for outputPath: String) throws -> FileOutput {
+        let url = URL(fileURLWithPath: outputPath)
+        let directory = url.deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw FormatError("output folder \(directory) does not exist")
+        }
+        if FileManager.default.fileExists(atPath: outputPath, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw FormatError("output path \(outputPath) is a directory")
+        }
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
+        unlink(temporary)
+        return try FileOutput(creating: temporary)
+    }
+
+    /// Syncs and closes the file, renames it onto `outputPath` and syncs the folder.
+    func commit(renamingTo outputPath: String) throws {
+        try sync()
+        close()
+        guard rename(path, outputPath) == 0 else {
+            throw FormatError("cannot move \(path) to \(outputPath): \(String(cString: strerror(errno)))")
+        }
+        let folder = open(URL(fileURLWithPath: outputPath).deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
+        if folder >= 0 {
+            _ = fsync(folder)
+            _ = Glibc.close(folder)
+        }
+    }
+
+    /// Closes and removes the temporary file.
+    func discard() {
+        close()
+        unlink(path)
+    }
+}
+

@@ -95,7 +95,6 @@ enum ReferenceFileFormat {
 public final class ReferenceFileWriter {
     public let header: ReferenceHeader
     private let outputPath: String
-    private let temporaryPath: String
     private let out: FileOutput
     private var compressed: [UInt8] = []
     private var windowsWritten = 0
@@ -105,19 +104,8 @@ public final class ReferenceFileWriter {
     public init(path: String, header: ReferenceHeader, zstdLevel: Int = 1) throws {
         self.header = header
         self.zstdLevel = Int32(zstdLevel)
-        let url = URL(fileURLWithPath: path)
-        outputPath = url.path
-        var isDirectory: ObjCBool = false
-        let folder = url.deletingLastPathComponent().path
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw FormatError("output folder \(folder) does not exist")
-        }
-        if FileManager.default.fileExists(atPath: outputPath, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw FormatError("output path \(outputPath) is a directory")
-        }
-        temporaryPath = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-        unlink(temporaryPath)
-        out = try FileOutput(creating: temporaryPath)
+        outputPath = path
+        out = try FileOutput.partial(for: path)
         do {
             let json = [UInt8](try JSONEncoder.sortedKeys.encode(header))
             try out.append(ReferenceFileFormat.magic)
@@ -167,11 +155,7 @@ public final class ReferenceFileWriter {
             throw FormatError("reference writer: \(windowsWritten) of \(header.data.windows) windows written")
         }
         do {
-            try out.sync()
-            out.close()
-            guard rename(temporaryPath, outputPath) == 0 else {
-                throw FormatError("cannot move \(temporaryPath) to \(outputPath): \(String(cString: strerror(errno)))")
-            }
+            try out.commit(renamingTo: outputPath)
             finished = true
         } catch {
             abort()
@@ -180,10 +164,7 @@ public final class ReferenceFileWriter {
     }
 
     /// Removes the temporary file.
-    public func abort() {
-        out.close()
-        unlink(temporaryPath)
-    }
+    public func abort() { out.discard() }
 }
 
 /// Reads a reference file block by block, checking every length against the header and what
