@@ -93,6 +93,9 @@ final class FamilyConfigTests: XCTestCase {
             "moe_intermediate_size": 3584, "moe_capacity": [64, 64, 64], "moe_gate": "topk", "moe_k": 8,
             "moe_layer_interval": 1, "moe_use_aux_free": true, "num_nextn_predict_layers": 1,
             "tie_word_embeddings": false, "is_quantized": false,
+            "auto_map": ["AutoConfig": "configuration_ernie4_5_moe.Ernie4_5_MoeConfig",
+                         "AutoModel": "modeling_ernie4_5_moe.Ernie4_5_Model",
+                         "AutoModelForCausalLM": "modeling_ernie4_5_moe.Ernie4_5_MoeForCausalLM"],
         ])
         XCTAssertEqual(c.moeNumSharedExperts, 0)
         XCTAssertEqual(c.moeLayers, [1, 2, 3, 4])
@@ -100,5 +103,15 @@ final class FamilyConfigTests: XCTestCase {
         XCTAssertFalse(c.tieWordEmbeddings)
         XCTAssertEqual(c.router, RouterRule(correctionBias: true, renormalize: true, normMin: 1e-12))
         XCTAssertEqual(c.rotaryStyle, .interleaved)
+        // The first release of ERNIE-4.5-0.3B-PT: remote-code class name, auto_map, tied.
+        let dense = try ModelConfig(json: [
+            "architectures": ["Ernie4_5_ForCausalLM"], "model_type": "ernie4_5", "hidden_size": 1024,
+            "intermediate_size": 3072, "num_hidden_layers": 18, "num_attention_heads": 16, "num_key_value_heads": 2,
+            "head_dim": 128, "vocab_size": 103424, "rope_theta": 500000, "use_bias": false, "tie_word_embeddings": true,
+            "auto_map": ["AutoConfig": "configuration_ernie4_5.Ernie4_5_Config",
+                         "AutoModelForCausalLM": "modeling_ernie4_5.Ernie4_5_ForCausalLM"],
+        ])
+        XCTAssertEqual(dense.architecture, .ernie45)
+        XCTAssertEqual(dense.moeLayers, [])
     }
 }
