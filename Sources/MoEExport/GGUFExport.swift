@@ -72,8 +72,11 @@ public enum GGUFExporter {
             let type = GGUFBlocks.nativeType(t.format)
             if t.format == .int8 { report.notes.appendOnce("rounded: int8 tensors become Q8_0 (per-32 f16 scales)") }
             plan.append((GGUFTensorInfo(name: ggufName, dimensions: [t.shape[1], t.shape[0]], type: type), { out, err in
-                try GGUFBlocks.convert(try bytes(t).buffer, format: t.format, rows: t.shape[0], cols: t.shape[1], to: type,
-                                       into: &out, int8Error: &err)
+                let payload = try bytes(t)
+                try withExtendedLifetime(payload) {
+                    try GGUFBlocks.convert(payload.buffer, format: t.format, rows: t.shape[0], cols: t.shape[1], to: type,
+                                           into: &out, int8Error: &err)
+                }
             }))
         }
         func vector(_ ggufName: String, _ name: String, count: Int, override: [Int: Float] = [:]) throws {
@@ -84,7 +87,7 @@ public enum GGUFExporter {
             plan.append((GGUFTensorInfo(name: ggufName, dimensions: [count], type: .f32), { out, _ in
                 var values = [Float](repeating: 0, count: count)
                 let b = try bytes(t)
-                _ = values.withUnsafeMutableBytes { b.buffer.copyBytes(to: $0) }
+                withExtendedLifetime(b) { _ = values.withUnsafeMutableBytes { b.buffer.copyBytes(to: $0) } }
                 for (i, v) in override { values[i] = v }
                 values.withUnsafeBytes { out.append(contentsOf: $0) }
             }))
@@ -136,7 +139,11 @@ public enum GGUFExporter {
                 plan.append((GGUFTensorInfo(name: "blk.\(l).ffn_\(n)_exps.weight", dimensions: [cols, rows, c.moeNumExperts], type: type), { out, err in
                     for e in 0..<c.moeNumExperts {
                         if let t = byID[e] {
-                            try GGUFBlocks.convert(try bytes(t).buffer, format: t.format, rows: rows, cols: cols, to: type, into: &out, int8Error: &err)
+                            let payload = try bytes(t)
+                            try withExtendedLifetime(payload) {
+                                try GGUFBlocks.convert(payload.buffer, format: t.format, rows: rows, cols: cols, to: type,
+                                                       into: &out, int8Error: &err)
+                            }
                         } else {
                             out.append(contentsOf: repeatElement(0, count: expertBytes))
                         }
