@@ -19,7 +19,8 @@ public struct GGUFReader: Sendable {
     public let tensors: [Tensor]
 
     public init(data: Data, name: String = "gguf") throws {
-        var r = Cursor(bytes: [UInt8](data), name: name)
+        // Indexed from 0 (a slice of another Data is re-based); mapped data is not copied.
+        var r = Cursor(bytes: data.startIndex == 0 ? data : Data(data), name: name)
         guard try r.take(4) == Array("GGUF".utf8) else { throw FormatError("\(name): not a GGUF file (no GGUF magic)") }
         version = try r.u32()
         guard version == 3 else { throw FormatError("\(name): GGUF version \(version) is not supported (only 3)") }
@@ -74,7 +75,7 @@ public struct GGUFReader: Sendable {
     public func tensor(_ name: String) -> Tensor? { tensors.first { $0.info.name == name } }
 
     struct Cursor {
-        let bytes: [UInt8]
+        let bytes: Data
         let name: String
         var position = 0
 
