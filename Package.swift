@@ -50,6 +50,10 @@ let package = Package(
         .target(name: "MoEConvert",
                 dependencies: ["MoERuntime", "MoEFormat", "MoETokenizer", "MoEKernels", "TOMLKit"]),
 
+        // Bundles written in other engines' formats (GGUF for llama.cpp). No compute.
+        .target(name: "MoEExport",
+                dependencies: ["MoEFormat", "MoETokenizer", "MoEKernels"]),
+
         // OpenAI-compatible HTTP server over MoERuntime.
         .target(name: "MoEServe",
                 dependencies: ["MoERuntime", "MoETokenizer", .product(name: "Hummingbird", package: "hummingbird"),
@@ -63,7 +67,7 @@ let package = Package(
 
         // The command-line tool: thin, no logic of its own.
         .executableTarget(name: "moepack",
-                          dependencies: ["MoEFormat", "MoETokenizer", "MoERuntime", "MoEConvert", "MoEServe",
+                          dependencies: ["MoEFormat", "MoETokenizer", "MoERuntime", "MoEConvert", "MoEServe", "MoEExport",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           // The built-in tiny model is read from the source tree (see BuiltinModel).
                           exclude: ["Resources"]),
@@ -88,6 +92,7 @@ let package = Package(
                                                          .product(name: "Logging", package: "swift-log"),
                                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "MoEFuzzTests", dependencies: ["MoEFuzz"]),
+        .testTarget(name: "MoEExportTests", dependencies: ["MoEExport", "MoEConvert", "MoERuntime", "MoEFormat", "MoETestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["moepack", "MoEFormat", "MoETestSupport"]),
     ]
 )

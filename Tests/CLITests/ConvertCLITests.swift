@@ -136,7 +136,7 @@ final class ConvertCLITests: XCTestCase {
     /// level keeps the conversion running long enough to be caught midway.
     func testKilledConvertLeavesNoOutput() throws {
         let configURL = try writeMoEConfig(hidden: 256, heads: 4, kvHeads: 2, intermediate: 1024, expertWidth: 512,
-                                           sharedExperts: 0, vocab: 2048)
+                                           sharedExperts: 0, vocab: 16384)
         let checkpoint = dir.appendingPathComponent("ckpt")
         let synth = try runMoepack(["synth", "--config", configURL.path, "--output", checkpoint.path])
         XCTAssertEqual(synth.status, 0, synth.stderr)
