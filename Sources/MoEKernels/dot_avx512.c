@@ -212,103 +212,13 @@ AVX512 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const mo
     }
 }
 
-/*
- * int4 g32 and nl4 rows: two consecutive groups per 512-bit register. Each
- * group's 16 bytes become 32 values (low nibbles weights 0..15, high nibbles
- * 16..31) against its 32 activation codes in natural order, and one vpdpbusd
- * gives 8 int32 lanes per group (the AVX2 path needs maddubs and madd). The
- * lower 256 bits accumulate the even groups and the upper the odd ones, the
- * AVX2 kernels' two accumulators, so the float sums are the AVX2 path's too.
- */
-AVX512 static inline __m512i nibbles2(const uint8_t *g0, const uint8_t *g1) {
-    const __m256i raw = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)g1), _mm_loadu_si128((const __m128i *)g0));
-    /* [g0 lo | g0 hi | g1 lo | g1 hi] */
-    const __m512i both = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(raw));
-    const __m512i shifted = _mm512_mask_srli_epi16(both, 0xFF00FF00u, both, 4);
-    return _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F));
-}
 
-/* s0 d0 in the lower 8 lanes, s1 d1 in the upper 8. */
-AVX512 static inline __m512 scales2(float a, float b) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
-}
-
-/* The upper 8 lanes (AVX-512F only: the f32x8 forms need DQ). */
-AVX512 static inline __m256 upper8(__m512 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)); }
-
-#define I4_HEADER(p, asym, s, c)                                   \
-    float s = _cvtsh_ss(moe_load_u16(p));                          \
-    float c = (asym) ? _cvtsh_ss(moe_load_u16((p) + 2)) : -8.0f * s
-
-__attribute__((always_inline)) AVX512 static inline float
-dot_i4_g32(const uint8_t *row, const moe_xq *x, int64_t n, int asym) {
-    const int64_t gb = (asym ? 4 : 2) + 16, ng = n / 32;
-    __m512 a = _mm512_setzero_ps();
-    float o0 = 0, o1 = 0;
-    int64_t g = 0;
-    for (; g + 2 <= ng; g += 2, row += 2 * gb) {
-        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        I4_HEADER(row, asym, s0, c0);
-        I4_HEADER(row + gb, asym, s1, c1);
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2(row + gb - 16, row + 2 * gb - 16),
-                                              _mm512_loadu_si512((const void *)(x->q + 32 * g)));
-        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scales2(s0 * x->d[g], s1 * x->d[g + 1]), a);
-        o0 += c0 * x->s[g];
-        o1 += c1 * x->s[g + 1];
-    }
-    __m256 a0 = _mm512_castps512_ps256(a);
-    if (g < ng) {
-        I4_HEADER(row, asym, s0, c0);
-        const __m128i raw = _mm_loadu_si128((const __m128i *)(row + gb - 16));
-        const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
-        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(x->q + 32 * g)));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s0 * x->d[g]), a0);
-        o0 += c0 * x->s[g];
-    }
-    return hsum(_mm256_add_ps(a0, upper8(a))) + (o0 + o1);
-}
-
-/* g64/g128 run as tiles (tile_i4); only g32 needs a per-row kernel. */
-AVX512 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {
-    if (group != 32) return moe_kernels_scalar.dot_i4(row, x, n, group, asym);
-    return asym ? dot_i4_g32(row, x, n, 1) : dot_i4_g32(row, x, n, 0);
-}
-
-/* Grid rows: the indices pick int8 grid values (vpshufb), and |w| (unsigned) times x with w's
- * sign gives the signed products vpdpbusd needs. */
-AVX512 static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
-    const __m512i grid = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)moe_nl4_grid));
-    const int64_t gb = 2 + 16, ng = n / 32;
-    __m512 a = _mm512_setzero_ps();
-    int64_t g = 0;
-    for (; g + 2 <= ng; g += 2, row += 2 * gb) {
-        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        const float s0 = _cvtsh_ss(moe_load_u16(row)), s1 = _cvtsh_ss(moe_load_u16(row + gb));
-        const __m512i w = _mm512_shuffle_epi8(grid, nibbles2(row + 2, row + gb + 2));
-        const __m512i xv = _mm512_loadu_si512((const void *)(x->q + 32 * g));
-        /* |w| and x with w's sign: x where w > 0, -x where w < 0 (the grid has no 0) */
-        const __mmask64 neg = _mm512_movepi8_mask(w);
-        const __m512i aw = _mm512_abs_epi8(w), sx = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scales2(s0 * x->d[g], s1 * x->d[g + 1]), a);
-    }
-    __m256 a0 = _mm512_castps512_ps256(a);
-    if (g < ng) {
-        const __m128i raw = _mm_loadu_si128((const __m128i *)(row + 2));
-        const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
-        const __m256i w = _mm256_shuffle_epi8(_mm512_castsi512_si256(grid), idx);
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->q + 32 * g));
-        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(moe_load_u16(row)) * x->d[g]), a0);
-    }
-    return hsum(_mm256_add_ps(a0, upper8(a)));
-}
-
+/* int4 g32 and nl4 rows keep the AVX2 kernels: 512-bit versions (two groups per register,
+ * vpdpbusd) measured 7% (g32) and 25% (nl4) slower on a 2-core Zen 4 (moepack-kernel-bench,
+ * one thread, hot), the cost of spreading two groups' 16-byte loads over a register. */
 void moe_kernels_avx512_init(void) {
     moe_kernels k = moe_kernels_avx2;
     k.tile_i8 = tile_i8;
-    k.dot_i4 = dot_i4;
-    k.dot_nl4 = dot_nl4;
     k.tile_i4 = tile_i4;   /* with the AVX2 pair_i4, whose layout it reads */
     moe_kernels_avx512 = k;
 }
