@@ -16,6 +16,11 @@ int moe_path_available(int path) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                __builtin_cpu_supports("f16c");
+    case MOE_PATH_AVX512:
+        __builtin_cpu_init();
+        return moe_path_available(MOE_PATH_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
 #endif
 #if defined(__aarch64__)
     case MOE_PATH_NEON: return 1;
@@ -29,14 +34,22 @@ const char *moe_path_name(int path) {
     case MOE_PATH_SCALAR: return "scalar";
     case MOE_PATH_AVX2: return "avx2";
     case MOE_PATH_NEON: return "neon";
+    case MOE_PATH_AVX512: return "avx512";
     default: return "unknown";
     }
 }
+
+static _Atomic int default_path = -1;
+static pthread_once_t path_once = PTHREAD_ONCE_INIT;
+static void choose_path(void);
 
 static const moe_kernels *kernels_for(int path) {
     switch (path) {
 #if defined(__x86_64__)
     case MOE_PATH_AVX2: return &moe_kernels_avx2;
+    case MOE_PATH_AVX512:
+        pthread_once(&path_once, choose_path);   /* fills in moe_kernels_avx512 */
+        return &moe_kernels_avx512;
 #endif
 #if defined(__aarch64__)
     case MOE_PATH_NEON: return &moe_kernels_neon;
@@ -45,15 +58,21 @@ static const moe_kernels *kernels_for(int path) {
     }
 }
 
-static _Atomic int default_path = -1;
-static pthread_once_t path_once = PTHREAD_ONCE_INIT;
-
+/* The best path this CPU has, unless MOEPACK_KERNELS names another available one
+ * (scalar, avx2, avx512, neon): on an AVX-512 machine MOEPACK_KERNELS=avx2 runs and
+ * tests the AVX2 path. */
 static void choose_path(void) {
+#if defined(__x86_64__)
+    moe_kernels_avx512_init();
+#endif
     int path = MOE_PATH_SCALAR;
-    if (moe_path_available(MOE_PATH_AVX2)) path = MOE_PATH_AVX2;
+    if (moe_path_available(MOE_PATH_AVX512)) path = MOE_PATH_AVX512;
+    else if (moe_path_available(MOE_PATH_AVX2)) path = MOE_PATH_AVX2;
     else if (moe_path_available(MOE_PATH_NEON)) path = MOE_PATH_NEON;
     const char *env = getenv("MOEPACK_KERNELS");
-    if (env && strcmp(env, "scalar") == 0) path = MOE_PATH_SCALAR;
+    const int named[] = {MOE_PATH_SCALAR, MOE_PATH_AVX2, MOE_PATH_AVX512, MOE_PATH_NEON};
+    for (int i = 0; env && i < 4; i++)
+        if (strcmp(env, moe_path_name(named[i])) == 0 && moe_path_available(named[i])) path = named[i];
     atomic_store(&default_path, path);
 }
 

@@ -104,6 +104,9 @@ int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_
 extern const moe_kernels moe_kernels_scalar;
 #if defined(__x86_64__)
 extern const moe_kernels moe_kernels_avx2;
+/* The AVX2 table with the AVX-512 kernels in place (dot_avx512.c), filled in once at start-up. */
+extern moe_kernels moe_kernels_avx512;
+void moe_kernels_avx512_init(void);
 #endif
 #if defined(__aarch64__)
 extern const moe_kernels moe_kernels_neon;

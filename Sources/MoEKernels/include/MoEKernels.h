@@ -13,9 +13,10 @@
  * in blocks of 32 for int4 weights, int16 in blocks of 1024 for int8 weights,
  * one f32 scale per block), and the inner loop is an integer dot product. Rows are split over a persistent worker pool (moe_set_threads).
  *
- * Paths: a portable scalar path is always built; AVX2+FMA+F16C on x86-64 and
- * NEON on aarch64 are chosen at start-up from the CPU features. The
- * environment variable MOEPACK_KERNELS=scalar forces the portable path.
+ * Paths: a portable scalar path is always built; AVX-512 (F, BW, VL, VNNI) or
+ * AVX2+FMA+F16C on x86-64 and NEON on aarch64 are chosen at start-up from the
+ * CPU features. The environment variable MOEPACK_KERNELS=scalar forces the
+ * portable path, MOEPACK_KERNELS=avx2 the AVX2 path on an AVX-512 machine.
  * All paths compute the same integer sums; they differ only in the order of
  * the floating-point accumulation.
  */
@@ -99,7 +100,8 @@ enum {
 enum {
     MOE_PATH_SCALAR = 0,
     MOE_PATH_AVX2 = 1,
-    MOE_PATH_NEON = 2
+    MOE_PATH_NEON = 2,
+    MOE_PATH_AVX512 = 3
 };
 
 const char *moe_strerror(int err);

@@ -4,7 +4,7 @@ import CBLAS
 import MoEKernels
 
 public enum KernelPath: Int32, Sendable, CaseIterable {
-    case scalar = 0, avx2 = 1, neon = 2
+    case scalar = 0, avx2 = 1, neon = 2, avx512 = 3
 
     /// Whether this machine can run the path.
     public var isAvailable: Bool { moe_path_available(rawValue) != 0 }
@@ -13,7 +13,7 @@ public enum KernelPath: Int32, Sendable, CaseIterable {
 
 public enum KernelConfig {
     /// Path used by `QuantizedMatrix.matvec/matmul`: the best available one
-    /// unless MOEPACK_KERNELS=scalar is set in the environment.
+    /// unless MOEPACK_KERNELS names another available one (scalar, avx2, avx512, neon).
     public static var path: KernelPath { KernelPath(rawValue: moe_default_path()) ?? .scalar }
 
     public static func setPath(_ path: KernelPath) throws {
