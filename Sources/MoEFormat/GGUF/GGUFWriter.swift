@@ -96,15 +96,6 @@ public final class GGUFWriter {
     private var finished = false
 
     public init(outputPath: String, metadata: [(String, GGUFValue)], tensors: [GGUFTensorInfo]) throws {
-        let url = URL(fileURLWithPath: outputPath)
-        let directory = url.deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw FormatError("output folder \(directory) does not exist")
-        }
-        if FileManager.default.fileExists(atPath: outputPath, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw FormatError("output path \(outputPath) is a directory")
-        }
         var names = Set<String>()
         var sizes: [Int] = []
         for t in tensors {
@@ -120,9 +111,8 @@ public final class GGUFWriter {
         self.outputPath = outputPath
         self.tensors = tensors
         self.sizes = sizes
-        temporaryPath = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-        unlink(temporaryPath)
-        out = try FileOutput(creating: temporaryPath)
+        out = try FileOutput.partial(for: outputPath)
+        temporaryPath = out.path
         do {
             var head = Encoder()
             head.bytes += Array("GGUF".utf8)
@@ -183,11 +173,7 @@ public final class GGUFWriter {
             throw FormatError("gguf writer: tensor \(tensors[next].name) is incomplete")
         }
         do {
-            try out.sync()
-            out.close()
-            guard rename(temporaryPath, outputPath) == 0 else {
-                throw FormatError("cannot move \(temporaryPath) to \(outputPath): \(String(cString: strerror(errno)))")
-            }
+            try out.commit(renamingTo: outputPath)
             finished = true
         } catch {
             abort()
@@ -197,8 +183,7 @@ public final class GGUFWriter {
 
     /// Removes the temporary file; nothing is left at the output path.
     public func abort() {
-        out.close()
-        unlink(temporaryPath)
+        out.discard()
         finished = true
     }
 
