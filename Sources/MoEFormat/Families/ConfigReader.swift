@@ -57,6 +57,14 @@ struct DecoderFields {
     var bosTokenID, eosTokenID, padTokenID: Int?
 
     init(_ json: [String: Any], defaults d: Defaults) throws {
+        // Refused before any size is read, for every family.
+        if ModelConfig.isSet(json, "quantization_config") {
+            throw FormatError("config.json: quantization_config is set: pre-quantized checkpoints are not supported; "
+                              + "use the full-precision release")
+        }
+        if ModelConfig.isSet(json, "rope_scaling") {
+            throw FormatError("config.json: rope_scaling is not supported (only plain rotary embeddings)")
+        }
         let reader = ConfigReader(json: json)
         vocabSize = try reader.int("vocab_size", default: d.vocabSize, min: 1, max: ModelConfig.maxVocabSize)
         hiddenSize = try reader.int("hidden_size", default: d.hiddenSize, min: 1, max: 1 << 16)
@@ -77,13 +85,6 @@ struct DecoderFields {
         tieWordEmbeddings = try reader.bool("tie_word_embeddings", default: d.tieWordEmbeddings)
         if let act = json["hidden_act"] as? String, act != "silu" {
             throw FormatError("config.json: hidden_act \(ModelConfig.clip(act)) is not supported (only silu)")
-        }
-        if ModelConfig.isSet(json, "rope_scaling") {
-            throw FormatError("config.json: rope_scaling is not supported (only plain rotary embeddings)")
-        }
-        if ModelConfig.isSet(json, "quantization_config") {
-            throw FormatError("config.json: quantization_config is set: pre-quantized checkpoints are not supported; "
-                              + "use the full-precision release")
         }
         bosTokenID = try reader.optionalInt("bos_token_id")
         eosTokenID = try reader.optionalInt("eos_token_id")

@@ -78,14 +78,8 @@ public enum Ernie45: ModelFamily {
     /// Fields that change what transformers computes and that moepack does not implement are
     /// refused by name rather than silently ignored.
     static func refuseUnimplemented(_ json: [String: Any]) throws {
+        // quantization_config and rope_scaling are refused for every family (DecoderFields).
         let clip = ModelConfig.clip
-        if ModelConfig.isSet(json, "quantization_config") {
-            throw FormatError("config.json: quantization_config is set: pre-quantized checkpoints are not supported; "
-                              + "use the full-precision release")
-        }
-        if ModelConfig.isSet(json, "rope_scaling") {
-            throw FormatError("config.json: rope_scaling is not supported (only plain rotary embeddings)")
-        }
         if ModelConfig.isSet(json, "sliding_window") {
             throw FormatError("config.json: sliding_window is not supported for this architecture")
         }
