@@ -21,10 +21,14 @@ public struct ConvertOptions: Sendable {
     /// Calibration-aware rounding: each input channel's importance from calibration statistics
     /// (docs/quantization.md); nil rounds to nearest.
     public var importance: ImportanceMap?
+    /// A size solver's plan: a format per weight and the experts to prune, instead of the
+    /// profile's formats and prune stage (the profile still sets compression).
+    public var plan: SizePlan?
     public var progress: (@Sendable (ConvertProgress) -> Void)?
 
     public init(profile: Profile, pruneStage: (any PruneStage)? = nil, pruneRatio: Double? = nil,
-                importance: ImportanceMap? = nil, progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
+                importance: ImportanceMap? = nil, plan: SizePlan? = nil, progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
+        self.plan = plan
         self.profile = profile
         self.pruneStage = pruneStage
         self.pruneRatio = pruneRatio
@@ -57,13 +61,28 @@ public enum Converter {
             parameters["rounding_calibration_tokens"] = String(importance.stats.data.tokens)
         }
         var pruning: [String: [Int]]? = nil
-        if var settings = profile.prune {
+        // --prune-ratio composes with any profile: one without a prune stage gets the default
+        // criterion and a per-layer budget (docs/convert.md).
+        if let plan = options.plan {
+            guard options.pruneRatio == nil, profile.prune == nil else {
+                throw ProfileError("a size target chooses the pruning itself: leave out --prune-ratio and use a profile without a prune stage")
+            }
+            pruning = try PruneMap.validated(Dictionary(uniqueKeysWithValues: plan.kept.map { (Int($0.key) ?? -1, $0.value) }), config: config)
+            parameters["size_target"] = plan.target
+            parameters["size_target_bytes"] = String(plan.targetBytes)
+            parameters["plan_predicted_kl"] = String(format: "%.6g", plan.predictedKL)
+            var hasher = SHA256Hasher()
+            hasher.update(try plan.jsonData())
+            parameters["plan_sha256"] = hasher.finalizeHex()
+        } else if var settings = profile.prune ?? options.pruneRatio.map({ PruneSettings(ratio: $0, criterion: .default) }) {
             if let ratio = options.pruneRatio {
                 guard ratio >= 0, ratio < 1 else { throw ProfileError("--prune-ratio \(ratio) is outside [0, 1)") }
                 settings.ratio = ratio
             }
             guard let stage = options.pruneStage else {
-                throw ProfileError("profile \(profile.name) has a prune stage: give calibration statistics (--calibration STATS.json)")
+                throw ProfileError(profile.prune != nil
+                    ? "profile \(profile.name) has a prune stage: give calibration statistics (--calibration STATS.json)"
+                    : "--prune-ratio needs calibration statistics (--calibration STATS.json)")
             }
             guard config.moeNumExperts > 0 else { throw ProfileError("profile \(profile.name) prunes experts, but the model has none") }
             pruning = try PruneMap.validated(stage.keptExperts(checkpoint: checkpoint, settings: settings), config: config)
@@ -71,8 +90,6 @@ public enum Converter {
             parameters["prune_criterion"] = settings.criterion.rawValue
             parameters["prune_budget"] = settings.budget.rawValue
             parameters.merge(stage.provenance) { a, _ in a }
-        } else if options.pruneRatio != nil {
-            throw ProfileError("--prune-ratio needs a profile with a prune stage (e.g. wint4-prune25)")
         }
 
         let sources = try sourceFiles(checkpoint: checkpoint)
@@ -84,6 +101,10 @@ public enum Converter {
                 guard let data = FileManager.default.contents(atPath: url.path) else { continue }
                 let location = try data.withUnsafeBytes { try writer.addPayload($0) }
                 files.append(BundleFileEntry(name: name, payload: location))
+            }
+            if let plan = options.plan {
+                let location = try plan.jsonData().withUnsafeBytes { try writer.addPayload($0) }
+                files.append(BundleFileEntry(name: SizePlan.fileName, payload: location))
             }
 
             var specs = layout.tensors.filter { spec in
@@ -99,7 +120,8 @@ public enum Converter {
             var progress = ConvertProgress(tensorsDone: 0, tensorsTotal: specs.count, sourceBytesDone: 0,
                                            sourceBytesTotal: sourceTotal, bytesWritten: 0)
             let reader = TensorReader(checkpoint: checkpoint)
-            var packer = TensorPacker(reader: reader, writer: writer, profile: profile, importance: options.importance)
+            var packer = TensorPacker(reader: reader, writer: writer, profile: profile, importance: options.importance,
+                                      formats: options.plan?.formats ?? [:])
             var tensors: [BundleTensor] = []
             for spec in specs {
                 // The router stays whole (every original expert's row and correction bias): the

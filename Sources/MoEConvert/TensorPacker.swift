@@ -8,11 +8,15 @@ struct TensorPacker {
     let writer: BundleWriter
     let profile: Profile
     let importance: ImportanceMap?
+    /// Per-tensor formats that override the profile's (a size plan).
+    let formats: [String: WeightFormat]
     private var scratch: [UInt8] = []
     private var floats: [Float] = []
     private var packed: [UInt8] = []
 
-    init(reader: TensorReader, writer: BundleWriter, profile: Profile, importance: ImportanceMap? = nil) {
+    init(reader: TensorReader, writer: BundleWriter, profile: Profile, importance: ImportanceMap? = nil,
+         formats: [String: WeightFormat] = [:]) {
+        self.formats = formats
         self.reader = reader
         self.writer = writer
         self.profile = profile
@@ -31,7 +35,7 @@ struct TensorPacker {
         if spec.tensorClass == .mtp {
             format = try is2D && reader.checkpoint.info(spec.name).dtype == .bf16 ? .bf16 : .f32
         } else {
-            format = profile.format(for: spec.tensorClass, cols: cols, is2D: is2D)
+            format = formats[spec.name] ?? profile.format(for: spec.tensorClass, cols: cols, is2D: is2D)
         }
         guard let rowBytes = format.rowBytes(cols: cols), let total = format.matrixBytes(rows: rows, cols: cols) else {
             throw ProfileError("tensor \(spec.name) [\(rows), \(cols)] cannot be stored as \(format.rawValue)")

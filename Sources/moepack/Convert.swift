@@ -6,13 +6,17 @@ import MoEFormat
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize a checkpoint under a profile and pack it into one .mpk bundle.",
-        discussion: "Profiles: \(ShippedProfiles.all.keys.sorted().joined(separator: ", ")), or a path to a .toml file. See docs/convert.md.")
+        discussion: """
+        Profiles: \(ShippedProfiles.all.keys.sorted().joined(separator: ", ")), or a path to a .toml file. See docs/convert.md.
+        Size targets: --target-size 9.5GiB or --target-bpw 3.2 with --calibration STATS.json and --data TEXT give every routed
+        expert its own format (or prune it) and every other weight its own, at the least predicted KL that fits (docs/size-targets.md).
+        """)
 
     @Argument(help: "Checkpoint directory.")
     var checkpoint: String
 
-    @Option(help: "Shipped profile name or path to a profile .toml.")
-    var profile: String
+    @Option(help: "Shipped profile name or path to a profile .toml (with a size target: only its compression counts; default wint4).")
+    var profile: String?
 
     @Option(help: "Output bundle path (.mpk).")
     var output: String
@@ -26,11 +30,23 @@ struct Convert: ParsableCommand {
     @Option(help: "Override the profile's prune ratio.")
     var pruneRatio: Double?
 
+    @OptionGroup(title: "Size target")
+    var size: SizeTargetOptions
+
     @Flag(help: "Print one JSON object describing the bundle instead of text.")
     var json = false
 
     func run() throws {
-        let profile = try Profile.load(self.profile)
+        let target = try size.target
+        guard self.profile != nil || target != nil else { throw ValidationError("give --profile, or a size target (--target-size / --target-bpw)") }
+        let profile = try Profile.load(self.profile ?? "wint4")
+        if target != nil, pruneRatio != nil { throw ValidationError("a size target chooses the pruning itself: leave out --prune-ratio") }
+        if target != nil, profile.prune != nil { throw ValidationError("a size target chooses the pruning itself: give a profile without a prune stage") }
+        let plan = try target.map { target in
+            let (_, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding, target: target)
+            FileHandle.standardError.write(Data((SizeTargetOptions.summary(plan) + "\n").utf8))
+            return plan
+        }
         let progress: (@Sendable (ConvertProgress) -> Void)? = isatty(2) != 0 ? ConvertProgressDisplay.show : nil
         let stage = try calibration.map { try CalibrationPruneStage(statsFile: URL(fileURLWithPath: $0)) }
         if rounding == .calibrated && stage == nil { throw ValidationError("--rounding calibrated needs --calibration STATS.json") }
@@ -39,7 +55,7 @@ struct Convert: ParsableCommand {
             (rounding ?? (stage.stats.inputs != nil ? .calibrated : .nearest)) == .calibrated ? try ImportanceMap(stats: stage.stats) : nil
         }
         let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, importance: importance,
-                                     progress: progress)
+                                     plan: plan, progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
         if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? try JSONOutput.encode(summary) : summary.text)

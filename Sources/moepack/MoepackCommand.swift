@@ -10,6 +10,6 @@ struct Moepack: AsyncParsableCommand {
         See docs/ for every command, the bundle format and the profiles.
         """,
         subcommands: [Quickstart.self, Inspect.self, Calibrate.self, Convert.self, Run.self, Eval.self, Serve.self, Bench.self,
-                      Logits.self, Tokenize.self, Synth.self, PruneEval.self, Export.self]
+                      Logits.self, Tokenize.self, Synth.self, PruneEval.self, Export.self, Plan.self]
     )
 }

@@ -70,7 +70,7 @@ struct Synth: ParsableCommand {
         let layout = ModelLayout(config: modelConfig)
         let counts = layout.parameterCounts
         if dryRun {
-            print(SizePlan(layout: layout, dtype: type).text)
+            print(SynthSizes(layout: layout, dtype: type).text)
             return
         }
         guard let output else { throw ValidationError("--output is required (or use --dry-run)") }
@@ -119,7 +119,7 @@ extension Synth {
 }
 
 /// Parameter counts and weight bytes of a layout at a given dtype.
-struct SizePlan {
+struct SynthSizes {
     let layout: ModelLayout
     let dtype: DType
 

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import MoEConvert
+import MoEFormat
+
+/// The options of a size target, shared by `convert` and `plan` (docs/size-targets.md).
+struct SizeTargetOptions: ParsableArguments {
+    @Option(help: "Size target: stored bytes of the weights before zstd, e.g. 9.5GiB or 700M (needs --calibration and --data).")
+    var targetSize: String?
+
+    @Option(help: "Size target in bits per weight over the checkpoint's parameters, e.g. 3.2 (needs --calibration and --data).")
+    var targetBpw: Double?
+
+    @Option(help: "Price text for a size target (plain text or JSONL, like calibrate's --data): the calibration text.")
+    var data: String?
+
+    @Option(help: "Tokens of --data each price measurement scores.")
+    var priceTokens = SizePlanner.defaultPriceTokens
+
+    @Option(help: "With a size target: write the plan (KL-against-size frontier, choices per layer and expert) as .html.")
+    var report: String?
+
+    var target: SizeTarget? {
+        get throws {
+            switch (targetSize, targetBpw) {
+            case (nil, nil): return nil
+            case (.some, .some): throw ValidationError("give --target-size or --target-bpw, not both")
+            case (.some(let s), nil):
+                guard let bytes = ByteSize.parse(s) else { throw ValidationError("--target-size must be a size such as 9.5GiB or 700M") }
+                return .bytes(bytes)
+            case (nil, .some(let b)):
+                guard b.isFinite, b > 0, b <= 64 else { throw ValidationError("--target-bpw must be in (0, 64]") }
+                return .bitsPerWeight(b)
+            }
+        }
+    }
+
+    func validate() throws {
+        _ = try target
+        guard priceTokens > 0 else { throw ValidationError("--price-tokens must be positive") }
+        if let report, !report.hasSuffix(".html") { throw ValidationError("--report must end in .html") }
+    }
+
+    /// Prices every choice and solves for `target`; prints progress on stderr.
+    func plan(checkpoint path: String, calibration: String?, rounding: Rounding?, target: SizeTarget) throws -> (SizePlanner, SizePlan) {
+        guard let calibration else { throw ValidationError("a size target needs calibration statistics (--calibration STATS.json)") }
+        guard let data else { throw ValidationError("a size target needs the price text (--data FILE, the calibration text)") }
+        let checkpoint = try Checkpoint(directory: URL(fileURLWithPath: path))
+        let stats = try CalibrationStats(contentsOf: URL(fileURLWithPath: calibration))
+        let importance = (rounding ?? (stats.inputs != nil ? .calibrated : .nearest)) == .calibrated ? try ImportanceMap(stats: stats) : nil
+        var planner = try SizePlanner(checkpoint: checkpoint, stats: stats, importance: importance)
+        let windows = try SizePlanner.windows(checkpoint: checkpoint, data: URL(fileURLWithPath: data), maxTokens: priceTokens)
+        var line: ProgressLine? = nil
+        var stage = ""
+        try planner.price(windows: windows) { p in
+            if p.stage != stage { line?.finish(); stage = p.stage; line = ProgressLine(label: "plan: \(p.stage)", total: p.total) }
+            line?.update(p.done)
+        }
+        line?.finish()
+        let plan = try planner.plan(target)
+        if let report { try PlanReport.html(planner: planner, plan: plan).write(toFile: report, atomically: true, encoding: .utf8) }
+        return (planner, plan)
+    }
+
+    static func summary(_ plan: SizePlan) -> String {
+        var lines = [String(format: "plan          %@: %d of %d bytes (%.1f%%), %.3f bits/weight, predicted KL %.5f on %d tokens",
+                            plan.target, plan.weightBytes, plan.targetBytes, 100 * Double(plan.weightBytes) / Double(max(plan.targetBytes, 1)),
+                            plan.bitsPerWeight, plan.predictedKL, plan.priceTokens)]
+        for m in plan.mix {
+            lines.append("  \(m.tensorClass.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(m.choice.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%5d", m.units)) units \(String(format: "%12d", m.bytes)) bytes")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
