@@ -59,14 +59,12 @@ public struct SizePlan: Codable, Sendable, Equatable {
 
     public func jsonData() throws -> Data {
         let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys]
         return try encoder.encode(self)
     }
 
     public init(jsonData data: Data) throws {
         let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
         self = try decoder.decode(Self.self, from: data)
     }
 
