@@ -45,7 +45,7 @@ struct Plan: ParsableCommand {
             try tsv.write(toFile: measure, atomically: true, encoding: .utf8)
             let rho = SizePlanner.rankCorrelation(checks.map(\.estimated), checks.map(\.measured))
             let pruned = checks.filter { $0.choice == "pruned" }, kept = checks.filter { $0.choice != "pruned" }
-            print(String(format: "prices        %d choices measured: rank correlation %.3f (quantized %.3f, pruned %.3f) → %@", checks.count, rho,
+            print(String(format: "prices        %ld choices measured: rank correlation %.3f (quantized %.3f, pruned %.3f) → %@", checks.count, rho,
                          SizePlanner.rankCorrelation(kept.map(\.estimated), kept.map(\.measured)),
                          SizePlanner.rankCorrelation(pruned.map(\.estimated), pruned.map(\.measured)), measure))
         }

@@ -63,11 +63,11 @@ struct SizeTargetOptions: ParsableArguments {
     }
 
     static func summary(_ plan: SizePlan) -> String {
-        var lines = [String(format: "plan          %@: %d of %d bytes (%.1f%%), %.3f bits/weight, predicted KL %.5f on %d tokens",
+        var lines = [String(format: "plan          %@: %ld of %ld bytes (%.1f%%), %.3f bits/weight, predicted KL %.5f on %ld tokens",
                             plan.target, plan.weightBytes, plan.targetBytes, 100 * Double(plan.weightBytes) / Double(max(plan.targetBytes, 1)),
                             plan.bitsPerWeight, plan.predictedKL, plan.priceTokens)]
         for m in plan.mix {
-            lines.append("  \(m.tensorClass.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(m.choice.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%5d", m.units)) units \(String(format: "%12d", m.bytes)) bytes")
+            lines.append("  \(m.tensorClass.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(m.choice.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%5ld", m.units)) units \(String(format: "%12ld", m.bytes)) bytes")
         }
         return lines.joined(separator: "\n")
     }

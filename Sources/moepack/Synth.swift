@@ -42,6 +42,12 @@ struct Synth: ParsableCommand {
     @Flag(help: "Print the parameter counts, sizes, and each shipped profile's bundle size and bytes read per token, without writing anything.")
     var dryRun = false
 
+    @Option(help: "With --dry-run: what a size target (e.g. 10GiB) would mean for this model (docs/size-targets.md).")
+    var targetSize: String?
+
+    @Option(help: "With --dry-run: what a size target in bits per weight would mean for this model.")
+    var targetBpw: Double?
+
     func run() throws {
         var json: [String: Any]
         switch (preset, config) {
@@ -71,6 +77,17 @@ struct Synth: ParsableCommand {
         let counts = layout.parameterCounts
         if dryRun {
             print(SynthSizes(layout: layout, dtype: type).text)
+            if targetSize != nil || targetBpw != nil {
+                let target: Int
+                if let targetSize {
+                    guard let b = ByteSize.parse(targetSize) else { throw ValidationError("--target-size must be a size such as 10GiB") }
+                    target = b
+                } else {
+                    guard let b = targetBpw, b.isFinite, b > 0 else { throw ValidationError("--target-bpw must be positive") }
+                    target = Int(b * Double(counts.total) / 8)
+                }
+                print(try SynthSizes.targetText(layout, target: target))
+            }
             return
         }
         guard let output else { throw ValidationError("--output is required (or use --dry-run)") }
@@ -143,6 +160,28 @@ struct SynthSizes {
             lines.append("  \(name.padding(toLength: 16, withPad: " ", startingAt: 0))"
                 + "\(CheckpointSummary.bytes(size.total).padding(toLength: 23, withPad: " ", startingAt: 0))"
                 + CheckpointSummary.bytes(size.perToken))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// What `target` bytes leave for the routed experts with every other weight at int8 or at
+    /// q4g64 (the solver chooses per weight; these are the two ends it usually lands between).
+    static func targetText(_ layout: ModelLayout, target: Int) throws -> String {
+        let counts = layout.parameterCounts
+        let experts = layout.tensors.filter { $0.tensorClass == .routedExperts }.reduce(0) { $0 + $1.elementCount }
+        var lines = [String(format: "target       %@ = %.3f bits/weight over %ld parameters", CheckpointSummary.bytes(target),
+                            Double(target * 8) / Double(max(counts.total, 1)), counts.total)]
+        for rest in [WeightFormat.int8, .q4g64] {
+            var other = 0
+            for t in layout.tensors where t.tensorClass != .routedExperts {
+                let is2D = t.shape.count == 2 && Profile.quantizableClasses.contains(t.tensorClass)
+                other += is2D ? (rest.matrixBytes(rows: t.shape[0], cols: t.shape[1]) ?? WeightFormat.int8.matrixBytes(rows: t.shape[0], cols: t.shape[1])!) : 4 * t.elementCount
+            }
+            let left = target - other
+            let text = left <= 0 ? "nothing is left for the routed experts"
+                : String(format: "routed experts get %.2f bits/weight on average%@", Double(left * 8) / Double(max(experts, 1)),
+                         Double(left * 8) / Double(max(experts, 1)) < 4.125 ? " (below q4g128's 4.125: the solver prunes)" : "")
+            lines.append("  other weights \(rest.rawValue): \(CheckpointSummary.bytes(other)); \(text)")
         }
         return lines.joined(separator: "\n")
     }

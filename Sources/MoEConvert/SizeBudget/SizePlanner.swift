@@ -260,7 +260,7 @@ public struct SizePlanner {
         do {
             solution = try BudgetSolver.solve(solverUnits(), fixedBytes: fixedBytes, budget: budget, pruneLimit: pruneLimits())
         } catch let e as BudgetSolver.Infeasible {
-            throw ProfileError(String(format: "a target of %@ (%d bytes) is below the smallest this model reaches: %d bytes (%.3f bits/weight), with %d experts per MoE layer pruned and every other weight at its smallest format",
+            throw ProfileError(String(format: "a target of %@ (%ld bytes) is below the smallest this model reaches: %ld bytes (%.3f bits/weight), with %ld experts per MoE layer pruned and every other weight at its smallest format",
                                       target.text, budget, e.smallest, Double(e.smallest * 8) / Double(parameters),
                                       config.moeNumExperts - config.moeK))
         }
