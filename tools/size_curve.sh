@@ -23,7 +23,7 @@ score() {  # name bundle
   printf '%-22s %8.3f  KL %-10s top-1 %-8s ppl %s\n' "$1" "$(python3 -c "print($raw*8/$TOTAL)")" "$kl" "$top" "$ppl"
 }
 TOTAL=$("$moepack" inspect "$model" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["parametersTotal"])')
-for p in wint8 wint4 wint4-all; do
+for p in wint8 wint4 wint4-all wint3 wint2; do
   "$moepack" convert "$model" --profile $p --calibration stats.json --output $p.mpk > /dev/null
   score $p $p.mpk
 done

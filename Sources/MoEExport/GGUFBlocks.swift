@@ -21,6 +21,9 @@ enum GGUFBlocks {
         case .int4g32, .int4g64, .int4g128, .q4g32, .q4g64, .q4g128: .q4_0
         case .int4g32a, .int4g64a, .int4g128a: .q4_1
         case .nl4g32: .iq4_nl
+        // ggml's 3- and 2-bit types (Q3_K, Q2_K) have super-blocks of 256 with quantized
+        // sub-scales: not the same numbers. Q4_0 holds the codes exactly (nibble c - m + 8).
+        case .q3g32, .q3g64, .q2g32, .q2g64: .q4_0
         }
     }
 
@@ -63,7 +66,7 @@ enum GGUFBlocks {
         out.reserveCapacity(out.count + outRow * rows)
         let t = format.traits
         // Plain copies.
-        if nativeType(format) == type, format.groupSize == nil || format.groupSize == 32, format != .int8 {
+        if nativeType(format) == type, format.groupSize == nil || format.groupSize == 32, format != .int8, t.bits != 2, t.bits != 3 {
             out.append(contentsOf: src)
             return
         }
@@ -77,6 +80,10 @@ enum GGUFBlocks {
         if format == .int8 {
             guard type == .q8_0 else { throw FormatError("gguf export: int8 cannot become \(type.name)") }
             for r in 0..<rows { int8Row(src, offset: r * rowBytes, cols: cols, into: &out, error: &int8Error) }
+            return
+        }
+        if t.kernel == Int32(MOE_KERNEL_LOWBIT) {
+            try lowBitRows(src, format: format, rows: rows, cols: cols, to: type, into: &out)
             return
         }
         // 4-bit blocks: walk 32-weight blocks of each row; header = f16 scale [, f16 min].
@@ -114,6 +121,41 @@ enum GGUFBlocks {
                         out.append(contentsOf: codes)
                     default:
                         throw FormatError("gguf export: \(format.rawValue) cannot become \(type.name)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// 3- and 2-bit rows (f16 scale per group, codes c with weight s (c - m), m = 2^(bits-1))
+    /// as Q4_0 (nibble c - m + 8), Q4_1 (min -8 s) or Q8_0 (int8 c - m), the scale repeated for
+    /// each 32-weight block: exact.
+    static func lowBitRows(_ src: UnsafeRawBufferPointer, format: WeightFormat, rows: Int, cols: Int, to type: GGMLType,
+                           into out: inout [UInt8]) throws {
+        let t = format.traits, bits = Int(t.bits), group = Int(t.group), mid = 1 << (bits - 1)
+        let groupBytes = 2 + group * bits / 8, rowBytes = (cols / group) * groupBytes
+        guard [.q4_0, .q4_1, .q8_0].contains(type) else { throw FormatError("gguf export: \(format.rawValue) cannot become \(type.name)") }
+        var v = [Int](repeating: 0, count: 32)
+        for r in 0..<rows {
+            for g in 0..<(cols / group) {
+                let base = r * rowBytes + g * groupBytes
+                for k in 0..<(group / 32) {
+                    let blk = base + 2 + k * 4 * bits
+                    for j in 0..<32 {
+                        var c = Int(src[blk + (j & 7)] >> (2 * (j >> 3))) & 3
+                        if bits == 3 { c |= (Int(src[blk + 8 + (j >> 3)] >> (j & 7)) & 1) << 2 }
+                        v[j] = c - mid
+                    }
+                    out.append(src[base]); out.append(src[base + 1])
+                    if type == .q4_1 {
+                        let m = Float16(bitPattern: UInt16(src[base]) | UInt16(src[base + 1]) << 8) * -8
+                        guard m.isFinite else { throw FormatError("gguf export: a scale too large for Q4_1's f16 min") }
+                        out.append(UInt8(m.bitPattern & 0xff)); out.append(UInt8(m.bitPattern >> 8))
+                    }
+                    if type == .q8_0 {
+                        for j in 0..<32 { out.append(UInt8(bitPattern: Int8(v[j]))) }
+                    } else {
+                        for i in 0..<16 { out.append(UInt8(v[i] + 8) | UInt8(v[i + 16] + 8) << 4) }
                     }
                 }
             }

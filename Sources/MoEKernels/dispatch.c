@@ -171,7 +171,7 @@ static void *scratch_get(size_t bytes) {
 
 typedef struct {
     const moe_kernels *k;
-    int fmt, kernel, group, asym, tiled;   /* kernel: the format's MOE_KERNEL_* */
+    int fmt, kernel, bits, group, asym, tiled;   /* kernel: the format's MOE_KERNEL_* */
     const uint8_t *w;
     int64_t rb, rows, cols, T;
     const float *x;
@@ -206,6 +206,7 @@ static void job_rows(void *ctx, int part, int nparts) {
             case MOE_KERNEL_F16: v = j->k->dot_f16((const uint16_t *)row, x, j->cols); break;
             case MOE_KERNEL_INT8: v = j->k->dot_i8(row, &j->xq[t], j->cols); break;
             case MOE_KERNEL_NL4: v = j->k->dot_nl4(row, &j->xq[t], j->cols); break;
+            case MOE_KERNEL_LOWBIT: v = j->k->dot_lowbit(row, &j->xq[t], j->cols, j->bits, j->group); break;
             default: v = j->k->dot_i4(row, &j->xq[t], j->cols, j->group, j->asym); break;
             }
             j->y[t * j->rows + r] = v;
@@ -346,7 +347,7 @@ static int matmul_many_on(int path, int threaded, const moe_product *items, int 
             if (err) return err;
             int kind = activation_kind(k, p);
             const moe_format_traits *f = moe_format_info(p->fmt);
-            job j = {k, p->fmt, f->kernel, f->group, !f->symmetric, 0,
+            job j = {k, p->fmt, f->kernel, f->bits, f->group, !f->symmetric, 0,
                      p->w, rb, p->rows, p->cols, p->T, p->x, NULL, p->y, kind, i, 0, 0};
             if (f->kernel == MOE_KERNEL_INT8) j.tiled = k->tile_i8 != NULL && p->cols % 16 == 0;
             else j.tiled = kind == 2;

@@ -205,6 +205,64 @@ AVX2 static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
     return hsum(_mm256_add_ps(a0, a1));
 }
 
+/* The 32 codes of a 3- or 2-bit block as bytes: the low two bits by one 64-bit shift per
+ * quarter (weight 8k + i sits in bits 2k..2k+1 of byte i); for 3 bits the high bit of weight j,
+ * bit j of the next 32-bit word, by spreading byte j / 8 over 8 bytes and testing bit j % 8. */
+AVX2 static inline __m256i lowbit_codes(const uint8_t *blk, const int bits) {
+    uint64_t lo;
+    memcpy(&lo, blk, 8);
+    __m256i c = _mm256_srlv_epi64(_mm256_set1_epi64x((long long)lo), _mm256_set_epi64x(6, 4, 2, 0));
+    c = _mm256_and_si256(c, _mm256_set1_epi8(3));
+    if (bits == 3) {
+        uint32_t hi;
+        memcpy(&hi, blk + 8, 4);
+        const __m256i spread = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL, 0x0101010101010101LL, 0);
+        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+        __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)hi), spread);
+        h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+        c = _mm256_or_si256(c, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+    }
+    return c;
+}
+
+/* One block: the unsigned codes times the int8 activations (pairs below 2 * 7 * 127). */
+AVX2 static inline __m256 lowbit_block(const uint8_t *blk, const int8_t *xq, const int bits) {
+    __m256i p = _mm256_maddubs_epi16(lowbit_codes(blk, bits), _mm256_loadu_si256((const __m256i *)xq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* 3- and 2-bit rows as the portable kernel: s * sum_b d_b qdot_b - m s * sum_b s_b, two
+ * accumulators over alternate blocks. */
+AVX2 __attribute__((always_inline)) static inline float lowbit_row(const uint8_t *row, const moe_xq *x, int64_t n,
+                                                                  const int bits, const int group) {
+    const int64_t gb = 2 + group * bits / 8, nsub = group / 32;
+    const float mid = (float)(1 << (bits - 1));
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    float o0 = 0, o1 = 0;
+    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+        const float s = _cvtsh_ss(moe_load_u16(row));
+        const int64_t b0 = g0 / 32;
+        for (int64_t k = 0; k < nsub; k++) {
+            const int64_t b = b0 + k;
+            const __m256 p = lowbit_block(row + 2 + k * MOE_LOWBIT_BLOCK(bits), x->q + 32 * b, bits);
+            if (b & 1) {
+                a1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x->d[b]), a1);
+                o1 += -mid * s * x->s[b];
+            } else {
+                a0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x->d[b]), a0);
+                o0 += -mid * s * x->s[b];
+            }
+        }
+    }
+    return hsum(_mm256_add_ps(a0, a1)) + (o0 + o1);
+}
+
+AVX2 static float dot_lowbit(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group) {
+    if (bits == 3) return group == 64 ? lowbit_row(row, x, n, 3, 64) : lowbit_row(row, x, n, 3, 32);
+    return group == 64 ? lowbit_row(row, x, n, 2, 64) : lowbit_row(row, x, n, 2, 32);
+}
+
 /*
  * Activation quantizers, the same arithmetic as quantize_x/quantize_x16 in
  * dispatch.c (max, one multiply by the same reciprocal, round half to even),
@@ -789,5 +847,5 @@ AVX2 static float sum_f32(const float *a, int64_t n) {
 }
 
 const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16,
-    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4};
+    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4, dot_lowbit};
 #endif

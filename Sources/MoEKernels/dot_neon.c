@@ -149,6 +149,49 @@ static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
     return vaddvq_f32(acc);
 }
 
+/* The codes of a 3- or 2-bit block, weights 0..15 and 16..31 (layout in internal.h): the low
+ * two bits by a shift per 8 bytes, the high bit of weight j (3 bits) by testing bit j % 8 of
+ * byte j / 8 of the high word. */
+static inline void lowbit_codes(const uint8_t *blk, const int bits, int8x16_t *c0, int8x16_t *c1) {
+    const uint8x8_t b = vld1_u8(blk);
+    const uint8x16_t bb = vcombine_u8(b, b), three = vdupq_n_u8(3);
+    const int8x16_t sh0 = {0, 0, 0, 0, 0, 0, 0, 0, -2, -2, -2, -2, -2, -2, -2, -2};
+    const int8x16_t sh1 = {-4, -4, -4, -4, -4, -4, -4, -4, -6, -6, -6, -6, -6, -6, -6, -6};
+    uint8x16_t l0 = vandq_u8(vshlq_u8(bb, sh0), three), l1 = vandq_u8(vshlq_u8(bb, sh1), three);
+    if (bits == 3) {
+        uint32_t hi;
+        memcpy(&hi, blk + 8, 4);
+        const uint8x16_t h = vreinterpretq_u8_u32(vdupq_n_u32(hi)), four = vdupq_n_u8(4);
+        const uint8x16_t i0 = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        const uint8x16_t i1 = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+        const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(vqtbl1q_u8(h, i0), bit), four));
+        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(vqtbl1q_u8(h, i1), bit), four));
+    }
+    *c0 = vreinterpretq_s8_u8(l0);
+    *c1 = vreinterpretq_s8_u8(l1);
+}
+
+/* 3- and 2-bit rows as the portable kernel: s * sum_b d_b qdot_b - m s * sum_b s_b. */
+static float dot_lowbit(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group) {
+    const int64_t gb = 2 + group * bits / 8;
+    const float mid = (float)(1 << (bits - 1));
+    float32x4_t acc = vdupq_n_f32(0);
+    float off = 0;
+    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        const float s = moe_f16_to_f32(moe_load_u16(row));
+        for (int k = 0; k < group / MOE_QBLOCK; k++) {
+            const int64_t b = g0 / MOE_QBLOCK + k;
+            int8x16_t c0, c1;
+            lowbit_codes(row + 2 + k * MOE_LOWBIT_BLOCK(bits), bits, &c0, &c1);
+            int32x4_t p = dot32(c0, c1, x->q + b * MOE_QBLOCK);
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), s * x->d[b]);
+            off += -mid * s * x->s[b];
+        }
+    }
+    return vaddvq_f32(acc) + off;
+}
+
 static float sum_f32(const float *a, int64_t n) {
     float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
@@ -165,5 +208,5 @@ static float sum_f32(const float *a, int64_t n) {
 
 const moe_kernels moe_kernels_neon = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL,
     moe_attend_group_scalar, moe_attend_group_f16_scalar, moe_to_f16_scalar, moe_swiglu_scalar,
-    moe_log_sum_exp_scalar, dot_f16, widen_bf16, widen_f16, dot_nl4};
+    moe_log_sum_exp_scalar, dot_f16, widen_bf16, widen_f16, dot_nl4, dot_lowbit};
 #endif

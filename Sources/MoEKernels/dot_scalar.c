@@ -99,6 +99,34 @@ float moe_dot_nl4_scalar(const uint8_t *row, const moe_xq *x, int64_t n) {
     return acc;
 }
 
+/*
+ * 3- and 2-bit rows: w_j = s (c_j - m) with m = 2^(bits-1), so as for symmetric int4
+ *   sum_j w_j x_j -> s * sum_b d_b * sum_i c_i xq_i  -  m s * sum_b s_b
+ * over the activation blocks b of each group (one scale per 32 or 64 weights).
+ */
+float moe_dot_lowbit_scalar(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group) {
+    const int64_t gb = 2 + group * bits / 8;
+    const float mid = (float)(1 << (bits - 1));
+    float acc = 0, off = 0;
+    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        const float s = moe_f16_to_f32(moe_load_u16(row));
+        for (int k = 0; k < group / MOE_QBLOCK; k++) {
+            const int64_t b = g0 / MOE_QBLOCK + k;
+            const uint8_t *blk = row + 2 + k * MOE_LOWBIT_BLOCK(bits);
+            const int8_t *xq = x->q + b * MOE_QBLOCK;
+            int32_t isum = 0;
+            for (int j = 0; j < 32; j++) {
+                int c = (blk[j & 7] >> (2 * (j >> 3))) & 3;
+                if (bits == 3) c |= ((blk[8 + (j >> 3)] >> (j & 7)) & 1) << 2;
+                isum += c * xq[j];
+            }
+            acc += (s * x->d[b]) * (float)isum;
+            off += -mid * s * x->s[b];
+        }
+    }
+    return acc + off;
+}
+
 static float sum_f32(const float *a, int64_t n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -112,4 +140,5 @@ static float sum_f32(const float *a, int64_t n) {
 
 const moe_kernels moe_kernels_scalar = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, NULL, NULL, NULL, NULL, NULL,
     moe_attend_group_scalar, moe_attend_group_f16_scalar, moe_to_f16_scalar, moe_swiglu_scalar,
-    moe_log_sum_exp_scalar, moe_dot_f16_scalar, moe_widen_bf16_scalar, moe_widen_f16_scalar, moe_dot_nl4_scalar};
+    moe_log_sum_exp_scalar, moe_dot_f16_scalar, moe_widen_bf16_scalar, moe_widen_f16_scalar, moe_dot_nl4_scalar,
+    moe_dot_lowbit_scalar};

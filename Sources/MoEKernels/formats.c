@@ -24,6 +24,10 @@ static const moe_format_traits table[MOE_FMT_COUNT] = {
     {"q4g64",         4,  64,    2,    1,   16,  NULL,        MOE_KERNEL_INT4},
     {"q4g128",        4, 128,    2,    1,   16,  NULL,        MOE_KERNEL_INT4},
     {"nl4g32",        4,  32,    2,    1,   16,  moe_nl4_grid, MOE_KERNEL_NL4},
+    {"q3g32",         3,  32,    2,    1,    8,  NULL,        MOE_KERNEL_LOWBIT},
+    {"q3g64",         3,  64,    2,    1,    8,  NULL,        MOE_KERNEL_LOWBIT},
+    {"q2g32",         2,  32,    2,    1,    4,  NULL,        MOE_KERNEL_LOWBIT},
+    {"q2g64",         2,  64,    2,    1,    4,  NULL,        MOE_KERNEL_LOWBIT},
 };
 
 const moe_format_traits *moe_format_info(int fmt) {

@@ -88,18 +88,31 @@ typedef struct {
     void (*widen_f16)(const uint16_t *src, float *dst, int64_t n);
     /* Grid-format (nl4) row: sum over groups of scale * sum_b d_b * sum grid[nib] xq. */
     float (*dot_nl4)(const uint8_t *row, const moe_xq *x, int64_t n);
+    /* 3- or 2-bit row (MOE_KERNEL_LOWBIT) in groups of `group` (32 or 64). */
+    float (*dot_lowbit)(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group);
 } moe_kernels;
 
 /* The 16 values of the non-uniform 4-bit grid (formats.c). */
 extern const int8_t moe_nl4_grid[16];
 float moe_dot_nl4_scalar(const uint8_t *row, const moe_xq *x, int64_t n);
-/* The 16 values of the uniform 16-level int4 grid, -8..7 (quant_grid.c). */
+/* The values of the uniform grids: 16-level int4 -8..7, 3-bit -4..3, 2-bit -2..1 (quant_grid.c). */
 extern const int8_t moe_q4_grid[16];
-/* One group of n <= 128 weights on a 16-value grid (quant_grid.c): the f16 scale and the n
- * code indices. imp[n] weights the squared error (NULL: all 1); search = 0 is the plain rule
- * only. MOE_ERR_RANGE when the scale does not fit f16. */
-int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_t *grid, int search,
+extern const int8_t moe_q3_grid[8];
+extern const int8_t moe_q2_grid[4];
+/* One group of n <= 128 weights on a grid of `levels` values (16, 8 or 4; quant_grid.c): the
+ * f16 scale and the n code indices. imp[n] weights the squared error (NULL: all 1); search = 0
+ * is the plain rule only. MOE_ERR_RANGE when the scale does not fit f16. */
+int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_t *grid, int levels, int search,
                             uint16_t *scale, uint8_t *codes);
+
+/*
+ * The 3- and 2-bit formats store a group as its f16 scale and then, per 32 weights, the codes
+ * c (0..2^bits-1, the weight s (c - 2^(bits-1))): 8 bytes of the low two bits, weight 8k + i
+ * in bits 2k..2k+1 of byte i (i < 8, k < 4), and for 3 bits 4 more bytes, bit j of that
+ * little-endian word the high bit of weight j. MOE_LOWBIT_BLOCK is the bytes per 32 weights.
+ */
+#define MOE_LOWBIT_BLOCK(bits) ((bits) * 4)
+float moe_dot_lowbit_scalar(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group);
 
 extern const moe_kernels moe_kernels_scalar;
 #if defined(__x86_64__)

@@ -1,7 +1,7 @@
 /*
- * Groups quantized on a grid of 16 code values (ascending, the first the one of
- * largest magnitude): the 16-level int4 formats (grid -8..7) and the
- * non-uniform ones (moe_nl4_grid). A group's weights v decode as d * g[code].
+ * Groups quantized on a grid of 16, 8 or 4 code values (ascending, the first the
+ * one of largest magnitude): the 16-level int4 formats (grid -8..7), the
+ * non-uniform ones (moe_nl4_grid), and the 3- and 2-bit ones (-4..3, -2..1). A group's weights v decode as d * g[code].
  *
  * The plain rule maps the weight of largest magnitude onto g[0] (ggml's Q4_0
  * rule for the uniform grid). The search tries scales around it: for each
@@ -20,21 +20,23 @@
 #define SEARCH_STEP 0.02f
 
 const int8_t moe_q4_grid[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
+const int8_t moe_q3_grid[8] = {-4, -3, -2, -1, 0, 1, 2, 3};
+const int8_t moe_q2_grid[4] = {-2, -1, 0, 1};
 
-/* Index of the grid value nearest to v (ties to the lower one). */
-static inline int nearest(const float *g, float v) {
+/* Index of the grid value nearest to v among the L values (L a power of two; ties to the lower one). */
+static inline int nearest(const float *g, int L, float v) {
     int lo = 0;
-    for (int half = 8; half > 0; half >>= 1)
-        if (lo + half < 16 && v > 0.5f * (g[lo + half - 1] + g[lo + half])) lo += half;
+    for (int half = L / 2; half > 0; half >>= 1)
+        if (lo + half < L && v > 0.5f * (g[lo + half - 1] + g[lo + half])) lo += half;
     return lo;
 }
 
 /* Weighted squared error of the group at scale d with the nearest codes (written to codes). */
-static double error_at(const float *v, const float *imp, int n, const float *g, float d, uint8_t *codes) {
+static double error_at(const float *v, const float *imp, int n, const float *g, int L, float d, uint8_t *codes) {
     const float id = d != 0 ? 1.0f / d : 0.0f;
     double err = 0;
     for (int j = 0; j < n; j++) {
-        int q = nearest(g, v[j] * id);
+        int q = nearest(g, L, v[j] * id);
         codes[j] = (uint8_t)q;
         double e = (double)v[j] - (double)d * g[q];
         err += (imp ? imp[j] : 1.0) * e * e;
@@ -48,16 +50,17 @@ static uint16_t to_f16_checked(float d) {
     return (h & 0x7C00u) == 0x7C00u ? 0x7C00u : h;
 }
 
-int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_t *grid, int search,
+int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_t *grid, int levels, int search,
                             uint16_t *scale, uint8_t *codes) {
     float g[16];
-    for (int k = 0; k < 16; k++) g[k] = grid[k];
+    const int L = levels;
+    for (int k = 0; k < L; k++) g[k] = grid[k];
     float amax = 0, max = 0;
     for (int j = 0; j < n; j++)
         if (fabsf(v[j]) > amax) { amax = fabsf(v[j]); max = v[j]; }
     uint16_t best = to_f16_checked(max / g[0]);
     if (best == 0x7C00u) return MOE_ERR_RANGE;
-    double best_err = error_at(v, imp, n, g, moe_f16_to_f32(best), codes);
+    double best_err = error_at(v, imp, n, g, L, moe_f16_to_f32(best), codes);
     if (search && amax > 0) {
         uint8_t q[128];   /* n <= 128 */
         /* with importance, the scales refitted without it are candidates too */
@@ -65,7 +68,7 @@ int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_
             const int t = k % (2 * SEARCH_TRIES + 1) - SEARCH_TRIES;
             const float *fit = k < 2 * SEARCH_TRIES + 1 ? imp : NULL;
             const float d0 = max / (g[0] * (1.0f + SEARCH_STEP * (float)t));
-            error_at(v, imp, n, g, d0, q);
+            error_at(v, imp, n, g, L, d0, q);
             double sqx = 0, sqq = 0;
             for (int j = 0; j < n; j++) {
                 const double w = fit ? fit[j] : 1.0;
@@ -75,13 +78,13 @@ int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_
             if (!(sqq > 0)) continue;
             uint16_t h = to_f16_checked((float)(sqx / sqq));
             if (h == 0x7C00u) continue;
-            double err = error_at(v, imp, n, g, moe_f16_to_f32(h), q);
+            double err = error_at(v, imp, n, g, L, moe_f16_to_f32(h), q);
             if (err < best_err) {
                 best_err = err;
                 best = h;
             }
         }
-        error_at(v, imp, n, g, moe_f16_to_f32(best), codes);
+        error_at(v, imp, n, g, L, moe_f16_to_f32(best), codes);
     }
     *scale = best;
     return MOE_OK;

@@ -20,7 +20,8 @@ final class FormatTableTests: XCTestCase {
     /// Ids are written into files by older code paths and must never move.
     func testIdsAreStable() {
         let ids: [WeightFormat: Int32] = [.f32: 0, .bf16: 1, .int8: 2, .int4g32: 3, .int4g64: 4, .int4g128: 5, .int4g32a: 6,
-                                          .int4g64a: 7, .int4g128a: 8, .f16: 9, .q4g32: 10, .q4g64: 11, .q4g128: 12, .nl4g32: 13]
+                                          .int4g64a: 7, .int4g128a: 8, .f16: 9, .q4g32: 10, .q4g64: 11, .q4g128: 12, .nl4g32: 13,
+                                          .q3g32: 14, .q3g64: 15, .q2g32: 16, .q2g64: 17]
         for (f, id) in ids { XCTAssertEqual(f.id, id, "\(f)") }
     }
 
@@ -54,6 +55,8 @@ final class FormatTableTests: XCTestCase {
         XCTAssertEqual(WeightFormat.int4g64a.family, [.int4g32a, .int4g64a, .int4g128a])
         XCTAssertEqual(WeightFormat.q4g128.family, [.q4g32, .q4g64, .q4g128])
         XCTAssertEqual(WeightFormat.nl4g32.family, [.nl4g32])
+        XCTAssertEqual(WeightFormat.q3g64.family, [.q3g32, .q3g64])
+        XCTAssertEqual(WeightFormat.q2g32.family, [.q2g32, .q2g64])
         XCTAssertEqual(WeightFormat.int8.family, [.int8])
     }
 }

@@ -150,7 +150,7 @@ final class GridFormatTests: XCTestCase {
         for f in WeightFormat.allCases where f.rowBytes(cols: cols) != nil {
             XCTAssertEqual(try quantize(w, cols: cols, f, importance: zero), try quantize(w, cols: cols, f), "\(f)")
         }
-        for f in [WeightFormat.int8, .int4g64, .int4g32a, .bf16, .nl4g32] {
+        for f in [WeightFormat.int8, .int4g64, .int4g32a, .bf16, .nl4g32, .q3g32, .q3g64, .q2g32, .q2g64] {
             XCTAssertEqual(try quantize(w, cols: cols, f, importance: some), try quantize(w, cols: cols, f), "\(f)")
         }
         XCTAssertThrowsError(try quantize(w, cols: cols, .q4g32, importance: [1, 2])) {

@@ -21,6 +21,56 @@ public enum ShippedProfiles {
         compression = "none"
 
         """#,
+        "wint2": #"""
+        # Routed experts 2-bit (symmetric, 4 levels) in groups of 64, everything else int8,
+        # router and norms f32. Every expert gets the same bits; a size target (--target-size) spends
+        # them where calibration says they matter.
+        name = "wint2"
+        description = "routed experts 2-bit g64 (4 levels), other linear weights int8, router and norms f32"
+        stages = ["quantize", "pack"]
+
+        [formats]
+        embeddings = "int8"
+        attention = "int8"
+        dense_mlp = "int8"
+        shared_experts = "int8"
+        routed_experts = "q2g64"
+        lm_head = "int8"
+
+        [quantize]
+        # A tensor whose column count is not a multiple of 64 takes q2g32 if 32 divides it, else this.
+        int4_fallback = "int8"
+
+        [pack]
+        compression = "zstd"
+        zstd_level = 3
+
+        """#,
+        "wint3": #"""
+        # Routed experts 3-bit (symmetric, 8 levels) in groups of 64, everything else int8,
+        # router and norms f32. Every expert gets the same bits; a size target (--target-size) spends
+        # them where calibration says they matter.
+        name = "wint3"
+        description = "routed experts 3-bit g64 (8 levels), other linear weights int8, router and norms f32"
+        stages = ["quantize", "pack"]
+
+        [formats]
+        embeddings = "int8"
+        attention = "int8"
+        dense_mlp = "int8"
+        shared_experts = "int8"
+        routed_experts = "q3g64"
+        lm_head = "int8"
+
+        [quantize]
+        # A tensor whose column count is not a multiple of 64 takes q3g32 if 32 divides it, else this.
+        int4_fallback = "int8"
+
+        [pack]
+        compression = "zstd"
+        zstd_level = 3
+
+        """#,
         "wint4-all": #"""
         # Every linear weight int4 (16 levels) in groups of 64 except the embedding / lm_head (int8), router and
         # norms f32: about a fifth fewer bytes per decoded token than wint4, at a cost in accuracy.

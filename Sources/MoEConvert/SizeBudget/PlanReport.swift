@@ -5,7 +5,7 @@ import Foundation
 /// chosen plan marked, and a heatmap of the choice of every routed expert by layer.
 public enum PlanReport {
     static let colors = ["int8": "#1a9850", "q4g32": "#91cf60", "q4g64": "#d9ef8b", "q4g128": "#fee08b", "nl4g32": "#66bd63",
-                         "pruned": "#d73027"]
+                         "q3g32": "#fdae61", "q3g64": "#fd8d3c", "q2g32": "#f46d43", "q2g64": "#e34a33", "pruned": "#d73027"]
 
     public static func html(planner: SizePlanner, plan: SizePlan) throws -> String {
         let units = planner.solverUnits()
@@ -24,7 +24,7 @@ public enum PlanReport {
         func y(_ kl: Double) -> Double { height - pad - (height - 2 * pad) * kl / maxKL }
         let path = points.map { String(format: "%.1f,%.1f", x($0.0), y($0.1)) }.joined(separator: " ")
         let bpw = { (b: Int) in String(format: "%.2f", Double(b * 8) / Double(max(plan.parameters, 1))) }
-        var svg = """
+        let svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="11">
         <polyline fill="none" stroke="#4575b4" stroke-width="2" points="\(path)"/>
         <circle cx="\(String(format: "%.1f", x(plan.weightBytes)))" cy="\(String(format: "%.1f", y(plan.predictedKL)))" r="5" fill="#d73027"/>

@@ -18,7 +18,7 @@ import MoETokenizer
 ///   divergence against the unquantized model on the price text.
 public struct SizePlanner {
     /// Formats a routed expert may take (besides being pruned), and every other weight.
-    public static let expertCandidates: [WeightFormat] = [.int8, .q4g128, .q4g64, .q4g32, .nl4g32]
+    public static let expertCandidates: [WeightFormat] = [.int8, .q4g128, .q4g64, .q4g32, .nl4g32, .q3g64, .q3g32, .q2g64, .q2g32]
     public static let otherCandidates: [WeightFormat] = [.int8, .q4g128, .q4g64, .q4g32, .nl4g32]
     /// Rows of each tensor quantized to estimate its error.
     static let sampledRows = 128
@@ -88,7 +88,7 @@ public struct SizePlanner {
                 experts[spec.name] = [spec]
             }
         }
-        for name in try checkpoint.tensorNames.filter(config.architecture.family.isCarried) {
+        for name in checkpoint.tensorNames.filter(config.architecture.family.isCarried) {
             let info = try checkpoint.info(name)
             fixedBytes += info.shape.count == 2 && info.dtype == .bf16 ? info.elementCount * 2 : info.elementCount * 4
         }

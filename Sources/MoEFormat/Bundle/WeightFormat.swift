@@ -24,6 +24,12 @@ public enum WeightFormat: String, Sendable, Codable, CaseIterable {
     case q4g128
     /// 4-bit codes on a fixed non-uniform 16-value grid, groups of 32, f16 scale.
     case nl4g32
+    /// Symmetric 3-bit codes, 8 levels (-4..3, signed f16 scale found by a search), for routed experts.
+    case q3g32
+    case q3g64
+    /// Symmetric 2-bit codes, 4 levels (-2..1, signed f16 scale found by a search), for routed experts.
+    case q2g32
+    case q2g64
 
     /// The id of this name in the kernels' table (stable: bundles written by other versions use the name).
     public var id: Int32 { Self.ids[self]! }

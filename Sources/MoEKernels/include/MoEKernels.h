@@ -48,7 +48,11 @@ enum {
     MOE_FMT_Q4G64 = 11,
     MOE_FMT_Q4G128 = 12,
     MOE_FMT_NL4G32 = 13,    /* groups of 32, f16 scale, a fixed non-uniform 16-value grid (IQ4_NL's) */
-    MOE_FMT_COUNT = 14
+    MOE_FMT_Q3G32 = 14,     /* groups, signed f16 scale, 3-bit codes, symmetric -4..3 (8 levels) */
+    MOE_FMT_Q3G64 = 15,
+    MOE_FMT_Q2G32 = 16,     /* groups, signed f16 scale, 2-bit codes, symmetric -2..1 (4 levels) */
+    MOE_FMT_Q2G64 = 17,
+    MOE_FMT_COUNT = 18
 };
 
 /* The kernels that multiply a format's rows. */
@@ -58,7 +62,8 @@ enum {
     MOE_KERNEL_F16 = 2,
     MOE_KERNEL_INT8 = 3,    /* int8 codes, one f32 scale per row; int16 activations */
     MOE_KERNEL_INT4 = 4,    /* nibbles in groups, f16 scale (+ f16 min); int8 activations */
-    MOE_KERNEL_NL4 = 5      /* nibbles indexing `grid`, f16 scale per group; int8 activations */
+    MOE_KERNEL_NL4 = 5,     /* nibbles indexing `grid`, f16 scale per group; int8 activations */
+    MOE_KERNEL_LOWBIT = 6   /* 2- or 3-bit codes c in groups, f16 scale s, w = s (c - 2^(bits-1)); int8 activations */
 };
 
 /*
@@ -69,7 +74,8 @@ enum {
  * fields: symmetric uniform formats with 15 levels use -7..7 (scale max|w| / 7),
  * with 16 levels -8..7 (the weight of largest magnitude maps to -8); asymmetric
  * ones 0..15 over [min, max]; grid formats the nearest grid value under the
- * best of a set of scales (docs/quantization.md).
+ * best of a set of scales; the 3- and 2-bit formats (8 and 4 levels, -4..3 and
+ * -2..1) the same search on their uniform grid (docs/quantization.md).
  */
 typedef struct {
     const char *name;       /* the name bundles store */
@@ -129,8 +135,9 @@ int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
  * square of each input channel over calibration tokens): the 16-level int4
  * formats (q4g*) choose each group's scale by a search that minimises
  * sum_j importance_j (w_j - deq_j)^2 instead of the plain Q4_0 rule. The other
- * formats ignore it (nl4g32 keeps its unweighted search: the weighted one
- * measured worse on held-out tokens). importance = NULL is moe_quantize; a group
+ * formats ignore it (nl4g32 and the 3- and 2-bit q3g*, q2g* keep their unweighted
+ * search: the weighted one measured worse for some experts on held-out tokens).
+ * importance = NULL is moe_quantize; a group
  * whose importance is all zero takes the format's plain rule.
  */
 int moe_quantize_weighted(int fmt, const float *w, int64_t rows, int64_t cols, const float *importance,
