@@ -150,14 +150,19 @@ public struct SizePlanner {
         var probes: [(key: String, prune: Bool, model: ErnieModel, error: Double)] = []
         for group in Set(units.map(\.group)).sorted() {
             let members = units.indices.filter { units[$0].group == group }
-            guard let probe = probeFormat(members) else { continue }
-            var replaced: [String: any MatrixOperator] = [:]
-            var error = 0.0
-            for u in members {
-                for spec in units[u].tensors { replaced[spec.name] = try quantized(spec, format: probe) }
-                error += units[u].share * units[u].options.first { $0.choice == probe }!.error
+            // 4-bit, and for routed experts 3- and 2-bit: KL grows faster than the weight error
+            // at fewer bits, so each bit width has its own sensitivity.
+            for bits in units[members[0]].tensorClass == .routedExperts ? [4, 3, 2] : [4] {
+                guard let probe = probeFormat(members, bits: bits) else { continue }
+                var replaced: [String: any MatrixOperator] = [:]
+                var error = 0.0
+                for u in members {
+                    for spec in units[u].tensors { replaced[spec.name] = try quantized(spec, format: probe) }
+                    error += units[u].share * units[u].options.first { $0.choice == probe }!.error
+                }
+                probes.append((Self.sensitivityKey(group, bits: bits), false,
+                               try ErnieModel(weights: OverlayWeights(base: base, replaced: replaced)), error))
             }
-            probes.append((group, false, try ErnieModel(weights: OverlayWeights(base: base, replaced: replaced)), error))
             if units[members[0]].tensorClass == .routedExperts, let layer = units[members[0]].layer {
                 let limit = pruneLimits()[layer] ?? 0
                 let ranked = members.sorted { (units[$0].share, $0) < (units[$1].share, $1) }
@@ -183,14 +188,29 @@ public struct SizePlanner {
 
     /// The price of option `o` of unit `u`.
     func price(_ u: Int, _ o: Int) -> Double {
-        let unit = units[u], option = unit.options[o]
-        let s = option.choice == nil ? pruneSensitivity[unit.group] ?? sensitivity[unit.group] ?? 0 : sensitivity[unit.group] ?? 0
+        let unit = units[u], option = unit.options[o], four = sensitivity[unit.group] ?? 0
+        let s: Double
+        if let f = option.choice {
+            let bits = Int(f.traits.bits)
+            s = bits < 4 ? sensitivity[Self.sensitivityKey(unit.group, bits: bits)] ?? four : four
+        } else {
+            s = pruneSensitivity[unit.group] ?? four
+        }
         return s * unit.share * option.error
     }
 
-    /// The lowest-bit 4-bit format every member takes: the probe quantization of a group.
-    private func probeFormat(_ members: [Int]) -> WeightFormat? {
-        [WeightFormat.q4g128, .q4g64, .q4g32].first { f in members.allSatisfy { u in units[u].options.contains { $0.choice == f } } }
+    /// A group's sensitivity entry: the group's name for 4 bits and more, with the bits below.
+    static func sensitivityKey(_ group: String, bits: Int) -> String { bits >= 4 ? group : "\(group) \(bits)-bit" }
+
+    /// The probe quantization of a group at `bits`: its lowest-byte format of that width (and of
+    /// the uniform grid) that every member takes.
+    private func probeFormat(_ members: [Int], bits: Int) -> WeightFormat? {
+        let formats: [WeightFormat] = switch bits {
+        case 4: [.q4g128, .q4g64, .q4g32]
+        case 3: [.q3g64, .q3g32]
+        default: [.q2g64, .q2g32]
+        }
+        return formats.first { f in members.allSatisfy { u in units[u].options.contains { $0.choice == f } } }
     }
 
     private func importanceOf(_ spec: TensorSpec) -> [Float]? {
