@@ -27,7 +27,7 @@ echo "moepack system dependencies are installed: ${packages[*]}"
 # Only the test suite needs these, so a machine without PyPI can still build and run moepack:
 # a failed install is reported here and by the test that needs it (OpenAIClientTests).
 venv="$root/.venv"
-if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import openai, gguf" >/dev/null 2>&1; then
   rm -rf "$venv"
   if ! { python3 -m venv "$venv" &&
          "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/tools/requirements-ci.txt"; }; then

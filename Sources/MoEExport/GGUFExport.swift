@@ -39,7 +39,8 @@ public enum GGUFExporter {
     /// A pruned expert's correction bias: its biased score never reaches the top-k.
     public static let prunedBias: Float = -1e9
 
-    public static func export(bundle: BundleFile, to outputPath: String, force: Bool = false) throws -> GGUFExportReport {
+    public static func export(bundle: BundleFile, to outputPath: String, force: Bool = false,
+                              pruned: PrunedExpertsMode? = nil) throws -> GGUFExportReport {
         let c = bundle.config
         guard c.architecture == .ernie45MoE else {
             throw FormatError("\(bundle.name): GGUF export supports ERNIE 4.5 MoE bundles (Ernie4_5_MoeForCausalLM); "
@@ -56,7 +57,9 @@ public enum GGUFExporter {
             throw FormatError("\(outputPath) exists (pass --force to replace it)")
         }
         try bundle.checkPlausibleConfig()
+        let experts = try ExportedExperts.resolve(bundle: bundle, requested: pruned)
         var report = GGUFExportReport()
+        if let note = experts.note(c.router) { report.notes.append(note) }
         report.architecture = "ernie4_5-moe"
         let names = c.names
         var plan: [(info: GGUFTensorInfo, write: (inout [UInt8], inout GGUFBlocks.Int8Error) throws -> Void)] = []
@@ -93,6 +96,21 @@ public enum GGUFExporter {
             }))
         }
 
+        /// The router's rows of the written experts (all of them unless pruned experts are dropped).
+        func routerRows(_ ggufName: String, _ name: String, rows: [Int]) throws {
+            let t = try stored(name)
+            guard t.format == .f32, t.shape.count == 2, t.shape[0] == c.moeNumExperts else {
+                throw FormatError("\(bundle.name): router \(name) should be an f32 [\(c.moeNumExperts), hidden] matrix")
+            }
+            let width = t.shape[1]
+            plan.append((GGUFTensorInfo(name: ggufName, dimensions: [width, rows.count], type: .f32), { out, _ in
+                let b = try bytes(t)
+                withExtendedLifetime(b) {
+                    for r in rows { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b.buffer[(r * width * 4)..<((r + 1) * width * 4)])) }
+                }
+            }))
+        }
+
         try matrix("token_embd.weight", names.embedding)
         for l in 0..<c.numHiddenLayers {
             try vector("blk.\(l).attn_norm.weight", names.inputNorm(l), count: c.hiddenSize)
@@ -105,20 +123,20 @@ public enum GGUFExporter {
                 for (p, n) in projections { try matrix("blk.\(l).ffn_\(n).weight", names.denseMLP(l, p, bias: false)) }
                 continue
             }
-            let kept = bundle.keptExperts(layer: l) ?? Array(0..<c.moeNumExperts)
-            let keptSet = Set(kept)
-            guard kept.count >= c.moeK else {
-                throw FormatError("\(bundle.name): layer \(l) keeps \(kept.count) experts, fewer than the \(c.moeK) each token uses: "
-                                  + "llama.cpp would route to pruned experts")
+            let written = experts.written[l]!, pruned = Set(experts.pruned(l))
+            try routerRows("blk.\(l).ffn_gate_inp.weight", names.router(l), rows: written)
+            let bias = try stored(names.routerBias(l))
+            guard bias.format == .f32, bias.elementCount == c.moeNumExperts else {
+                throw FormatError("\(bundle.name): tensor \(bias.name) should hold \(c.moeNumExperts) f32 values")
             }
-            try matrix("blk.\(l).ffn_gate_inp.weight", names.router(l))
-            let pruned = (0..<c.moeNumExperts).filter { !keptSet.contains($0) }
-            try vector("blk.\(l).exp_probs_b.bias", names.routerBias(l), count: c.moeNumExperts,
-                       override: Dictionary(uniqueKeysWithValues: pruned.map { ($0, prunedBias) }))
-            if !pruned.isEmpty {
-                report.notes.append("layer \(l): \(pruned.count) pruned experts written as zeros with correction bias \(prunedBias) (never chosen)")
-            }
+            plan.append((GGUFTensorInfo(name: "blk.\(l).exp_probs_b.bias", dimensions: [written.count], type: .f32), { out, _ in
+                var values = [Float](repeating: 0, count: c.moeNumExperts)
+                let b = try bytes(bias)
+                withExtendedLifetime(b) { _ = values.withUnsafeMutableBytes { b.buffer.copyBytes(to: $0) } }
+                written.map { pruned.contains($0) ? prunedBias : values[$0] }.withUnsafeBytes { out.append(contentsOf: $0) }
+            }))
             for (p, n) in projections {
+                let kept = written.filter { !pruned.contains($0) }
                 let tensors = try kept.map { try stored(names.expert(l, $0, p)) }
                 let formats = Set(tensors.map(\.format))
                 let type = GGUFBlocks.commonType(formats)
@@ -136,8 +154,8 @@ public enum GGUFExporter {
                 guard let expertBytes = type.rowBytes(cols: cols).map({ $0 * rows }) else {
                     throw FormatError("\(bundle.name): layer \(l) experts' \(n) rows of \(cols) cannot be \(type.name)")
                 }
-                plan.append((GGUFTensorInfo(name: "blk.\(l).ffn_\(n)_exps.weight", dimensions: [cols, rows, c.moeNumExperts], type: type), { out, err in
-                    for e in 0..<c.moeNumExperts {
+                plan.append((GGUFTensorInfo(name: "blk.\(l).ffn_\(n)_exps.weight", dimensions: [cols, rows, written.count], type: type), { out, err in
+                    for e in written {
                         if let t = byID[e] {
                             let payload = try bytes(t)
                             try withExtendedLifetime(payload) {
@@ -157,7 +175,7 @@ public enum GGUFExporter {
         try vector("output_norm.weight", names.finalNorm, count: c.hiddenSize)
         if !c.tieWordEmbeddings { try matrix("output.weight", names.lmHead) }
 
-        let metadata = try metadata(bundle: bundle, types: plan.map(\.info.type))
+        let metadata = try metadata(bundle: bundle, types: plan.map(\.info.type), expertCount: experts.count)
         let writer = try GGUFWriter(outputPath: outputPath, metadata: metadata, tensors: plan.map(\.info))
         var err = GGUFBlocks.Int8Error()
         do {
@@ -196,7 +214,7 @@ public enum GGUFExporter {
         }
     }
 
-    static func metadata(bundle: BundleFile, types: [GGMLType]) throws -> [(String, GGUFValue)] {
+    static func metadata(bundle: BundleFile, types: [GGMLType], expertCount: Int) throws -> [(String, GGUFValue)] {
         let c = bundle.config, a = "ernie4_5-moe"
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string(a)),
@@ -213,7 +231,7 @@ public enum GGUFExporter {
             ("\(a).attention.key_length", .uint32(UInt32(c.headDim))),
             ("\(a).attention.value_length", .uint32(UInt32(c.headDim))),
             ("general.file_type", .uint32(fileType(types))),
-            ("\(a).expert_count", .uint32(UInt32(c.moeNumExperts))),
+            ("\(a).expert_count", .uint32(UInt32(expertCount))),
             ("\(a).expert_used_count", .uint32(UInt32(c.moeK))),
             ("\(a).interleave_moe_layer_step", .uint32(1)),
             ("\(a).leading_dense_block_count", .uint32(UInt32(c.moeLayers.first ?? c.numHiddenLayers))),

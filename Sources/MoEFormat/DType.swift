@@ -30,4 +30,22 @@ public enum DType: String, Sendable, Codable, CaseIterable {
             }
         }
     }
+
+    /// Rounds `values` to this type (to nearest, ties to even) as little-endian bytes.
+    public func encode(_ values: [Float]) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(values.count * byteSize)
+        for v in values {
+            let bits: UInt32
+            switch self {
+            case .f32: bits = v.bitPattern
+            case .f16: bits = UInt32(Float16(v).bitPattern)
+            case .bf16:
+                let b = v.bitPattern
+                bits = v.isNaN ? (b >> 16) | 0x40 : (b &+ 0x7fff &+ ((b >> 16) & 1)) >> 16
+            }
+            for k in 0..<byteSize { out.append(UInt8(truncatingIfNeeded: bits >> (8 * k))) }
+        }
+        return out
+    }
 }

@@ -114,7 +114,7 @@ final class GGUFExportTests: XCTestCase {
     func testPrunedExpertsAreZerosThatTheRouterNeverChooses() throws {
         let b = try bundle("wint4-prune25", prune: KeepEven())
         let path = dir.appendingPathComponent("p.gguf").path
-        let report = try GGUFExporter.export(bundle: b, to: path)
+        let report = try GGUFExporter.export(bundle: b, to: path, pruned: .mask)
         XCTAssertTrue(report.notes.contains { $0.contains("pruned experts") }, report.text)
         let file = try Data(contentsOf: URL(fileURLWithPath: path))
         let g = try GGUFReader(data: file)

@@ -25,6 +25,8 @@ public enum Ernie45: ModelFamily {
         public func routerBias(_ layer: Int) -> String { "model.layers.\(layer).mlp.moe_statics.e_score_correction_bias" }
     }
 
+    public static let expertCountKeys = ["moe_num_experts"]
+
     public static let names: any TensorNames = Names()
 
     public static func isCarried(_ name: String) -> Bool { name.hasPrefix("model.mtp_") || name.hasPrefix("mtp_") }

@@ -20,6 +20,8 @@ public enum Mixtral: ModelFamily {
         }
     }
 
+    public static let expertCountKeys = ["num_local_experts", "num_experts"]
+
     public static let names: any TensorNames = Names()
 
     public static func config(json: [String: Any], architecture: Architecture) throws -> ModelConfig {

@@ -70,6 +70,9 @@ public protocol ModelFamily {
     static func modelType(of architecture: Architecture) -> String
     static func config(json: [String: Any], architecture: Architecture) throws -> ModelConfig
     static var names: any TensorNames { get }
+    /// The config.json keys that hold the routed-expert count (an export that drops pruned
+    /// experts rewrites them); the first is written when the config has none of them.
+    static var expertCountKeys: [String] { get }
     /// Stored tensors that are not part of the next-token model and travel into bundles
     /// unmodified (ERNIE's multi-token-prediction heads).
     static func isCarried(_ name: String) -> Bool
@@ -88,7 +91,7 @@ extension ModelFamily {
 public enum ModelFamilies {
     public static let all: [any ModelFamily.Type] = [Ernie45.self, Qwen3MoE.self, Mixtral.self]
 
-    static func family(of architecture: Architecture) -> any ModelFamily.Type {
+    public static func family(of architecture: Architecture) -> any ModelFamily.Type {
         all.first { $0.architectures.contains(architecture) }!
     }
 

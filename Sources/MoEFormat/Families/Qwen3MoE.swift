@@ -17,6 +17,7 @@ public enum Qwen3MoE: ModelFamily {
     public static func modelType(of architecture: Architecture) -> String { "qwen3_moe" }
 
     public struct Names: TensorNames {}
+    public static let expertCountKeys = ["num_experts", "num_local_experts"]
     public static let names: any TensorNames = Names()
 
     public static func config(json: [String: Any], architecture: Architecture) throws -> ModelConfig {

@@ -1,0 +1,182 @@
+import Foundation
+import MoEConvert
+import MoEExport
+import MoEFormat
+import MoEKernels
+import MoERuntime
+import MoETestSupport
+import XCTest
+
+/// GGUF exports read back by llama.cpp's own Python reader, the `gguf` package from PyPI
+/// (tools/setup.sh installs it into .venv): tools/gguf_check.py checks the metadata keys
+/// llama.cpp's ernie4_5-moe loader needs and dequantizes every tensor with
+/// `gguf.quants.dequantize`, which must equal moepack's own decoding of the bundle tensors,
+/// stacked here in the order each export mode promises.
+final class GGUFPackageTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    struct KeepEven: PruneStage {
+        func keptExperts(checkpoint: Checkpoint, settings: PruneSettings) throws -> [Int: [Int]] {
+            let c = checkpoint.config
+            return Dictionary(uniqueKeysWithValues: c.moeLayers.map { ($0, Array(stride(from: 0, to: c.moeNumExperts, by: 2))) })
+        }
+        var provenance: [String: String] { ["prune_test": "keep-even"] }
+    }
+
+    func bundle(_ profile: String, prune: (any PruneStage)? = nil) throws -> BundleFile {
+        let url = dir.appendingPathComponent("\(profile)\(prune == nil ? "" : "-pruned").mpk")
+        try Converter.convert(checkpoint: Fixtures.tinyModel.path, output: url.path,
+                              options: ConvertOptions(profile: Profile.load(profile), pruneStage: prune))
+        return try BundleFile(path: url.path)
+    }
+
+    /// moepack's decoding of a stored tensor.
+    func values(_ b: BundleFile, _ name: String) throws -> (values: [Float], format: WeightFormat, shape: [Int]) {
+        let t = try XCTUnwrap(b.tensor(name), name)
+        let p = try b.payload(t.payload, what: name)
+        var out = [Float](repeating: .nan, count: t.elementCount)
+        let rows = t.shape.count == 2 ? t.shape[0] : 1
+        let rc = withExtendedLifetime(p) {
+            out.withUnsafeMutableBufferPointer { moe_dequantize(t.format.id, p.buffer.baseAddress, Int64(rows), Int64(t.elementCount / rows), $0.baseAddress) }
+        }
+        XCTAssertEqual(rc, 0)
+        return (out, t.format, t.shape)
+    }
+
+    /// The ggml type each bundle format is promised to become, and the bound of its error.
+    func expectedType(_ f: WeightFormat) -> (String, Double) {
+        switch f {
+        case .f32: ("F32", 0)
+        case .int8: ("Q8_0", 1.0 / 2048)
+        case .nl4g32: ("IQ4_NL", 0)
+        default: ("Q4_0", 0)
+        }
+    }
+
+    /// Writes the expected tensors and metadata of `b`'s export, runs the checker, returns its report.
+    func check(_ b: BundleFile, mode: PrunedExpertsMode?, label: String) throws -> [String: Any] {
+        let gguf = dir.appendingPathComponent("\(label).gguf").path
+        _ = try GGUFExporter.export(bundle: b, to: gguf, pruned: mode)
+        let c = b.config, names = c.names
+        let refs = dir.appendingPathComponent("\(label)-expected")
+        try FileManager.default.createDirectory(at: refs, withIntermediateDirectories: true)
+        var tensors: [String: Any] = [:]
+        func add(_ name: String, _ v: [Float], shape: [Int], type: String, tolerance: Double) throws {
+            let file = "\(tensors.count).npy"
+            try Npy.encode(v, shape: shape).write(to: refs.appendingPathComponent(file))
+            tensors[name] = ["type": type, "shape": shape, "npy": file, "tolerance": tolerance]
+        }
+        func matrix(_ name: String, _ source: String) throws {
+            let (v, f, shape) = try values(b, source)
+            let (type, tol) = expectedType(f)
+            try add(name, v, shape: shape, type: type, tolerance: tol)
+        }
+        func vector(_ name: String, _ source: String) throws {
+            let (v, _, _) = try values(b, source)
+            try add(name, v, shape: [v.count], type: "F32", tolerance: 0)
+        }
+        try matrix("token_embd.weight", names.embedding)
+        try vector("output_norm.weight", names.finalNorm)
+        var expertCount = c.moeNumExperts
+        for l in 0..<c.numHiddenLayers {
+            try vector("blk.\(l).attn_norm.weight", names.inputNorm(l))
+            try vector("blk.\(l).ffn_norm.weight", names.postAttentionNorm(l))
+            for (p, n) in [(AttentionProjection.q, "attn_q"), (.k, "attn_k"), (.v, "attn_v"), (.o, "attn_output")] {
+                try matrix("blk.\(l).\(n).weight", names.attention(l, p, bias: false))
+            }
+            guard c.isMoELayer(l) else {
+                for p in FeedForwardProjection.allCases { try matrix("blk.\(l).ffn_\(p.rawValue).weight", names.denseMLP(l, p, bias: false)) }
+                continue
+            }
+            for p in FeedForwardProjection.allCases { try matrix("blk.\(l).ffn_\(p.rawValue)_shexp.weight", names.sharedExperts(l, p, bias: false)) }
+            let kept = b.keptExperts(layer: l) ?? Array(0..<c.moeNumExperts)
+            // drop: the kept experts in id order; mask (or nothing pruned): all, pruned ones zero.
+            let written = mode == .drop ? kept.sorted() : Array(0..<c.moeNumExperts)
+            expertCount = written.count
+            let router = try values(b, names.router(l)).values, width = c.hiddenSize
+            try add("blk.\(l).ffn_gate_inp.weight", written.flatMap { router[($0 * width)..<(($0 + 1) * width)] },
+                    shape: [written.count, width], type: "F32", tolerance: 0)
+            let bias = try values(b, names.routerBias(l)).values
+            try add("blk.\(l).exp_probs_b.bias", written.map { kept.contains($0) ? bias[$0] : GGUFExporter.prunedBias },
+                    shape: [written.count], type: "F32", tolerance: 0)
+            for p in FeedForwardProjection.allCases {
+                let first = try values(b, names.expert(l, kept[0], p))
+                let (type, tol) = expectedType(first.format)
+                var stacked: [Float] = []
+                for e in written {
+                    stacked += kept.contains(e) ? try values(b, names.expert(l, e, p)).values : [Float](repeating: 0, count: first.values.count)
+                }
+                try add("blk.\(l).ffn_\(p.rawValue)_exps.weight", stacked, shape: [written.count] + first.shape, type: type, tolerance: tol)
+            }
+        }
+        let a = "ernie4_5-moe"
+        let metadata: [String: Any] = [
+            "general.architecture": a, "\(a).block_count": c.numHiddenLayers, "\(a).embedding_length": c.hiddenSize,
+            "\(a).expert_count": expertCount, "\(a).expert_used_count": c.moeK,
+            "\(a).expert_feed_forward_length": c.moeIntermediateSize, "\(a).expert_shared_feed_forward_length": c.sharedExpertSize,
+            "\(a).leading_dense_block_count": c.moeLayers[0], "\(a).attention.head_count": c.numAttentionHeads,
+            "\(a).attention.head_count_kv": c.numKeyValueHeads, "tokenizer.ggml.model": "llama",
+        ]
+        let required = ["\(a).context_length", "\(a).feed_forward_length", "\(a).rope.freq_base",
+                        "\(a).attention.layer_norm_rms_epsilon", "\(a).attention.key_length", "\(a).attention.value_length",
+                        "\(a).interleave_moe_layer_step", "\(a).expert_shared_count", "general.alignment",
+                        "tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
+                        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"]
+        let expected = refs.appendingPathComponent("expected.json")
+        try JSONSerialization.data(withJSONObject: ["metadata": metadata, "required_keys": required, "tensors": tensors])
+            .write(to: expected)
+
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let python = root.appendingPathComponent(".venv/bin/python")
+        guard FileManager.default.isExecutableFile(atPath: python.path) else {
+            XCTFail("\(python.path) is missing: run tools/setup.sh, which installs the gguf package there")
+            return [:]
+        }
+        let process = Process()
+        process.executableURL = python
+        process.arguments = [root.appendingPathComponent("tools/gguf_check.py").path, gguf, expected.path]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: output, as: UTF8.self)
+        XCTAssertEqual(process.terminationStatus, 0, "\(label): \(text) \(String(decoding: errors, as: UTF8.self))")
+        let report = (try? JSONSerialization.jsonObject(with: output) as? [String: Any]) ?? [:]
+        XCTAssertEqual(report["tensors"] as? Int, tensors.count, text)
+        return report
+    }
+
+    func testEveryTensorOfA4BitExportDequantizesExactlyInTheGGUFPackage() throws {
+        // Every weight but the int8 embedding (Q8_0, within its bound) is exact.
+        let report = try check(try bundle("wint4-all"), mode: nil, label: "wint4-all")
+        XCTAssertEqual(report["exact"] as? Int, (report["tensors"] as? Int ?? 0) - 1)
+        XCTAssertEqual(report["within_bound"] as? Int, 1)
+    }
+
+    func testInt8TensorsStayWithinTheirBoundInTheGGUFPackage() throws {
+        let report = try check(try bundle("wint4"), mode: nil, label: "wint4")
+        XCTAssertGreaterThan(report["within_bound"] as? Int ?? 0, 0)
+        XCTAssertLessThanOrEqual(report["worst_relative_error"] as? Double ?? 1, 1.0 / 2048)
+    }
+
+    func testPrunedBundlesExportInBothModes() throws {
+        let b = try bundle("wint4-prune25", prune: KeepEven())
+        XCTAssertEqual(b.keptExperts(layer: 1), Array(stride(from: 0, to: 16, by: 2)))
+        _ = try check(b, mode: .drop, label: "drop")
+        _ = try check(b, mode: .mask, label: "mask")
+        // The default is the smaller file: every layer keeps 8 experts, so they are dropped.
+        let path = dir.appendingPathComponent("default.gguf").path
+        let report = try GGUFExporter.export(bundle: b, to: path)
+        XCTAssertTrue(report.text.contains("dropped: 8 experts per layer"), report.text)
+        let sizes = try ["default", "drop", "mask"].map {
+            try XCTUnwrap(FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("\($0).gguf").path)[.size] as? Int)
+        }
+        XCTAssertEqual(sizes[0], sizes[1])
+        XCTAssertLessThan(sizes[1], sizes[2])
+    }
+}
