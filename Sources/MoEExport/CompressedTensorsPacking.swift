@@ -100,6 +100,12 @@ struct SymmetricCodes {
         }
     }
 
+    init(codes: [Int8], scales: [Float], scalesPerRow: Int) {
+        self.codes = codes
+        self.scales = scales
+        self.scalesPerRow = scalesPerRow
+    }
+
     /// Zero codes and zero scales: a pruned expert kept in place.
     init(zerosRows rows: Int, cols: Int, scheme: PackedScheme) {
         codes = [Int8](repeating: 0, count: rows * cols)
