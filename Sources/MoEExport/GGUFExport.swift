@@ -31,10 +31,10 @@ public struct GGUFExportReport: Sendable {
     }
 }
 
-/// Writes a bundle as a GGUF file for llama.cpp (docs/export.md). ERNIE 4.5 MoE bundles
-/// (`Ernie4_5_MoeForCausalLM`) map to llama.cpp's `ernie4_5-moe` architecture with the tensor
-/// names and metadata keys of llama.cpp's own converter (convert_hf_to_gguf.py), except that
-/// `expert_shared_feed_forward_length` is the true shared width.
+/// Writes a bundle as a GGUF file for llama.cpp (docs/export.md) with the tensor names and
+/// metadata keys of llama.cpp's own converter (convert_hf_to_gguf.py): ERNIE 4.5 MoE as
+/// `ernie4_5-moe` (with the true `expert_shared_feed_forward_length`), Qwen3-MoE as
+/// `qwen3moe`, Mixtral as `llama` with experts (q and k rows reordered for its rotary pairs).
 public enum GGUFExporter {
     /// A pruned expert's correction bias: its biased score never reaches the top-k.
     public static let prunedBias: Float = -1e9
@@ -42,17 +42,7 @@ public enum GGUFExporter {
     public static func export(bundle: BundleFile, to outputPath: String, force: Bool = false,
                               pruned: PrunedExpertsMode? = nil) throws -> GGUFExportReport {
         let c = bundle.config
-        guard c.architecture == .ernie45MoE else {
-            throw FormatError("\(bundle.name): GGUF export supports ERNIE 4.5 MoE bundles (Ernie4_5_MoeForCausalLM); "
-                              + "this bundle is \(c.architecture.rawValue)")
-        }
-        guard !c.attentionBias, !c.mlpBias, !c.hasLMHeadBias, !c.qkNorm else {
-            throw FormatError("\(bundle.name): ERNIE with use_bias is not supported by the GGUF export (llama.cpp's ernie4_5-moe has no q/k/v or MLP biases)")
-        }
-        guard let first = c.moeLayers.first, c.moeLayers == Array(first..<c.numHiddenLayers) else {
-            throw FormatError("\(bundle.name): llama.cpp's ernie4_5-moe needs every layer after the leading dense ones to be MoE "
-                              + "(moe_layer_interval 1, moe_layer_end_index the last layer); this bundle's MoE layers are \(c.moeLayers)")
-        }
+        let arch = try GGUFArchitecture(c, bundle: bundle.name)
         if FileManager.default.fileExists(atPath: outputPath) && !force {
             throw FormatError("\(outputPath) exists (pass --force to replace it)")
         }
@@ -60,7 +50,7 @@ public enum GGUFExporter {
         let experts = try ExportedExperts.resolve(bundle: bundle, requested: pruned)
         var report = GGUFExportReport()
         if let note = experts.note(c.router) { report.notes.append(note) }
-        report.architecture = "ernie4_5-moe"
+        report.architecture = arch.name
         let names = c.names
         var plan: [(info: GGUFTensorInfo, write: (inout [UInt8], inout GGUFBlocks.Int8Error) throws -> Void)] = []
 
@@ -69,17 +59,21 @@ public enum GGUFExporter {
             return t
         }
         func bytes(_ t: BundleTensor) throws -> PayloadBytes { try bundle.payload(t.payload, what: "tensor \(t.name)") }
-        func matrix(_ ggufName: String, _ name: String) throws {
+        /// `permuteHeads`: the rows of that many heads reordered from rotate-half to adjacent pairs.
+        func matrix(_ ggufName: String, _ name: String, permuteHeads: Int? = nil) throws {
             let t = try stored(name)
             guard t.shape.count == 2 else { throw FormatError("\(bundle.name): tensor \(name) is not 2-D") }
             let type = GGUFBlocks.nativeType(t.format)
             if t.format == .int8 { report.notes.appendOnce("rounded: int8 tensors become Q8_0 (per-32 f16 scales)") }
-            plan.append((GGUFTensorInfo(name: ggufName, dimensions: [t.shape[1], t.shape[0]], type: type), { out, err in
+            let (rows, cols) = (t.shape[0], t.shape[1])
+            plan.append((GGUFTensorInfo(name: ggufName, dimensions: [cols, rows], type: type), { out, err in
                 let payload = try bytes(t)
+                let start = out.count
                 try withExtendedLifetime(payload) {
-                    try GGUFBlocks.convert(payload.buffer, format: t.format, rows: t.shape[0], cols: t.shape[1], to: type,
+                    try GGUFBlocks.convert(payload.buffer, format: t.format, rows: rows, cols: cols, to: type,
                                            into: &out, int8Error: &err)
                 }
+                if let heads = permuteHeads { try GGUFArchitecture.pairRotaryRows(&out, from: start, rows: rows, heads: heads) }
             }))
         }
         func vector(_ ggufName: String, _ name: String, count: Int, override: [Int: Float] = [:]) throws {
@@ -114,8 +108,13 @@ public enum GGUFExporter {
         try matrix("token_embd.weight", names.embedding)
         for l in 0..<c.numHiddenLayers {
             try vector("blk.\(l).attn_norm.weight", names.inputNorm(l), count: c.hiddenSize)
-            for (p, n) in [(AttentionProjection.q, "attn_q"), (.k, "attn_k"), (.v, "attn_v"), (.o, "attn_output")] {
-                try matrix("blk.\(l).\(n).weight", names.attention(l, p, bias: false))
+            try matrix("blk.\(l).attn_q.weight", names.attention(l, .q, bias: false), permuteHeads: arch.pairRotary ? c.numAttentionHeads : nil)
+            try matrix("blk.\(l).attn_k.weight", names.attention(l, .k, bias: false), permuteHeads: arch.pairRotary ? c.numKeyValueHeads : nil)
+            try matrix("blk.\(l).attn_v.weight", names.attention(l, .v, bias: false))
+            try matrix("blk.\(l).attn_output.weight", names.attention(l, .o, bias: false))
+            if c.qkNorm {
+                try vector("blk.\(l).attn_q_norm.weight", names.queryNorm(l), count: c.headDim)
+                try vector("blk.\(l).attn_k_norm.weight", names.keyNorm(l), count: c.headDim)
             }
             try vector("blk.\(l).ffn_norm.weight", names.postAttentionNorm(l), count: c.hiddenSize)
             let projections: [(FeedForwardProjection, String)] = [(.gate, "gate"), (.up, "up"), (.down, "down")]
@@ -125,16 +124,18 @@ public enum GGUFExporter {
             }
             let written = experts.written[l]!, pruned = Set(experts.pruned(l))
             try routerRows("blk.\(l).ffn_gate_inp.weight", names.router(l), rows: written)
-            let bias = try stored(names.routerBias(l))
-            guard bias.format == .f32, bias.elementCount == c.moeNumExperts else {
-                throw FormatError("\(bundle.name): tensor \(bias.name) should hold \(c.moeNumExperts) f32 values")
+            if c.router.correctionBias {
+                let bias = try stored(names.routerBias(l))
+                guard bias.format == .f32, bias.elementCount == c.moeNumExperts else {
+                    throw FormatError("\(bundle.name): tensor \(bias.name) should hold \(c.moeNumExperts) f32 values")
+                }
+                plan.append((GGUFTensorInfo(name: "blk.\(l).exp_probs_b.bias", dimensions: [written.count], type: .f32), { out, _ in
+                    var values = [Float](repeating: 0, count: c.moeNumExperts)
+                    let b = try bytes(bias)
+                    withExtendedLifetime(b) { _ = values.withUnsafeMutableBytes { b.buffer.copyBytes(to: $0) } }
+                    written.map { pruned.contains($0) ? prunedBias : values[$0] }.withUnsafeBytes { out.append(contentsOf: $0) }
+                }))
             }
-            plan.append((GGUFTensorInfo(name: "blk.\(l).exp_probs_b.bias", dimensions: [written.count], type: .f32), { out, _ in
-                var values = [Float](repeating: 0, count: c.moeNumExperts)
-                let b = try bytes(bias)
-                withExtendedLifetime(b) { _ = values.withUnsafeMutableBytes { b.buffer.copyBytes(to: $0) } }
-                written.map { pruned.contains($0) ? prunedBias : values[$0] }.withUnsafeBytes { out.append(contentsOf: $0) }
-            }))
             for (p, n) in projections {
                 let kept = written.filter { !pruned.contains($0) }
                 let tensors = try kept.map { try stored(names.expert(l, $0, p)) }
@@ -175,7 +176,7 @@ public enum GGUFExporter {
         try vector("output_norm.weight", names.finalNorm, count: c.hiddenSize)
         if !c.tieWordEmbeddings { try matrix("output.weight", names.lmHead) }
 
-        let metadata = try metadata(bundle: bundle, types: plan.map(\.info.type), expertCount: experts.count)
+        let metadata = try metadata(bundle: bundle, arch: arch, types: plan.map(\.info.type), expertCount: experts.count)
         let writer = try GGUFWriter(outputPath: outputPath, metadata: metadata, tensors: plan.map(\.info))
         var err = GGUFBlocks.Int8Error()
         do {
@@ -214,37 +215,107 @@ public enum GGUFExporter {
         }
     }
 
-    static func metadata(bundle: BundleFile, types: [GGMLType], expertCount: Int) throws -> [(String, GGUFValue)] {
-        let c = bundle.config, a = "ernie4_5-moe"
+    static func metadata(bundle: BundleFile, arch: GGUFArchitecture, types: [GGMLType], expertCount: Int) throws -> [(String, GGUFValue)] {
+        let c = bundle.config, a = arch.name
+        func u32(_ key: String, _ v: Int) -> (String, GGUFValue) { ("\(a).\(key)", .uint32(UInt32(v))) }
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string(a)),
             ("general.type", .string("model")),
             ("general.name", .string(((bundle.name as NSString).deletingPathExtension))),
-            ("\(a).block_count", .uint32(UInt32(c.numHiddenLayers))),
-            ("\(a).context_length", .uint32(UInt32(c.maxPositionEmbeddings))),
-            ("\(a).embedding_length", .uint32(UInt32(c.hiddenSize))),
-            ("\(a).feed_forward_length", .uint32(UInt32(c.intermediateSize))),
-            ("\(a).attention.head_count", .uint32(UInt32(c.numAttentionHeads))),
-            ("\(a).attention.head_count_kv", .uint32(UInt32(c.numKeyValueHeads))),
+            u32("block_count", c.numHiddenLayers),
+            u32("context_length", c.maxPositionEmbeddings),
+            u32("embedding_length", c.hiddenSize),
+            // llama.cpp's llama architecture takes the experts' width from feed_forward_length.
+            u32("feed_forward_length", c.architecture == .mixtral ? c.moeIntermediateSize : c.intermediateSize),
+            u32("attention.head_count", c.numAttentionHeads),
+            u32("attention.head_count_kv", c.numKeyValueHeads),
             ("\(a).rope.freq_base", .float32(Float(c.ropeTheta))),
             ("\(a).attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps))),
-            ("\(a).attention.key_length", .uint32(UInt32(c.headDim))),
-            ("\(a).attention.value_length", .uint32(UInt32(c.headDim))),
+            u32("attention.key_length", c.headDim),
+            u32("attention.value_length", c.headDim),
             ("general.file_type", .uint32(fileType(types))),
-            ("\(a).expert_count", .uint32(UInt32(expertCount))),
-            ("\(a).expert_used_count", .uint32(UInt32(c.moeK))),
-            ("\(a).interleave_moe_layer_step", .uint32(1)),
-            ("\(a).leading_dense_block_count", .uint32(UInt32(c.moeLayers.first ?? c.numHiddenLayers))),
-            ("\(a).expert_feed_forward_length", .uint32(UInt32(c.moeIntermediateSize))),
-            ("\(a).expert_shared_count", .uint32(UInt32(c.moeNumSharedExperts))),
+            u32("expert_count", expertCount),
+            u32("expert_used_count", c.moeK),
         ]
-        if c.moeNumSharedExperts > 0 {
-            // The true width (llama.cpp's converter writes intermediate_size / num_key_value_heads).
-            m.append(("\(a).expert_shared_feed_forward_length", .uint32(UInt32(c.sharedExpertSize))))
+        switch c.architecture {
+        case .ernie45MoE:
+            m += [u32("interleave_moe_layer_step", 1), u32("leading_dense_block_count", c.moeLayers.first ?? c.numHiddenLayers),
+                  u32("expert_feed_forward_length", c.moeIntermediateSize), u32("expert_shared_count", c.moeNumSharedExperts)]
+            if c.moeNumSharedExperts > 0 {
+                // The true width (llama.cpp's converter writes intermediate_size / num_key_value_heads).
+                m.append(u32("expert_shared_feed_forward_length", c.sharedExpertSize))
+            }
+        case .qwen3MoE:
+            m.append(u32("expert_feed_forward_length", c.moeIntermediateSize))
+        default:
+            m += [u32("rope.dimension_count", c.headDim), u32("vocab_size", c.vocabSize)]
         }
         m.append(("general.quantization_version", .uint32(2)))
-        m += try GGUFTokenizer.metadata(bundle: bundle)
+        m += try GGUFTokenizer.metadata(bundle: bundle, bpePre: arch.bpePreTokenizer)
         return m
+    }
+}
+
+/// The llama.cpp architecture a bundle maps to, and what the mapping changes.
+struct GGUFArchitecture {
+    let name: String
+    /// llama.cpp's `llama` architecture rotates adjacent pairs: a rotate-half model's q and k
+    /// rows are reordered (convert_hf_to_gguf.py's `permute`).
+    let pairRotary: Bool
+    /// The `tokenizer.ggml.pre` of a byte-level BPE tokenizer.json, nil when the family ships
+    /// SentencePiece.
+    let bpePreTokenizer: String?
+
+    init(_ c: ModelConfig, bundle: String) throws {
+        func refuse(_ why: String) -> FormatError { FormatError("\(bundle): \(why)") }
+        guard !c.attentionBias, !c.mlpBias, !c.hasLMHeadBias else {
+            throw refuse("bias tensors (ERNIE's use_bias) are not supported by the GGUF export: llama.cpp's MoE architectures have no q/k/v or MLP biases")
+        }
+        let allMoE = c.moeLayers == Array(0..<c.numHiddenLayers)
+        switch c.architecture {
+        case .ernie45MoE:
+            guard let first = c.moeLayers.first, c.moeLayers == Array(first..<c.numHiddenLayers), !c.qkNorm else {
+                throw refuse("llama.cpp's ernie4_5-moe needs every layer after the leading dense ones to be MoE "
+                             + "(moe_layer_interval 1, moe_layer_end_index the last layer); this bundle's MoE layers are \(c.moeLayers)")
+            }
+            (name, pairRotary, bpePreTokenizer) = ("ernie4_5-moe", false, nil)
+        case .qwen3MoE:
+            guard allMoE else {
+                throw refuse("llama.cpp's qwen3moe needs every layer to be MoE (no mlp_only_layers, decoder_sparse_step 1); "
+                             + "this bundle's MoE layers are \(c.moeLayers)")
+            }
+            guard c.router.renormalize else {
+                throw refuse("llama.cpp's qwen3moe always renormalises the top-k weights; this bundle has norm_topk_prob false")
+            }
+            (name, pairRotary, bpePreTokenizer) = ("qwen3moe", false, "qwen2")
+        case .mixtral:
+            guard c.slidingWindow == nil else {
+                throw refuse("llama.cpp's llama architecture has no sliding window; this Mixtral bundle sets sliding_window \(c.slidingWindow!)")
+            }
+            guard allMoE else { throw refuse("Mixtral bundles are MoE in every layer; this one's MoE layers are \(c.moeLayers)") }
+            (name, pairRotary, bpePreTokenizer) = ("llama", true, nil)
+        default:
+            throw refuse("GGUF export supports ERNIE 4.5 MoE, Qwen3-MoE and Mixtral bundles; this bundle is \(c.architecture.rawValue)")
+        }
+    }
+
+    /// Reorders the `rows` converted rows at `start` of `out` per head from rotate-half order
+    /// (row j of a head's first half pairs with row j of its second) to adjacent pairs
+    /// (rows 2j, 2j+1): GGUF row 2j+i of a head is stored row i·half + j.
+    static func pairRotaryRows(_ out: inout [UInt8], from start: Int, rows: Int, heads: Int) throws {
+        let rowBytes = (out.count - start) / rows, headRows = rows / heads, half = headRows / 2
+        guard heads > 0, rows % heads == 0, headRows % 2 == 0, rowBytes * rows == out.count - start else {
+            throw FormatError("gguf export: \(rows) rows cannot be \(heads) heads of rotary pairs")
+        }
+        let source = Array(out[start...])
+        for h in 0..<heads {
+            for j in 0..<half {
+                for i in 0..<2 {
+                    let from = (h * headRows + i * half + j) * rowBytes, to = start + (h * headRows + 2 * j + i) * rowBytes
+                    out.replaceSubrange(to..<(to + rowBytes), with: source[from..<(from + rowBytes)])
+                }
+            }
+        }
     }
 }
 

@@ -139,14 +139,4 @@ final class GGUFExportTests: XCTestCase {
         }
         XCTAssertGreaterThan(prunedSeen, 0)
     }
-
-    func testNonErnieBundlesAreRefusedWithAClearError() throws {
-        let url = dir.appendingPathComponent("q.mpk")
-        try Converter.convert(checkpoint: Fixtures.checkpoint("qwen3_moe_basic").path, output: url.path,
-                              options: ConvertOptions(profile: Profile.load("f32")))
-        XCTAssertThrowsError(try GGUFExporter.export(bundle: BundleFile(path: url.path), to: dir.appendingPathComponent("q.gguf").path)) {
-            XCTAssertTrue("\($0)".contains("ERNIE 4.5 MoE"), "\($0)")
-        }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("q.gguf").path))
-    }
 }
