@@ -7,8 +7,8 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a bundle in another engine's format: GGUF for llama.cpp, compressed-tensors for vLLM.",
         discussion: """
-        --to gguf writes one GGUF v3 file for llama.cpp (architecture ernie4_5-moe; ERNIE 4.5 MoE bundles \
-        only). The 4-bit formats copy exactly: int4g32/q4g32 -> Q4_0, int4g32a -> Q4_1, nl4g32 -> IQ4_NL, \
+        --to gguf writes one GGUF v3 file for llama.cpp: ERNIE 4.5 MoE as ernie4_5-moe, Qwen3-MoE as \
+        qwen3moe (every layer MoE), Mixtral as llama with experts (no sliding window). The 4-bit formats copy exactly: int4g32/q4g32 -> Q4_0, int4g32a -> Q4_1, nl4g32 -> IQ4_NL, \
         the g64/g128 variants by repeating each group's scale per 32 weights, q3/q2 as Q4_0 codes; \
         f32/f16/bf16 as themselves. int8 (one f32 scale per row) becomes Q8_0 with f16 scales per 32 \
         weights, a small rounding the output reports. A layer's experts share one GGUF tensor: when their \
