@@ -109,6 +109,12 @@ final class SizeTargetTests: XCTestCase {
             XCTAssertEqual(bundle.manifest.pruning ?? [:], plan.kept)
             XCTAssertEqual(try bundle.fileData(named: SizePlan.fileName).map { try SizePlan(jsonData: $0) }, plan)
             XCTAssertEqual(bundle.manifest.provenance.parameters["size_target"], plan.target)
+            // inspect's bits/weight over the parameters before pruning is the target's measure.
+            let summary = BundleSummary(bundle: bundle)
+            let measured = summary.unprunedBitsPerWeight ?? summary.bitsPerWeight
+            XCTAssertLessThanOrEqual(measured, bpw + 1e-9, "at \(bpw) bits/weight")
+            XCTAssertGreaterThanOrEqual(measured, 0.97 * bpw, "at \(bpw) bits/weight")
+            XCTAssertEqual(summary.unprunedBitsPerWeight == nil, (bundle.manifest.pruning ?? [:]).isEmpty)
         }
     }
 

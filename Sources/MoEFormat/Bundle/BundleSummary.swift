@@ -33,6 +33,9 @@ public struct BundleSummary: Codable, Sendable {
     public let parameters: Int
     /// Stored bits per weight (scales included) over all tensors, and over routed experts.
     public let bitsPerWeight: Double
+    /// Over the parameters of the model before pruning (what `--target-bpw` counts); nil when
+    /// nothing was pruned.
+    public let unprunedBitsPerWeight: Double?
     public let expertBitsPerWeight: Double?
     /// Decompressed bytes / stored bytes over zstd payloads (1 when nothing is compressed).
     public let zstdRatio: Double
@@ -79,6 +82,9 @@ public struct BundleSummary: Codable, Sendable {
         }
         parameters = params
         bitsPerWeight = params > 0 ? Double(rawBytes * 8) / Double(params) : 0
+        let prunedExperts = c.moeLayers.reduce(0) { $0 + c.moeNumExperts - (bundle.keptExperts(layer: $1)?.count ?? c.moeNumExperts) }
+        let unpruned = params + prunedExperts * 3 * c.hiddenSize * c.moeIntermediateSize
+        unprunedBitsPerWeight = prunedExperts > 0 && unpruned > 0 ? Double(rawBytes * 8) / Double(unpruned) : nil
         expertBitsPerWeight = expertParams > 0 ? Double(expertBytes * 8) / Double(expertParams) : nil
         zstdRatio = zStored > 0 ? Double(zRaw) / Double(zStored) : 1
         compressedTensors = compressed
@@ -104,7 +110,8 @@ public struct BundleSummary: Codable, Sendable {
             "model         \(architecture), \(layers) layers, \(parameters) parameters in \(tensors) tensors",
             "profile       \(profile)",
             String(format: "bits/weight   %.3f overall", bitsPerWeight)
-                + (expertBitsPerWeight.map { String(format: ", %.3f routed experts", $0) } ?? ""),
+                + (expertBitsPerWeight.map { String(format: ", %.3f routed experts", $0) } ?? "")
+                + (unprunedBitsPerWeight.map { String(format: "; %.3f over the parameters before pruning", $0) } ?? ""),
             compressedTensors > 0
                 ? String(format: "zstd          %d tensors, ratio %.3f", compressedTensors, zstdRatio)
                 : "zstd          none",
