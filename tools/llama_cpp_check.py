@@ -24,10 +24,8 @@ import time
 
 import numpy as np
 
-
-def log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kl_compare import Engine, log_softmax  # noqa: E402  (llama.cpp and moepack logits on one window)
 
 
 def main():
@@ -41,8 +39,6 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--server", help="a llama-server binary: also check it answers the openai client")
     args = ap.parse_args()
-    from llama_cpp import Llama
-
     ids = [int(t) for t in open(args.ids).read().split()]
     need = args.windows * args.ctx
     if len(ids) < need:
@@ -54,21 +50,13 @@ def main():
         if args.pruned:
             cmd += ["--pruned", args.pruned]
         report = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        llm = Llama(model_path=gguf, n_ctx=args.ctx, n_batch=args.ctx, n_ubatch=args.ctx, logits_all=True,
-                    type_k=0, type_v=0, flash_attn=False, n_threads=args.threads, n_threads_batch=args.threads,
-                    verbose=False)
+        mine_engine = Engine(args.bundle, args.ctx, args.moepack, args.threads)
+        llama = Engine(gguf, args.ctx, args.moepack, args.threads)
         kl, agree = [], []
         for w in windows:
-            npy = os.path.join(tmp, "m.npy")
-            subprocess.run([args.moepack, "logits", args.bundle, "--tokens", ",".join(map(str, w)), "--output", npy,
-                            "--threads", str(args.threads)], check=True, capture_output=True)
-            mine = np.load(npy).astype(np.float64)
-            llm.reset()
-            llm.eval(w)
-            theirs = np.array(llm.scores[:len(w)], dtype=np.float64)
-            a, b = log_softmax(mine), log_softmax(theirs)
+            a, b = log_softmax(mine_engine.logits(w, tmp)), log_softmax(llama.logits(w, tmp))
             kl.append((np.exp(a) * (a - b)).sum(-1))
-            agree.append(mine.argmax(-1) == theirs.argmax(-1))
+            agree.append(a.argmax(-1) == b.argmax(-1))
         kl, agree = np.concatenate(kl), np.concatenate(agree)
         served = serve_check(args.server, gguf, args.threads) if args.server else None
     print(json.dumps({"served": served, "bundle": os.path.basename(args.bundle), "pruned": args.pruned, "positions": int(kl.size),

@@ -10,25 +10,7 @@ import XCTest
 /// The compressed-tensors export. Its packing is checked against golden outputs of the
 /// `compressed-tensors` package (tools/make_export_fixtures.py); whole exports of the built-in
 /// model are unpacked by that rule and must equal moepack's own decoding of every tensor.
-final class CompressedTensorsExportTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    struct KeepEven: PruneStage {
-        func keptExperts(checkpoint: Checkpoint, settings: PruneSettings) throws -> [Int: [Int]] {
-            let c = checkpoint.config
-            return Dictionary(uniqueKeysWithValues: c.moeLayers.map { ($0, Array(stride(from: 0, to: c.moeNumExperts, by: 2))) })
-        }
-        var provenance: [String: String] { ["prune_test": "keep-even"] }
-    }
-
-    func bundle(_ profile: Profile, checkpoint: URL = Fixtures.tinyModel, prune: (any PruneStage)? = nil) throws -> BundleFile {
-        let url = dir.appendingPathComponent("\(profile.name)-\(checkpoint.lastPathComponent)\(prune == nil ? "" : "-pruned").mpk")
-        try Converter.convert(checkpoint: checkpoint.path, output: url.path, options: ConvertOptions(profile: profile, pruneStage: prune))
-        return try BundleFile(path: url.path)
-    }
-
+final class CompressedTensorsExportTests: ExportTestCase {
     func export(_ b: BundleFile, _ name: String, dtype: DType = .f32, pruned: PrunedExpertsMode? = nil,
                 dequantize: Bool = false, pack: Bool = true) throws -> (URL, CompressedTensorsReport) {
         var o = CompressedTensorsOptions()
@@ -68,18 +50,6 @@ final class CompressedTensorsExportTests: XCTestCase {
             let r = i / cols, j = i % cols, bit = j * bits
             return Int((words[r * per + bit / 32] >> UInt32(bit % 32)) & UInt32((1 << bits) - 1)) - (1 << (bits - 1))
         }
-    }
-
-    func decoded(_ b: BundleFile, _ name: String) throws -> [Float] {
-        let t = try XCTUnwrap(b.tensor(name), name)
-        let p = try b.payload(t.payload, what: name)
-        var out = [Float](repeating: .nan, count: t.elementCount)
-        let rows = t.shape.count == 2 ? t.shape[0] : 1
-        let rc = withExtendedLifetime(p) {
-            out.withUnsafeMutableBufferPointer { moe_dequantize(t.format.id, p.buffer.baseAddress, Int64(rows), Int64(t.elementCount / rows), $0.baseAddress) }
-        }
-        XCTAssertEqual(rc, 0)
-        return out
     }
 
     /// A linear layer's weight from the export: codes × scales.
@@ -198,7 +168,7 @@ final class CompressedTensorsExportTests: XCTestCase {
     }
 
     func testPrunedExpertsAreDroppedOrMasked() throws {
-        let b = try bundle(Profile.load("wint4-prune25"), prune: KeepEven())
+        let b = try bundle(Profile.load("wint4-prune25"), prune: KeepEvenExperts())
         let (drop, dropReport) = try export(b, "drop")
         XCTAssertTrue(dropReport.text.contains("dropped: 8 experts per layer"), dropReport.text)
         let dropConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: drop.appendingPathComponent("config.json"))) as! [String: Any]
@@ -227,7 +197,7 @@ final class CompressedTensorsExportTests: XCTestCase {
     }
 
     func testFamiliesWithoutACorrectionBiasDropAndRefuseMask() throws {
-        let b = try bundle(Profile.load("wint4-prune25"), checkpoint: Fixtures.checkpoint("qwen3_moe_basic"), prune: KeepEven())
+        let b = try bundle(Profile.load("wint4-prune25"), checkpoint: Fixtures.checkpoint("qwen3_moe_basic"), prune: KeepEvenExperts())
         XCTAssertThrowsError(try export(b, "mask", pruned: .mask)) { XCTAssertTrue("\($0)".contains("--pruned drop"), "\($0)") }
         let (out, report) = try export(b, "drop")
         XCTAssertTrue(report.text.contains("routing exact"), report.text)

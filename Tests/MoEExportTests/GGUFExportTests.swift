@@ -11,27 +11,7 @@ import XCTest
 /// llama.cpp's ernie4_5-moe loader needs, the tensor table, and every 4-bit weight decoding to
 /// exactly what moepack decodes (Q4_0 blocks are q4g32 blocks byte for byte, so the kernels'
 /// decoder reads both).
-final class GGUFExportTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    /// Keeps the even-numbered experts of every MoE layer.
-    struct KeepEven: PruneStage {
-        func keptExperts(checkpoint: Checkpoint, settings: PruneSettings) throws -> [Int: [Int]] {
-            let c = checkpoint.config
-            return Dictionary(uniqueKeysWithValues: c.moeLayers.map { ($0, Array(stride(from: 0, to: c.moeNumExperts, by: 2))) })
-        }
-        var provenance: [String: String] { ["prune_test": "keep-even"] }
-    }
-
-    func bundle(_ profile: String, prune: (any PruneStage)? = nil) throws -> BundleFile {
-        let url = dir.appendingPathComponent("\(profile).mpk")
-        try Converter.convert(checkpoint: Fixtures.tinyModel.path, output: url.path,
-                              options: ConvertOptions(profile: Profile.load(profile), pruneStage: prune))
-        return try BundleFile(path: url.path)
-    }
-
+final class GGUFExportTests: ExportTestCase {
     func decode(_ format: WeightFormat, _ bytes: UnsafeRawBufferPointer, rows: Int, cols: Int) -> [Float] {
         var out = [Float](repeating: .nan, count: rows * cols)
         let rc = out.withUnsafeMutableBufferPointer { moe_dequantize(format.id, bytes.baseAddress, Int64(rows), Int64(cols), $0.baseAddress) }
@@ -112,7 +92,7 @@ final class GGUFExportTests: XCTestCase {
     }
 
     func testPrunedExpertsAreZerosThatTheRouterNeverChooses() throws {
-        let b = try bundle("wint4-prune25", prune: KeepEven())
+        let b = try bundle("wint4-prune25", prune: KeepEvenExperts())
         let path = dir.appendingPathComponent("p.gguf").path
         let report = try GGUFExporter.export(bundle: b, to: path, pruned: .mask)
         XCTAssertTrue(report.notes.contains { $0.contains("pruned experts") }, report.text)

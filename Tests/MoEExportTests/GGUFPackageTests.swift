@@ -12,26 +12,7 @@ import XCTest
 /// llama.cpp's ernie4_5-moe loader needs and dequantizes every tensor with
 /// `gguf.quants.dequantize`, which must equal moepack's own decoding of the bundle tensors,
 /// stacked here in the order each export mode promises.
-final class GGUFPackageTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    struct KeepEven: PruneStage {
-        func keptExperts(checkpoint: Checkpoint, settings: PruneSettings) throws -> [Int: [Int]] {
-            let c = checkpoint.config
-            return Dictionary(uniqueKeysWithValues: c.moeLayers.map { ($0, Array(stride(from: 0, to: c.moeNumExperts, by: 2))) })
-        }
-        var provenance: [String: String] { ["prune_test": "keep-even"] }
-    }
-
-    func bundle(_ profile: String, checkpoint: URL = Fixtures.tinyModel, prune: (any PruneStage)? = nil) throws -> BundleFile {
-        let url = dir.appendingPathComponent("\(profile)-\(checkpoint.lastPathComponent)\(prune == nil ? "" : "-pruned").mpk")
-        try Converter.convert(checkpoint: checkpoint.path, output: url.path,
-                              options: ConvertOptions(profile: Profile.load(profile), pruneStage: prune))
-        return try BundleFile(path: url.path)
-    }
-
+final class GGUFPackageTests: ExportTestCase {
     /// A small random checkpoint of another family that llama.cpp's architecture holds (every
     /// layer MoE), with a tokenizer: Qwen3-MoE with the byte-level BPE fixture, Mixtral with
     /// the built-in SentencePiece model.
@@ -60,17 +41,10 @@ final class GGUFPackageTests: XCTestCase {
         return out
     }
 
-    /// moepack's decoding of a stored tensor.
+    /// moepack's decoding of a stored tensor, with its format and shape.
     func values(_ b: BundleFile, _ name: String) throws -> (values: [Float], format: WeightFormat, shape: [Int]) {
         let t = try XCTUnwrap(b.tensor(name), name)
-        let p = try b.payload(t.payload, what: name)
-        var out = [Float](repeating: .nan, count: t.elementCount)
-        let rows = t.shape.count == 2 ? t.shape[0] : 1
-        let rc = withExtendedLifetime(p) {
-            out.withUnsafeMutableBufferPointer { moe_dequantize(t.format.id, p.buffer.baseAddress, Int64(rows), Int64(t.elementCount / rows), $0.baseAddress) }
-        }
-        XCTAssertEqual(rc, 0)
-        return (out, t.format, t.shape)
+        return (try decoded(b, name), t.format, t.shape)
     }
 
     /// The ggml type each bundle format is promised to become, and the bound of its error.
@@ -230,7 +204,7 @@ final class GGUFPackageTests: XCTestCase {
     }
 
     func testPrunedBundlesExportInBothModes() throws {
-        let b = try bundle("wint4-prune25", prune: KeepEven())
+        let b = try bundle("wint4-prune25", prune: KeepEvenExperts())
         XCTAssertEqual(b.keptExperts(layer: 1), Array(stride(from: 0, to: 16, by: 2)))
         _ = try check(b, mode: .drop, label: "drop")
         _ = try check(b, mode: .mask, label: "mask")
