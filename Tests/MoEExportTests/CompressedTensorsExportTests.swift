@@ -93,6 +93,9 @@ final class CompressedTensorsExportTests: ExportTestCase {
                 mineDecoded[i] = Float(codes[i]) * s
             }
             XCTAssertEqual(mineDecoded, back, name)
+            // With float16 scales (a float16 export) the package decodes code × scale rounded once to float16.
+            let back16 = (c["decompressed_f16_scales"] as! [Double]).map { Float($0) }
+            XCTAssertEqual(mineDecoded.map { Float(Float16($0)) }, back16, name)
             XCTAssertEqual(unpack(Data(packed), rows: rows, cols: cols, bits: bits), codes.map(Int.init), name)
         }
     }

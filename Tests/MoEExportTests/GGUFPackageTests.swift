@@ -53,6 +53,8 @@ final class GGUFPackageTests: ExportTestCase {
         case .f32: ("F32", 0)
         case .int8: ("Q8_0", 1.0 / 2048)
         case .nl4g32: ("IQ4_NL", 0)
+        case .bf16: ("BF16", 0)
+        case .int4g32a, .int4g64a, .int4g128a: ("Q4_1", 0)
         default: ("Q4_0", 0)
         }
     }
@@ -195,6 +197,25 @@ final class GGUFPackageTests: ExportTestCase {
         let report = try check(try bundle("wint4-all"), mode: nil, label: "wint4-all")
         XCTAssertEqual(report["exact"] as? Int, (report["tensors"] as? Int ?? 0) - 1)
         XCTAssertEqual(report["within_bound"] as? Int, 1)
+    }
+
+    /// Asymmetric int4 becomes Q4_1 and bf16 stays BF16, both exactly.
+    func testAsymmetricInt4AndBF16DequantizeExactlyInTheGGUFPackage() throws {
+        let profile = try Profile(toml: """
+            name = "asym-bf16"
+            stages = ["quantize", "pack"]
+            [formats]
+            embeddings = "bf16"
+            attention = "bf16"
+            dense_mlp = "int4g32a"
+            shared_experts = "int4g32"
+            routed_experts = "int4g32a"
+            lm_head = "bf16"
+            """, origin: "test")
+        let b = try bundle(profile)
+        XCTAssertEqual(Set(b.manifest.tensors.map(\.format)), [.bf16, .int4g32a, .int4g32, .f32])
+        let report = try check(b, mode: nil, label: "asym-bf16")
+        XCTAssertEqual(report["exact"] as? Int, report["tensors"] as? Int)
     }
 
     func testInt8TensorsStayWithinTheirBoundInTheGGUFPackage() throws {
