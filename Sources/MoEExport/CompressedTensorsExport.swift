@@ -138,30 +138,22 @@ public enum CompressedTensorsExporter {
         }
 
         func payload(_ t: BundleTensor) throws -> PayloadBytes { try bundle.payload(t.payload, what: "tensor \(t.name)") }
-        func values(_ t: BundleTensor) throws -> [Float] {
-            let p = try payload(t)
-            var out = [Float](repeating: 0, count: t.elementCount)
-            let rows = t.shape.count == 2 ? t.shape[0] : 1, cols = t.elementCount / max(rows, 1)
-            let rc = withExtendedLifetime(p) {
-                out.withUnsafeMutableBufferPointer { moe_dequantize(t.format.id, p.buffer.baseAddress, Int64(rows), Int64(cols), $0.baseAddress) }
-            }
-            guard rc == 0 else { throw FormatError("\(bundle.name): cannot decode tensor \(t.name): \(String(cString: moe_strerror(rc)))") }
-            return out
-        }
-        func rounding(_ v: [Float], _ dtype: DType) -> Double {
-            guard dtype != .f32 else { return 0 }
-            var worst = 0.0
-            let encoded = dtype.encode(v)
+        func values(_ t: BundleTensor) throws -> [Float] { try bundle.decodedValues(of: t) }
+        /// `v` in `dtype`, and the largest relative change that rounding made.
+        func encoded(_ v: [Float], _ dtype: DType) -> (bytes: [UInt8], rounding: Double) {
+            let bytes = dtype.encode(v)
+            guard dtype != .f32 else { return (bytes, 0) }
             var back = [Float](repeating: 0, count: v.count)
-            encoded.withUnsafeBytes { b in back.withUnsafeMutableBufferPointer { dtype.convertToFloat(b.baseAddress!, count: v.count, into: $0.baseAddress!) } }
+            bytes.withUnsafeBytes { b in back.withUnsafeMutableBufferPointer { dtype.convertToFloat(b.baseAddress!, count: v.count, into: $0.baseAddress!) } }
+            var worst = 0.0
             for i in v.indices where v[i] != 0 { worst = max(worst, Double(abs(back[i] - v[i]) / abs(v[i]))) }
-            return worst
+            return (bytes, worst)
         }
         func floatItem(_ name: String, shape: [Int], _ make: @escaping () throws -> [Float], dtype: DType) {
             items.append(Item(entry: .init(name: name, dtype: dtype, shape: shape)) {
-                let v = try make()
-                maxFloat = max(maxFloat, rounding(v, dtype))
-                return dtype.encode(v)
+                let (bytes, rounding) = encoded(try make(), dtype)
+                maxFloat = max(maxFloat, rounding)
+                return bytes
             })
         }
         func packedItems(_ name: String, rows: Int, cols: Int, scheme s: PackedScheme, _ make: @escaping () throws -> SymmetricCodes) {
@@ -185,10 +177,10 @@ public enum CompressedTensorsExporter {
                 try codes().packed(rows: rows, cols: cols, bits: s.bits)
             })
             items.append(Item(entry: .init(name: module + ".weight_scale", dtype: options.dtype, shape: [rows, s.group.map { cols / $0 } ?? 1])) {
-                let v = try codes().scales(for: s, cols: cols)
+                let (bytes, rounding) = encoded(try codes().scales(for: s, cols: cols), options.dtype)
                 cached = nil
-                maxScale = max(maxScale, rounding(v, options.dtype))
-                return options.dtype.encode(v)
+                maxScale = max(maxScale, rounding)
+                return bytes
             })
             items.append(Item(entry: .init(name: module + ".weight_shape", dtypeName: "I64", elementBytes: 8, shape: [2])) {
                 [Int64(rows), Int64(cols)].flatMap { v in (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }

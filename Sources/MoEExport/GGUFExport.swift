@@ -76,7 +76,7 @@ public enum GGUFExporter {
                 if let heads = permuteHeads { try GGUFArchitecture.pairRotaryRows(&out, from: start, rows: rows, heads: heads) }
             }))
         }
-        func vector(_ ggufName: String, _ name: String, count: Int, override: [Int: Float] = [:]) throws {
+        func vector(_ ggufName: String, _ name: String, count: Int) throws {
             let t = try stored(name)
             guard t.format == .f32, t.elementCount == count else {
                 throw FormatError("\(bundle.name): tensor \(name) should hold \(count) f32 values")
@@ -85,7 +85,6 @@ public enum GGUFExporter {
                 var values = [Float](repeating: 0, count: count)
                 let b = try bytes(t)
                 withExtendedLifetime(b) { _ = values.withUnsafeMutableBytes { b.buffer.copyBytes(to: $0) } }
-                for (i, v) in override { values[i] = v }
                 values.withUnsafeBytes { out.append(contentsOf: $0) }
             }))
         }

@@ -55,14 +55,14 @@ struct Export: ParsableCommand {
     @Option(help: "Pruned experts: drop or mask (default: drop when every layer keeps the same count, else mask).")
     var pruned: PrunedExpertsMode?
 
-    @Option(help: "compressed-tensors, safetensors: the model dtype for scales and float weights (float16, bfloat16, float32).")
-    var dtype: ExportDType = .float16
+    @Option(help: "compressed-tensors, safetensors: the model dtype for scales and float weights (float16, bfloat16, float32; default float16).")
+    var dtype: ExportDType?
 
     @Flag(help: "compressed-tensors: write nl4g32 and asymmetric int4 tensors as floats instead of refusing them.")
     var dequantizeUnsupported = false
 
-    @Option(help: "compressed-tensors, safetensors: largest safetensors shard, e.g. 5GB or 500MiB.")
-    var shardSize = "5GB"
+    @Option(help: "compressed-tensors, safetensors: largest safetensors shard, e.g. 5GB or 500MiB (default 5GB).")
+    var shardSize: String?
 
     @Flag(help: "Replace the output if it exists.")
     var force = false
@@ -71,17 +71,17 @@ struct Export: ParsableCommand {
         let file = try BundleFile(path: bundle)
         switch to {
         case .gguf:
-            guard dtype == .float16, !dequantizeUnsupported, shardSize == "5GB" else {
+            guard dtype == nil, !dequantizeUnsupported, shardSize == nil else {
                 throw ValidationError("--dtype, --dequantize-unsupported and --shard-size are options of the folder targets")
             }
             let report = try GGUFExporter.export(bundle: file, to: output, force: force, pruned: pruned)
             print(report.text)
         case .compressedTensors, .safetensors:
-            guard let shard = ByteSize.parse(shardSize), shard > 0 else {
+            guard let shard = ByteSize.parse(shardSize ?? "5GB"), shard > 0 else {
                 throw ValidationError("--shard-size must be a size such as 5GB or 500MiB")
             }
             var options = CompressedTensorsOptions()
-            options.dtype = dtype.dtype
+            options.dtype = (dtype ?? .float16).dtype
             options.pruned = pruned
             options.dequantizeUnsupported = dequantizeUnsupported
             options.shardBytes = Int(clamping: shard)

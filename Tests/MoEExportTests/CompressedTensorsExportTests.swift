@@ -213,17 +213,8 @@ final class CompressedTensorsExportTests: ExportTestCase {
     }
 
     func testFormatsPackQuantizedCannotHoldAreRefusedUnlessDequantized() throws {
-        let nl4 = try Profile(toml: """
-            name = "nl4-experts"
-            stages = ["quantize", "pack"]
-            [formats]
-            embeddings = "int8"
-            attention = "int8"
-            dense_mlp = "int8"
-            shared_experts = "int8"
-            routed_experts = "nl4g32"
-            lm_head = "int8"
-            """, origin: "test")
+        let nl4 = try profile("nl4-experts", ["embeddings": "int8", "attention": "int8", "dense_mlp": "int8",
+                                              "shared_experts": "int8", "routed_experts": "nl4g32", "lm_head": "int8"])
         let b = try bundle(nl4)
         XCTAssertThrowsError(try export(b, "refused")) { error in
             XCTAssertTrue("\(error)".contains("nl4g32"), "\(error)")

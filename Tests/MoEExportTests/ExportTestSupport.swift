@@ -1,7 +1,6 @@
 import Foundation
 import MoEConvert
 import MoEFormat
-import MoEKernels
 import MoETestSupport
 import XCTest
 
@@ -33,14 +32,16 @@ class ExportTestCase: XCTestCase {
 
     /// moepack's decoding of a stored tensor.
     func decoded(_ b: BundleFile, _ name: String) throws -> [Float] {
-        let t = try XCTUnwrap(b.tensor(name), name)
-        let p = try b.payload(t.payload, what: name)
-        var out = [Float](repeating: .nan, count: t.elementCount)
-        let rows = t.shape.count == 2 ? t.shape[0] : 1
-        let rc = withExtendedLifetime(p) {
-            out.withUnsafeMutableBufferPointer { moe_dequantize(t.format.id, p.buffer.baseAddress, Int64(rows), Int64(t.elementCount / rows), $0.baseAddress) }
-        }
-        XCTAssertEqual(rc, 0, name)
-        return out
+        try b.decodedValues(of: XCTUnwrap(b.tensor(name), name))
+    }
+
+    /// A profile with one format per tensor class (router and norms f32).
+    func profile(_ name: String, _ formats: [String: String]) throws -> Profile {
+        try Profile(toml: """
+            name = "\(name)"
+            stages = ["quantize", "pack"]
+            [formats]
+            \(formats.sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: "\n"))
+            """, origin: "test")
     }
 }

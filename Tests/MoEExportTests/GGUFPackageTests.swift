@@ -201,18 +201,9 @@ final class GGUFPackageTests: ExportTestCase {
 
     /// Asymmetric int4 becomes Q4_1 and bf16 stays BF16, both exactly.
     func testAsymmetricInt4AndBF16DequantizeExactlyInTheGGUFPackage() throws {
-        let profile = try Profile(toml: """
-            name = "asym-bf16"
-            stages = ["quantize", "pack"]
-            [formats]
-            embeddings = "bf16"
-            attention = "bf16"
-            dense_mlp = "int4g32a"
-            shared_experts = "int4g32"
-            routed_experts = "int4g32a"
-            lm_head = "bf16"
-            """, origin: "test")
-        let b = try bundle(profile)
+        let asymmetric = try profile("asym-bf16", ["embeddings": "bf16", "attention": "bf16", "dense_mlp": "int4g32a",
+                                                   "shared_experts": "int4g32", "routed_experts": "int4g32a", "lm_head": "bf16"])
+        let b = try bundle(asymmetric)
         XCTAssertEqual(Set(b.manifest.tensors.map(\.format)), [.bf16, .int4g32a, .int4g32, .f32])
         let report = try check(b, mode: nil, label: "asym-bf16")
         XCTAssertEqual(report["exact"] as? Int, report["tensors"] as? Int)
