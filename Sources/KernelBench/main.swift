@@ -12,6 +12,15 @@ import MoERuntime
 
 let coldBytes = 192 << 20
 
+/// `--formats int8,q3g64` measures only the named formats (all by default); `--no-batch`
+/// leaves out the products of several tokens.
+let arguments = CommandLine.arguments.dropFirst()
+let chosenFormats: Set<String>? = arguments.firstIndex(of: "--formats").flatMap { i in
+    arguments.index(after: i) < arguments.endIndex
+        ? Set(arguments[arguments.index(after: i)].split(separator: ",").map(String.init)) : nil
+}
+let runBatch = !arguments.contains("--no-batch")
+
 func seconds(_ body: () -> Void) -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     body()
@@ -36,8 +45,9 @@ func medianTime(budget: Double = 0.5, _ body: (Int) -> Void) -> Double {
     return times[times.count / 2]
 }
 
-/// STREAM-style read: sums a buffer far larger than the caches in 1 MB pieces.
-func readBandwidth(threads: Int) -> Double {
+/// STREAM-style read: sums a buffer far larger than the caches in 1 MB pieces, each thread
+/// reading `streams` streams side by side.
+func readBandwidth(threads: Int, streams: Int) -> Double {
     KernelConfig.setThreads(threads)
     let n = coldBytes / 4, chunk = (1 << 20) / 4
     let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
@@ -45,7 +55,7 @@ func readBandwidth(threads: Int) -> Double {
     for i in 0..<n { a[i] = Float(i & 1023) }
     var sink = 0.0
     let t = medianTime(budget: 1.0) { i in
-        sink += moe_read_sum(a.baseAddress! + (i * chunk) % n, Int64(chunk))
+        sink += moe_read_sum(a.baseAddress! + (i * chunk) % n, Int64(chunk), Int32(streams))
     }
     if sink == 42 { print("") }
     return Double(chunk * 4) / t / 1e9
@@ -78,8 +88,15 @@ func matvecGBs(_ copies: [QuantizedMatrix], x: [Float], threads: Int) -> Double 
 }
 
 print("kernel path: \(KernelConfig.path.name)")
-let read1 = readBandwidth(threads: 1), read2 = readBandwidth(threads: 2)
-print(String(format: "read bandwidth (1 MB pieces of %d MB f32, median): 1 thread %.1f GB/s, 2 threads %.1f GB/s", coldBytes >> 20, read1, read2))
+for streams in [1, MemoryBandwidth.defaultStreams] {
+    let read1 = readBandwidth(threads: 1, streams: streams), read2 = readBandwidth(threads: 2, streams: streams)
+    print(String(format: "read bandwidth (1 MB pieces of %d MB f32, %d stream%@ per thread, median): 1 thread %.1f GB/s, 2 threads %.1f GB/s",
+                 coldBytes >> 20, streams, streams == 1 ? "" : "s", read1, read2))
+}
+// The probe `moepack bench` reports, for comparison.
+KernelConfig.setThreads(2)
+print(String(format: "moepack bench's probe (%@): %.1f GB/s", MemoryBandwidth.describe(threads: 2),
+             MemoryBandwidth.measureRead() / 1e9))
 print("")
 print("format     shape               bytes    hot1   hot2  cold1  cold2 GB/s   err-vs-deq  err-vs-f32")
 for shape in shapes {
@@ -91,7 +108,7 @@ for shape in shapes {
         return Float(acc)
     }
     let yMax = exact.map(abs).max() ?? 1
-    for f in WeightFormat.allCases {
+    for f in WeightFormat.allCases where chosenFormats?.contains(f.rawValue) ?? true {
         guard let q = try? QuantizedMatrix(quantizing: w, rows: shape.rows, cols: shape.cols, format: f) else { continue }
         let raw = Array(q.bytes)
         let n = max(2, coldBytes / q.byteCount)
@@ -127,23 +144,27 @@ func matmulGMACs(_ copies: [QuantizedMatrix], tokens: Int, threads: Int) -> Doub
     return Double(m.rows * m.cols * tokens) / t / 1e9
 }
 
-print("")
-print("products of several tokens (G multiply-adds/s; 4096x1024, hot = one matrix, cold = copies)")
-print("format     tokens   hot1   hot2  cold1  cold2")
-let batchShape = shapes[0]
-let batchWeights = randomFloats(batchShape.rows * batchShape.cols, seed: 1, scale: 0.05)
-for f in [WeightFormat.int8, .int4g64] {
-    guard let q = try? QuantizedMatrix(quantizing: batchWeights, rows: batchShape.rows, cols: batchShape.cols, format: f)
-    else { continue }
-    let raw = Array(q.bytes)
-    let copies = (0..<max(2, coldBytes / q.byteCount)).compactMap {
-        _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f)
-    }
-    for tokens in [1, 2, 4, 8] {
-        let rates = [matmulGMACs([q], tokens: tokens, threads: 1), matmulGMACs([q], tokens: tokens, threads: 2),
-                     matmulGMACs(copies, tokens: tokens, threads: 1), matmulGMACs(copies, tokens: tokens, threads: 2)]
-        print(f.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
-              + String(format: " %6d  %5.1f  %5.1f  %5.1f  %5.1f", tokens, rates[0], rates[1], rates[2], rates[3]))
+if runBatch {
+    print("")
+    print("products of several tokens (G multiply-adds/s; 4096x1024, hot = one matrix, cold = copies)")
+    print("format     tokens   hot1   hot2  cold1  cold2")
+    let batchShape = shapes[0]
+    let batchWeights = randomFloats(batchShape.rows * batchShape.cols, seed: 1, scale: 0.05)
+    let batchFormats = chosenFormats.map { names in WeightFormat.allCases.filter { names.contains($0.rawValue) } }
+        ?? [.int8, .int4g64]
+    for f in batchFormats {
+        guard let q = try? QuantizedMatrix(quantizing: batchWeights, rows: batchShape.rows, cols: batchShape.cols, format: f)
+        else { continue }
+        let raw = Array(q.bytes)
+        let copies = (0..<max(2, coldBytes / q.byteCount)).compactMap {
+            _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f)
+        }
+        for tokens in [1, 2, 4, 8] {
+            let rates = [matmulGMACs([q], tokens: tokens, threads: 1), matmulGMACs([q], tokens: tokens, threads: 2),
+                         matmulGMACs(copies, tokens: tokens, threads: 1), matmulGMACs(copies, tokens: tokens, threads: 2)]
+            print(f.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + String(format: " %6d  %5.1f  %5.1f  %5.1f  %5.1f", tokens, rates[0], rates[1], rates[2], rates[3]))
+        }
     }
 }
 KernelConfig.setThreads(1)

@@ -192,7 +192,7 @@ static void job_rows(void *ctx, int part, int nparts) {
         return;
     }
     if (j->tiled) {
-        j->k->tile_i4(j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->group, j->asym, j->y + r0, j->rows);
+        j->k->tile_q(j->fmt, j->w + r0 * j->rb, j->rb, r1 - r0, j->xq, j->T, j->cols, j->y + r0, j->rows);
         return;
     }
     for (int64_t r = r0; r < r1; r++) {
@@ -314,14 +314,14 @@ static int check_product(const moe_product *p, int path, int64_t *rb) {
 }
 
 /* How a product needs its activations quantized: 0 not at all (f32, bf16, f16), 1 int16 blocks
- * (int8 weights), 2 int8 blocks paired for the int4 tiles, 3 int8 blocks (int4 rows, grid rows). */
+ * (int8 weights), 2 int8 blocks paired for the grouped formats' tiles, 3 int8 blocks (rows of
+ * those formats on a path without tiles, or of a width that is not a multiple of 64). */
 static int activation_kind(const moe_kernels *k, const moe_product *p) {
     const moe_format_traits *f = moe_format_info(p->fmt);
     switch (f->kernel) {
     case MOE_KERNEL_F32: case MOE_KERNEL_BF16: case MOE_KERNEL_F16: return 0;
     case MOE_KERNEL_INT8: return 1;
-    case MOE_KERNEL_INT4: return k->tile_i4 != NULL && (f->group == 64 || f->group == 128) ? 2 : 3;
-    default: return 3;
+    default: return k->tile_q != NULL && moe_tile_variant(p->fmt) >= 0 && p->cols % 64 == 0 ? 2 : 3;
     }
 }
 
@@ -484,18 +484,20 @@ typedef struct {
     const moe_kernels *k;
     const float *a;
     int64_t n;
+    int streams;
     float partial[64];
 } sum_job;
 
 static void sum_part(void *ctx, int part, int nparts) {
     sum_job *j = ctx;
     int64_t i0 = j->n * part / nparts, i1 = j->n * (part + 1) / nparts;
-    j->partial[part] = j->k->sum_f32(j->a + i0, i1 - i0);
+    j->partial[part] = j->k->sum_f32(j->a + i0, i1 - i0, j->streams);
 }
 
-double moe_read_sum(const float *a, int64_t n) {
+double moe_read_sum(const float *a, int64_t n, int streams) {
     if (n <= 0) return 0;
-    sum_job j = {kernels_for(moe_default_path()), a, n, {0}};
+    streams = streams < 1 ? 1 : (streams > MOE_READ_STREAMS_MAX ? MOE_READ_STREAMS_MAX : streams);
+    sum_job j = {kernels_for(moe_default_path()), a, n, streams, {0}};
     moe_pool_run(sum_part, &j, 64);
     double total = 0;
     for (int i = 0; i < 64; i++) total += j.partial[i];

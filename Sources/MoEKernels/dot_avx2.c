@@ -168,8 +168,8 @@ dot_i4_g32(const uint8_t *row, const moe_xq *x, int64_t n, int asym) {
     return hsum(_mm256_add_ps(a0, a1)) + (o0 + o1);
 }
 
-/* g64/g128 run as tiles on this path (tile_i4); only g32 needs a per-row kernel, and
- * the portable one serves any other caller. */
+/* Rows of a multiple of 64 columns run as tiles on this path (tile_q); g32 rows of another
+ * width take this kernel, other groups the portable one. */
 AVX2 static float dot_i4(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym) {
     if (group != 32) return moe_kernels_scalar.dot_i4(row, x, n, group, asym);
     return asym ? dot_i4_g32(row, x, n, 1) : dot_i4_g32(row, x, n, 0);
@@ -187,8 +187,8 @@ AVX2 static inline __m256 nl4_block(const uint8_t *data, const int8_t *xq, __m25
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/* Grid rows (nl4, groups of 32) as dot_i4_g32 without the offset: two accumulators over
- * consecutive groups. */
+/* Grid rows (nl4, groups of 32) whose width is not a multiple of 64 (the others run as tiles),
+ * as dot_i4_g32 without the offset: two accumulators over consecutive groups. */
 AVX2 static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
     const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)moe_nl4_grid));
     const int64_t gb = 2 + 16, ng = n / 32;
@@ -205,63 +205,6 @@ AVX2 static float dot_nl4(const uint8_t *row, const moe_xq *x, int64_t n) {
     return hsum(_mm256_add_ps(a0, a1));
 }
 
-/* The 32 codes of a 3- or 2-bit block as bytes: the low two bits by one 64-bit shift per
- * quarter (weight 8k + i sits in bits 2k..2k+1 of byte i); for 3 bits the high bit of weight j,
- * bit j of the next 32-bit word, by spreading byte j / 8 over 8 bytes and testing bit j % 8. */
-AVX2 static inline __m256i lowbit_codes(const uint8_t *blk, const int bits) {
-    uint64_t lo;
-    memcpy(&lo, blk, 8);
-    __m256i c = _mm256_srlv_epi64(_mm256_set1_epi64x((long long)lo), _mm256_set_epi64x(6, 4, 2, 0));
-    c = _mm256_and_si256(c, _mm256_set1_epi8(3));
-    if (bits == 3) {
-        uint32_t hi;
-        memcpy(&hi, blk + 8, 4);
-        const __m256i spread = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL, 0x0101010101010101LL, 0);
-        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-        __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)hi), spread);
-        h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
-        c = _mm256_or_si256(c, _mm256_and_si256(h, _mm256_set1_epi8(4)));
-    }
-    return c;
-}
-
-/* One block: the unsigned codes times the int8 activations (pairs below 2 * 7 * 127). */
-AVX2 static inline __m256 lowbit_block(const uint8_t *blk, const int8_t *xq, const int bits) {
-    __m256i p = _mm256_maddubs_epi16(lowbit_codes(blk, bits), _mm256_loadu_si256((const __m256i *)xq));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-}
-
-/* 3- and 2-bit rows as the portable kernel: s * sum_b d_b qdot_b - m s * sum_b s_b, two
- * accumulators over alternate blocks. */
-AVX2 __attribute__((always_inline)) static inline float lowbit_row(const uint8_t *row, const moe_xq *x, int64_t n,
-                                                                  const int bits, const int group) {
-    const int64_t gb = 2 + group * bits / 8, nsub = group / 32;
-    const float mid = (float)(1 << (bits - 1));
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    float o0 = 0, o1 = 0;
-    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
-        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-        const float s = _cvtsh_ss(moe_load_u16(row));
-        const int64_t b0 = g0 / 32;
-        for (int64_t k = 0; k < nsub; k++) {
-            const int64_t b = b0 + k;
-            const __m256 p = lowbit_block(row + 2 + k * MOE_LOWBIT_BLOCK(bits), x->q + 32 * b, bits);
-            if (b & 1) {
-                a1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x->d[b]), a1);
-                o1 += -mid * s * x->s[b];
-            } else {
-                a0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x->d[b]), a0);
-                o0 += -mid * s * x->s[b];
-            }
-        }
-    }
-    return hsum(_mm256_add_ps(a0, a1)) + (o0 + o1);
-}
-
-AVX2 static float dot_lowbit(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group) {
-    if (bits == 3) return group == 64 ? lowbit_row(row, x, n, 3, 64) : lowbit_row(row, x, n, 3, 32);
-    return group == 64 ? lowbit_row(row, x, n, 2, 64) : lowbit_row(row, x, n, 2, 32);
-}
 
 /*
  * Activation quantizers, the same arithmetic as quantize_x/quantize_x16 in
@@ -420,15 +363,6 @@ I8_TILE(1, 6)
 I8_TILE(1, 7)
 I8_TILE(1, 8)
 
-/* Tokens a tile loop keeps in L1 while it walks the rows: 8 int16 activation rows of 1024
- * values are 16 KB. Within such a block every row is read once for all of its tokens, so a
- * batched decode step (up to 8 sequences) reads each weight row from memory once; prefill
- * re-reads a chunk's rows (from L2) once per block. */
-#define TILE_TOKEN_BLOCK 8
-/* When a block's tokens take several tile passes, the passes run over this many rows at a
- * time (16 KB of 1024-column int8 rows), so the later passes find the rows in L1. */
-#define TILE_ROW_BLOCK 16
-
 /* A block of 5 to 8 tokens (a batched decode step of 5 to 8 sequences, prefill) runs one row
  * at a time against all of them (8 tokens: 60-65 against 54-58 G multiply-adds/s for 2 x 4
  * on one Zen 3 core, hot and from memory). A block of 4 runs as 2-row x 4-token tiles (each
@@ -443,16 +377,16 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
         tile8_1x1(w, rb, nrows, x, n, y, ystride);
         return;
     }
-    for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
-        const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
+    for (int64_t t0 = 0; t0 < ntok; t0 += MOE_TILE_TOKEN_BLOCK) {
+        const int64_t t1 = t0 + MOE_TILE_TOKEN_BLOCK < ntok ? t0 + MOE_TILE_TOKEN_BLOCK : ntok;
         if (t1 - t0 >= 5) {
             static void (*const rows_of[4])(const uint8_t *, int64_t, int64_t, const moe_xq *, int64_t, float *, int64_t) = {
                 tile8_1x5, tile8_1x6, tile8_1x7, tile8_1x8};
             rows_of[t1 - t0 - 5](w, rb, nrows, x + t0, n, y + t0 * ystride, ystride);
             continue;
         }
-        for (int64_t r = 0; r < nrows; r += TILE_ROW_BLOCK) {
-            const int64_t nr = nrows - r < TILE_ROW_BLOCK ? nrows - r : TILE_ROW_BLOCK;
+        for (int64_t r = 0; r < nrows; r += MOE_TILE_ROW_BLOCK) {
+            const int64_t nr = nrows - r < MOE_TILE_ROW_BLOCK ? nrows - r : MOE_TILE_ROW_BLOCK;
             const uint8_t *p = w + r * rb;
             float *yr = y + t0 * ystride + r;
             if (t1 - t0 == 4) {
@@ -467,29 +401,15 @@ AVX2 static void tile_i8(const uint8_t *w, int64_t rb, int64_t nrows, const moe_
 }
 
 /*
- * int4 g64/g128 tiles. A 32-byte load of a group's nibbles holds 64 weights (a
- * "sub-block"; a g128 group has two): the low nibbles are weights 0..15 and
- * 32..47, the high nibbles 16..31 and 48..63. pair_i4 reorders each 64
- * activation codes to match ([0..15, 32..47 | 16..31, 48..63]), so two maddubs
- * and an add give a sub-block's integer sums in 16 int16 lanes: lanes 0..7 its
- * first 32-value activation block, 8..15 the second.
- *
- * Four sub-blocks are then folded into one vector of (sub-block, block) int32
- * lanes, [k0b0 k1b0 k2b0 k3b0 | k0b1 k1b1 k2b1 k3b1], with two unpack-and-add
- * levels in int16 and one madd. So the float work, one conversion and two FMAs
- * (acc += s (f d - 8 sum), with the weight scale s, the activation scale d and
- * sum = d * sum(q) per lane), is done once per 256 weights instead of once per
- * 64; pair_i4 lays d and -8 sum out in that lane order. An asymmetric group adds
- * min * sum instead. This is 15-30% faster than scaling every sub-block's 8
- * lanes (kernel harness, one Zen 3 core), and folding before the madd (one madd
- * per four sub-blocks, not four) another 8-12% for 2 to 4 tokens. Lanes past a
- * row's last sub-block have d = sum = s = 0.
- *
- * A tile is one row x T tokens (T = 1..4), one call walking a run of rows:
- * every token reuses the row's unpacked nibbles, and a row is one weight
- * stream. Every tile accumulates a (row, token) in the same order, so a row
- * comes out bit-identical whichever tile computed it (batched decode equals
- * decoding alone).
+ * Tiles of the grouped formats (tile_grouped.h). pair_i4 reorders each 64 activation codes to
+ * the order of a sub-block's codes ([0..15, 32..47 | 16..31, 48..63]) and lays out each block's
+ * d and -8 sum in the tiles' lane order, per four sub-blocks. Here two maddubs and an add give a
+ * sub-block's integer sums in 16 int16 lanes (lanes 0..7 its first 32-value activation block,
+ * 8..15 the second), and four sub-blocks are folded into one vector of int32 lanes with two
+ * unpack-and-add levels in int16 and one madd. Doing the float work once per 256 weights
+ * instead of once per 64 is 15-30% faster than scaling every sub-block's 8 lanes (kernel
+ * harness, one Zen 3 core), and folding before the madd (one madd per four sub-blocks, not
+ * four) another 8-12% for 2 to 4 tokens. Lanes past a row's last sub-block have d = sum = 0.
  */
 AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8) {
     const int64_t nsub = n / 64;
@@ -511,7 +431,7 @@ AVX2 static void pair_i4(const moe_xq *x, int64_t n, int8_t *qp, float *dv, floa
         }
 }
 
-/* Sub-block k's weights (lo/hi nibbles) times token t's codes: 16 int16 lanes, each the sum of
+/* Sub-block k's codes (lo/hi, at most 15) times a token's codes: 16 int16 lanes, each the sum of
  * four products (at most 4 * 15 * 127 = 7620), lanes 0..7 the first activation block. */
 AVX2 static inline __m256i i4_pairs(__m256i lo, __m256i hi, const int8_t *qp) {
     return _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qp)),
@@ -521,125 +441,35 @@ AVX2 static inline __m256i i4_pairs(__m256i lo, __m256i hi, const int8_t *qp) {
 /* Four sub-blocks' int16 sums folded into int32 lanes [k0b0 k1b0 k2b0 k3b0 | k0b1 k1b1 k2b1 k3b1]:
  * two unpack-and-add levels keep each 32-bit unit within one sub-block (its int16 halves add up
  * to at most 4 * 7620 < 2^15), and one madd adds the halves. */
-AVX2 static inline __m256i i4_fold(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
-    __m256i a = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
-    __m256i b = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+AVX2 static inline __m256i tile_fold(const __m256i *lo, const __m256i *hi, const int8_t *qp, const int live) {
+    __m256i p[4];
+    for (int k = 0; k < 4; k++) p[k] = k < live ? i4_pairs(lo[k], hi[k], qp + 64 * k) : _mm256_setzero_si256();
+    __m256i a = _mm256_add_epi16(_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
+    __m256i b = _mm256_add_epi16(_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
     __m256i c = _mm256_add_epi16(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
     return _mm256_madd_epi16(c, _mm256_set1_epi16(1));
 }
 
-/* The f16 at each of four group headers, as [h0 h1 h2 h3 | h0 h1 h2 h3]. */
-AVX2 static inline __m256 f16x4(const uint8_t *h0, const uint8_t *h1, const uint8_t *h2, const uint8_t *h3) {
-    __m128 v = _mm_cvtph_ps(_mm_setr_epi16((short)moe_load_u16(h0), (short)moe_load_u16(h1), (short)moe_load_u16(h2),
-                                           (short)moe_load_u16(h3), 0, 0, 0, 0));
-    return _mm256_set_m128(v, v);
-}
-
-/* One step of a tile: sub-blocks j..j+live-1 (live <= 4; the last step of a row may have
- * fewer) of one row against T tokens, into acc[t]. q = j / 4 indexes dv and m8. */
-__attribute__((always_inline)) AVX2 static inline void
-i4_step(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t j, __m256 *acc,
-        const int T, const int group, const int asym, const int live) {
-    const int hdr = asym ? 4 : 2, per = group / 64;
-    const int64_t gb = hdr + group / 2, q = j / 4;
-    const __m256i mask = _mm256_set1_epi8(0x0F);
-    const uint8_t *head[4];
-    __m256i lo[4], hi[4];
+/* Signed weights (|w| in lo/hi, w in slo/shi): |w| times x with w's sign, pairs below
+ * 2 * 127 * 127 < 2^15, each sub-block widened to int32 by a madd (four bytes per lane, as
+ * vpdpbusd adds them) and folded by two hadd levels. */
+AVX2 static inline __m256i tile_fold_signed(const __m256i *lo, const __m256i *hi, const __m256i *slo, const __m256i *shi,
+                                            const int8_t *qp, const int live) {
+    const __m256i one = _mm256_set1_epi16(1);
+    __m256i p[4];
     for (int k = 0; k < 4; k++) {
-        const int64_t sub = k < live ? j + k : j;   /* past the end: any valid header; its lanes are 0 */
-        head[k] = row + sub / per * gb;
-        if (k < live) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(head[k] + hdr + 32 * (sub % per)));
-            lo[k] = _mm256_and_si256(raw, mask);
-            hi[k] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-        }
+        p[k] = _mm256_setzero_si256();
+        if (k >= live) continue;
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(qp + 64 * k));
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(qp + 64 * k + 32));
+        p[k] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo[k], _mm256_sign_epi8(x0, slo[k])), one),
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(hi[k], _mm256_sign_epi8(x1, shi[k])), one));
     }
-    /* the same sub-blocks four rows ahead: the stream a single token walks next */
-    _mm_prefetch((const char *)(head[0] + 4 * rb), _MM_HINT_T0);
-    _mm_prefetch((const char *)(head[0] + 4 * rb + 64), _MM_HINT_T0);
-    _mm_prefetch((const char *)(head[0] + 4 * rb + 128), _MM_HINT_T0);
-    const __m256 sv = f16x4(head[0], head[1], head[2], head[3]);
-    const __m256 cv = asym ? f16x4(head[0] + 2, head[1] + 2, head[2] + 2, head[3] + 2) : sv;
-    for (int t = 0; t < T; t++) {
-        const int8_t *qp = x[t].qp + 64 * j;
-        __m256i s[4];
-        for (int k = 0; k < 4; k++) s[k] = k < live ? i4_pairs(lo[k], hi[k], qp + 64 * k) : _mm256_setzero_si256();
-        const __m256 f = _mm256_cvtepi32_ps(i4_fold(s[0], s[1], s[2], s[3]));
-        const __m256 dv = _mm256_loadu_ps(x[t].dv + 8 * q), m8 = _mm256_loadu_ps(x[t].m8 + 8 * q);
-        if (asym) {
-            /* min times the activation sum: -8 sum scaled back exactly */
-            acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dv, sv), acc[t]);
-            acc[t] = _mm256_fmadd_ps(cv, _mm256_mul_ps(m8, _mm256_set1_ps(-0.125f)), acc[t]);
-        } else {
-            /* symmetric: the -8 s offset factors out, acc += s (f d - 8 sum) */
-            acc[t] = _mm256_fmadd_ps(sv, _mm256_fmadd_ps(f, dv, m8), acc[t]);
-        }
-    }
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
 }
 
-__attribute__((always_inline)) AVX2 static inline void
-i4_tile(const uint8_t *row, int64_t rb, int64_t nrows, const moe_xq *x, int64_t n, float *y, int64_t ystride,
-        const int T, const int group, const int asym) {
-    const int64_t nsub = n / 64, full = nsub & ~(int64_t)3;
-    for (int64_t r = 0; r < nrows; r++, row += rb) {
-        __m256 acc[4];
-        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j < full; j += 4) i4_step(row, rb, x, j, acc, T, group, asym, 4);
-        switch (nsub - full) {
-        case 1: i4_step(row, rb, x, j, acc, T, group, asym, 1); break;
-        case 2: i4_step(row, rb, x, j, acc, T, group, asym, 2); break;
-        case 3: i4_step(row, rb, x, j, acc, T, group, asym, 3); break;
-        }
-        for (int t = 0; t < T; t++) y[t * ystride + r] = hsum(acc[t]);
-    }
-}
-
-#define I4_TILE(T, G, A)                                                                        \
-    AVX2 __attribute__((noinline)) static void tile_1x##T##_g##G##_##A(                        \
-        const uint8_t *row, int64_t rb, int64_t nrows, const moe_xq *x, int64_t n, float *y, int64_t ys) { \
-        i4_tile(row, rb, nrows, x, n, y, ys, T, G, A);                                          \
-    }
-#define I4_TILES(G, A) I4_TILE(1, G, A) I4_TILE(2, G, A) I4_TILE(3, G, A) I4_TILE(4, G, A)
-I4_TILES(64, 0)
-I4_TILES(64, 1)
-I4_TILES(128, 0)
-I4_TILES(128, 1)
-
-typedef void (*i4_tile_fn)(const uint8_t *, int64_t, int64_t, const moe_xq *, int64_t, float *, int64_t);
-#define I4_SET(G, A) {tile_1x1_g##G##_##A, tile_1x2_g##G##_##A, tile_1x3_g##G##_##A, tile_1x4_g##G##_##A}
-
-/* Rows of y[t * ystride + r] for nrows rows and ntok tokens. A single token (decode) walks
- * the rows one after another, so the memory system sees one sequential stream (tiles of
- * several rows, which read several row streams at once, measured 10 against 14 GB/s on one
- * Zen 3 core and 18 against 25 GB/s on two, cold, moepack-kernel-bench). Several tokens run
- * in blocks of TILE_TOKEN_BLOCK: every token of a block is done on a run of TILE_ROW_BLOCK
- * rows, up to 4 at a time, before the next run, so a batched decode step reads each row from
- * memory once. A tile walks a run of rows itself: for 512-column rows (expert down products)
- * that measured 52 against 44 (2 tokens) and 61 against 53 (4 tokens) G multiply-adds/s on
- * one Zen 3 core, hot, against one call per row. */
-AVX2 static void tile_i4(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
-                         int64_t n, int group, int asym, float *y, int64_t ystride) {
-    static const i4_tile_fn sets[2][2][4] = {{I4_SET(64, 0), I4_SET(64, 1)}, {I4_SET(128, 0), I4_SET(128, 1)}};
-    const i4_tile_fn *f = sets[group == 128][asym != 0];
-    if (ntok == 1) {
-        /* The tile prefetches four rows ahead; start the first eight now, or a chunk of an
-         * expert-sized matrix begins with demand misses (12 against 14 GB/s on one core). */
-        prefetch_rows(w, (nrows < 8 ? nrows : 8) * rb);
-        f[0](w, rb, nrows, x, n, y, ystride);
-        return;
-    }
-    for (int64_t t0 = 0; t0 < ntok; t0 += TILE_TOKEN_BLOCK) {
-        const int64_t t1 = t0 + TILE_TOKEN_BLOCK < ntok ? t0 + TILE_TOKEN_BLOCK : ntok;
-        for (int64_t r = 0; r < nrows; r += TILE_ROW_BLOCK) {
-            const int64_t nr = nrows - r < TILE_ROW_BLOCK ? nrows - r : TILE_ROW_BLOCK;
-            for (int64_t t = t0; t < t1; t += 4) {
-                const int64_t m = t1 - t < 4 ? t1 - t : 4;
-                f[m - 1](w + r * rb, rb, nr, x + t, n, y + t * ystride + r, ystride);
-            }
-        }
-    }
-}
+#define TILE_TARGET AVX2
+#include "tile_grouped.h"
 
 /* ---- attention ---- */
 
@@ -832,20 +662,24 @@ AVX2 static void to_f16(const float *src, uint16_t *dst, int64_t n) {
     for (; i < n; i++) dst[i] = moe_f32_to_f16(src[i]);
 }
 
-AVX2 static float sum_f32(const float *a, int64_t n) {
+/* a[0..<n] read as `streams` equal parts side by side, 128 bytes of each per step. */
+AVX2 static float sum_f32(const float *a, int64_t n, int streams) {
+    const int64_t len = n / streams / 32 * 32;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(a + i));
-        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(a + i + 8));
-        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(a + i + 16));
-        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(a + i + 24));
-    }
+    for (int64_t i = 0; i < len; i += 32)
+        for (int s = 0; s < streams; s++) {
+            const float *p = a + s * len + i;
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + 8));
+            a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + 16));
+            a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + 24));
+        }
     float r = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) r += a[i];
+    for (int64_t i = streams * len; i < n; i++) r += a[i];
     return r;
 }
 
-const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_i4, quant_i8, quant_i16,
-    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4, dot_lowbit};
+const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_q, quant_i8, quant_i16,
+    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4,
+    moe_dot_lowbit_scalar};   /* 3- and 2-bit rows run as tiles; the portable kernel takes widths that are not a multiple of 64 */
 #endif

@@ -192,17 +192,20 @@ static float dot_lowbit(const uint8_t *row, const moe_xq *x, int64_t n, int bits
     return vaddvq_f32(acc) + off;
 }
 
-static float sum_f32(const float *a, int64_t n) {
+/* a[0..<n] read as `streams` equal parts side by side, 64 bytes of each per step. */
+static float sum_f32(const float *a, int64_t n, int streams) {
+    const int64_t len = n / streams / 16 * 16;
     float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = vaddq_f32(a0, vld1q_f32(a + i));
-        a1 = vaddq_f32(a1, vld1q_f32(a + i + 4));
-        a2 = vaddq_f32(a2, vld1q_f32(a + i + 8));
-        a3 = vaddq_f32(a3, vld1q_f32(a + i + 12));
-    }
+    for (int64_t i = 0; i < len; i += 16)
+        for (int s = 0; s < streams; s++) {
+            const float *p = a + s * len + i;
+            a0 = vaddq_f32(a0, vld1q_f32(p));
+            a1 = vaddq_f32(a1, vld1q_f32(p + 4));
+            a2 = vaddq_f32(a2, vld1q_f32(p + 8));
+            a3 = vaddq_f32(a3, vld1q_f32(p + 12));
+        }
     float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-    for (; i < n; i++) r += a[i];
+    for (int64_t i = streams * len; i < n; i++) r += a[i];
     return r;
 }
 

@@ -127,12 +127,14 @@ float moe_dot_lowbit_scalar(const uint8_t *row, const moe_xq *x, int64_t n, int 
     return acc + off;
 }
 
-static float sum_f32(const float *a, int64_t n) {
+/* a[0..<n] read as `streams` (1..MOE_READ_STREAMS_MAX) equal parts side by side. */
+static float sum_f32(const float *a, int64_t n, int streams) {
+    const int64_t len = n / streams / 8 * 8;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k];
-    for (; i < n; i++) acc[0] += a[i];
+    for (int64_t i = 0; i < len; i += 8)
+        for (int s = 0; s < streams; s++)
+            for (int k = 0; k < 8; k++) acc[k] += a[s * len + i + k];
+    for (int64_t i = streams * len; i < n; i++) acc[0] += a[i];
     float r = 0;
     for (int k = 0; k < 8; k++) r += acc[k];
     return r;

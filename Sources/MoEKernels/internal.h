@@ -56,18 +56,18 @@ typedef struct {
     float (*dot_bf16)(const uint16_t *w, const float *x, int64_t n);
     float (*dot_i8)(const uint8_t *row, const moe_xq *x, int64_t n);
     float (*dot_i4)(const uint8_t *row, const moe_xq *x, int64_t n, int group, int asym);
-    float (*sum_f32)(const float *a, int64_t n);   /* read-bandwidth probe */
-    /* Optional, together: int4 g64/g128 products over the reordered activations
-     * pair_i4 makes. tile_i4 writes y[t * ystride + r] for nrows rows (stride
-     * rb) and ntok tokens (x[0..<ntok]). */
+    float (*sum_f32)(const float *a, int64_t n, int streams);   /* read-bandwidth probe (moe_read_sum) */
+    /* Optional, together: products of the grouped formats (moe_tile_variant(fmt) >= 0, n a
+     * multiple of 64) over the reordered activations pair_i4 makes (tile_grouped.h). tile_q
+     * writes y[t * ystride + r] for nrows rows (stride rb) and ntok tokens (x[0..<ntok]). */
     void (*pair_i4)(const moe_xq *x, int64_t n, int8_t *qp, float *dv, float *m8);
-    void (*tile_i4)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
-                    int64_t n, int group, int asym, float *y, int64_t ystride);
+    void (*tile_q)(int fmt, const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
+                   int64_t n, float *y, int64_t ystride);
     /* Optional activation quantizers for n a multiple of 32 (quant_i8) or 16 (quant_i16),
      * giving the same codes as the portable ones in dispatch.c. */
     void (*quant_i8)(const float *x, int64_t n, int8_t *q, float *d, float *s);
     void (*quant_i16)(const float *x, int64_t n, int16_t *q, float *d);
-    /* Optional: int8 products for n a multiple of 16, same arguments as tile_i4. */
+    /* Optional: int8 products for n a multiple of 16, same arguments as tile_q's after fmt. */
     void (*tile_i8)(const uint8_t *w, int64_t rb, int64_t nrows, const moe_xq *x, int64_t ntok,
                     int64_t n, float *y, int64_t ystride);
     /* Attention of G query heads sharing one key/value head (moe_attend_group). */
@@ -91,6 +91,31 @@ typedef struct {
     /* 3- or 2-bit row (MOE_KERNEL_LOWBIT) in groups of `group` (32 or 64). */
     float (*dot_lowbit)(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group);
 } moe_kernels;
+
+/* The grouped formats' tiles (tile_grouped.h), indexed by this variant: int4/q4 by group and
+ * symmetry, nl4g32, q3 and q2 by group; -1 for a format without one. */
+#define MOE_TILE_VARIANTS 11
+static inline int moe_tile_variant(int fmt) {
+    const moe_format_traits *f = moe_format_info(fmt);
+    if (!f) return -1;
+    const int g = f->group == 32 ? 0 : (f->group == 64 ? 1 : (f->group == 128 ? 2 : -1));
+    if (g < 0) return -1;
+    switch (f->kernel) {
+    case MOE_KERNEL_INT4: return 2 * g + (f->symmetric ? 0 : 1);
+    case MOE_KERNEL_NL4: return g == 0 ? 6 : -1;
+    case MOE_KERNEL_LOWBIT: return g == 2 ? -1 : 7 + 2 * (f->bits == 2) + g;
+    default: return -1;
+    }
+}
+
+/* Tokens a tile loop keeps in L1 while it walks the rows: 8 int16 activation rows of 1024
+ * values are 16 KB. Within such a block every row is read once for all of its tokens, so a
+ * batched decode step (up to 8 sequences) reads each weight row from memory once; prefill
+ * re-reads a chunk's rows (from L2) once per block. */
+#define MOE_TILE_TOKEN_BLOCK 8
+/* When a block's tokens take several tile passes, the passes run over this many rows at a
+ * time (16 KB of 1024-column int8 rows), so the later passes find the rows in L1. */
+#define MOE_TILE_ROW_BLOCK 16
 
 /* The 16 values of the non-uniform 4-bit grid (formats.c). */
 extern const int8_t moe_nl4_grid[16];

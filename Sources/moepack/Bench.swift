@@ -71,7 +71,7 @@ struct Bench: ParsableCommand {
         batched        \(report.batchDecodeTokensPerSecond.map { "\(report.batchStreams) sequences: \(f($0)) tokens/s together, \(f(report.batchSpeedup ?? 0, 2))x one sequence (median of \(report.batchSpeedupRuns.count) paired runs)" } ?? "skipped")\(serialLine(report))
         decode @ctx    \(report.decodeAtContext.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.key): \(f($0.value)) tok/s" }.joined(separator: ", ")) (KV cache \(report.kvCachePrecision))
         per token      \(CheckpointSummary.bytes(report.activeWeightBytesPerToken)) of active weights
-        bandwidth      \(f(report.memoryBandwidthGBps)) GB/s measured; decode reaches \(f(100 * report.decodeBandwidthFraction))% of the limit
+        bandwidth      \(f(report.memoryBandwidthGBps)) GB/s measured (\(report.memoryBandwidthMethod)); decode reaches \(f(100 * report.decodeBandwidthFraction))% of the limit
         """)
     }
 }

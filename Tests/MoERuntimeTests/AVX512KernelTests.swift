@@ -19,11 +19,11 @@ final class AVX512KernelTests: XCTestCase {
         return y
     }
 
-    /// int4 g64/g128 (symmetric and not, 15 and 16 levels) compute the AVX2 path's integer sums
-    /// and the same float operations in the same order: the same bits (g32 and nl4 run the AVX2
-    /// kernels on this path). Widths: one group, sub-block counts of 1 to 3 past a multiple of 4
-    /// (the tiles' last step), and 1024; 1 to 9 tokens (every tile width and a second 8-token
-    /// block).
+    /// Every grouped format (int4/q4 at every group size, symmetric and not, nl4, q3, q2) runs the
+    /// shared tiles (tile_grouped.h) on both paths: the AVX2 path's integer sums and the same
+    /// float operations in the same order, so the same bits. Widths: one group (g32 rows of 32 or
+    /// 96 columns take the row kernels), sub-block counts of 1 to 3 past a multiple of 4 (the
+    /// tiles' last step), and 1024; 1 to 9 tokens (every tile width and a second 8-token block).
     func testInt4AndGridFormatsGiveTheAVX2Bits() throws {
         let formats = WeightFormat.allCases.filter { $0 != .int8 && !$0.isFloat }
         for (n, f) in formats.enumerated() {

@@ -44,7 +44,7 @@ public final class PayloadArena: @unchecked Sendable {
     deinit { munmap(mapping, mappedBytes) }
 
     /// `count` bytes at `offset`, which the caller has laid out within the capacity.
-    func region(offset: Int, count: Int) -> UnsafeMutableRawBufferPointer {
+    public func region(offset: Int, count: Int) -> UnsafeMutableRawBufferPointer {
         precondition(offset >= 0 && count >= 0 && offset + count <= capacity, "PayloadArena: region outside the arena")
         return UnsafeMutableRawBufferPointer(start: base + offset, count: count)
     }

@@ -246,8 +246,13 @@ uint16_t moe_f32_to_f16(float f);
 float moe_f16_to_f32(uint16_t h);
 
 /* Read bandwidth probe: sums n floats using the worker pool (STREAM-like
- * "read" kernel); returns the sum so the compiler keeps the reads. */
-double moe_read_sum(const float *a, int64_t n);
+ * "read" kernel); returns the sum so the compiler keeps the reads. The n
+ * floats are cut into 64 pieces that the pool's threads take in turn, and
+ * each piece is read as `streams` (1..MOE_READ_STREAMS_MAX) equal parts side
+ * by side: several concurrent streams per core is how a core's prefetchers
+ * reach the most bandwidth. */
+#define MOE_READ_STREAMS_MAX 8
+double moe_read_sum(const float *a, int64_t n, int streams);
 
 #ifdef __cplusplus
 }

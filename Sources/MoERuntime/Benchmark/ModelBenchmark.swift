@@ -53,6 +53,8 @@ public struct ModelBenchmark {
         public var activeWeightBytesPerToken: Int
         public var weightBytes: Int
         public var memoryBandwidthGBps: Double
+        /// How the bandwidth was measured (MemoryBandwidth.describe).
+        public var memoryBandwidthMethod: String
         public var decodeBandwidthFraction: Double
         public var peakRSSBytes: Int
     }
@@ -133,7 +135,7 @@ public struct ModelBenchmark {
             kvCachePrecision: model.cachePrecision.rawValue,
             zstdGBpsPerCore: zstd,
             activeWeightBytesPerToken: active, weightBytes: model.weightBytes,
-            memoryBandwidthGBps: bandwidth / 1e9,
+            memoryBandwidthGBps: bandwidth / 1e9, memoryBandwidthMethod: MemoryBandwidth.describe(threads: threads),
             decodeBandwidthFraction: decode * Double(active) / bandwidth,
             peakRSSBytes: Self.peakRSS())
     }
