@@ -468,6 +468,20 @@ AVX2 static inline __m256i tile_fold_signed(const __m256i *lo, const __m256i *hi
     return _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
 }
 
+/* 3-bit codes: byte j / 8 of each block's high-bit word spread over 8 bytes, bit j % 8 tested,
+ * 4 added where it is set. lo holds weights 0..15 of both blocks, hi 16..31. */
+AVX2 static inline void tile_high_bits(uint32_t h0, uint32_t h1, __m256i *lo, __m256i *hi) {
+    const __m256i h = _mm256_set_epi32((int)h1, (int)h1, (int)h1, (int)h1, (int)h0, (int)h0, (int)h0, (int)h0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL), four = _mm256_set1_epi8(4);
+    const __m256i spread_lo = _mm256_set_epi64x(0x0101010101010101LL, 0, 0x0101010101010101LL, 0);
+    const __m256i spread_hi = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                                0x0303030303030303LL, 0x0202020202020202LL);
+    const __m256i tl = _mm256_and_si256(_mm256_shuffle_epi8(h, spread_lo), bit);
+    const __m256i th = _mm256_and_si256(_mm256_shuffle_epi8(h, spread_hi), bit);
+    *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(tl, bit), four));
+    *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(th, bit), four));
+}
+
 #define TILE_TARGET AVX2
 #include "tile_grouped.h"
 

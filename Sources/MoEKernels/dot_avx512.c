@@ -121,6 +121,15 @@ AVX512 static inline __m256i tile_fold_signed(const __m256i *lo, const __m256i *
     return _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
 }
 
+/* 3-bit codes: the high bits of weights 0..15 of both blocks (lo), then 16..31 (hi), are a
+ * 32-bit byte mask each, and a masked add puts the 4 in. */
+AVX512 static inline void tile_high_bits(uint32_t h0, uint32_t h1, __m256i *lo, __m256i *hi) {
+    const __m256i four = _mm256_set1_epi8(4);
+    const __mmask32 ml = (h0 & 0xFFFFu) | (h1 << 16), mh = (h0 >> 16) | (h1 & 0xFFFF0000u);
+    *lo = _mm256_mask_add_epi8(*lo, ml, *lo, four);
+    *hi = _mm256_mask_add_epi8(*hi, mh, *hi, four);
+}
+
 #define TILE_TARGET AVX512
 #include "tile_grouped.h"
 

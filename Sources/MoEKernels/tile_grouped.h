@@ -9,7 +9,9 @@
  *                              the lanes [k0b0 k1b0 k2b0 k3b0 | k0b1 k1b1 k2b1 k3b1] (sub-block k,
  *                              activation block b); sub-blocks k >= live count 0;
  *   tile_fold_signed(...)      the same for signed weight values (|w| given as lo/hi, the signs
- *                              as slo/shi).
+ *                              as slo/shi);
+ *   tile_high_bits(h0, h1, lo, hi)  adds 4 to the 3-bit codes whose high bit is set: bit j of
+ *                              h0 (h1) is that of weight j of the sub-block's first (second) block.
  *
  * The integer sums are exact on either path, and the float work after them is written once,
  * here, so both paths give the same bits for every product. Every tile accumulates a (row,
@@ -55,8 +57,7 @@ TILE_TARGET static inline float tile_hsum(__m256 v) {
  * bytes in the sub-block order (see the top of this file). Weight 8k + i of a block sits in bits
  * 2k..2k+1 of its byte i, so a 64-bit shift of the block's first 8 bytes by 2k gives weights
  * 8k..8k+7 in the low bits of each byte: shifts 0 and 2 give weights 0..15, 4 and 6 weights
- * 16..31. For 3 bits the high bit of weight j is bit j of the next 32-bit word: byte j / 8 of it
- * is spread over 8 bytes and bit j % 8 tested. */
+ * 16..31. For 3 bits the high bit of weight j is bit j of the next 32-bit word (tile_high_bits). */
 TILE_TARGET static inline void tile_lowbit_pair(const uint8_t *b0, const uint8_t *b1, const int bits, __m256i *lo,
                                                 __m256i *hi) {
     uint64_t q0, q1;
@@ -70,15 +71,7 @@ TILE_TARGET static inline void tile_lowbit_pair(const uint8_t *b0, const uint8_t
         uint32_t h0, h1;
         memcpy(&h0, b0 + 8, 4);
         memcpy(&h1, b1 + 8, 4);
-        const __m256i h = _mm256_set_epi32((int)h1, (int)h1, (int)h1, (int)h1, (int)h0, (int)h0, (int)h0, (int)h0);
-        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL), four = _mm256_set1_epi8(4);
-        const __m256i spread_lo = _mm256_set_epi64x(0x0101010101010101LL, 0, 0x0101010101010101LL, 0);
-        const __m256i spread_hi = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
-                                                    0x0303030303030303LL, 0x0202020202020202LL);
-        const __m256i tl = _mm256_and_si256(_mm256_shuffle_epi8(h, spread_lo), bit);
-        const __m256i th = _mm256_and_si256(_mm256_shuffle_epi8(h, spread_hi), bit);
-        *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(tl, bit), four));
-        *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(th, bit), four));
+        tile_high_bits(h0, h1, lo, hi);
     }
 }
 
