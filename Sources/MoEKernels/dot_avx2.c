@@ -485,6 +485,43 @@ AVX2 static inline void tile_high_bits(uint32_t h0, uint32_t h1, __m256i *lo, __
 #define TILE_TARGET AVX2
 #include "tile_grouped.h"
 
+/* 3- and 2-bit rows whose width is not a multiple of 64 (the others run as tiles), as the
+ * portable kernel: s * sum_b d_b qdot_b - m s * sum_b s_b, two accumulators over alternate
+ * blocks. A block's codes come from the tiles' unpack, put back in weight order. */
+AVX2 __attribute__((always_inline)) static inline float lowbit_row(const uint8_t *row, const moe_xq *x, int64_t n,
+                                                                  const int bits, const int group) {
+    const int64_t gb = 2 + group * bits / 8, nsub = group / 32;
+    const float mid = (float)(1 << (bits - 1));
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    float o0 = 0, o1 = 0;
+    for (int64_t g0 = 0; g0 < n; g0 += group, row += gb) {
+        _mm_prefetch((const char *)(row + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+        const float s = _cvtsh_ss(moe_load_u16(row));
+        for (int64_t k = 0; k < nsub; k++) {
+            const int64_t b = g0 / 32 + k;
+            const uint8_t *blk = row + 2 + k * MOE_LOWBIT_BLOCK(bits);
+            __m256i lo, hi;
+            tile_lowbit_pair(blk, blk, bits, &lo, &hi);
+            const __m256i c = _mm256_permute2x128_si256(lo, hi, 0x20);
+            const __m256i q = _mm256_maddubs_epi16(c, _mm256_loadu_si256((const __m256i *)(x->q + 32 * b)));
+            const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(q, _mm256_set1_epi16(1)));
+            if (b & 1) {
+                a1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x->d[b]), a1);
+                o1 += -mid * s * x->s[b];
+            } else {
+                a0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x->d[b]), a0);
+                o0 += -mid * s * x->s[b];
+            }
+        }
+    }
+    return hsum(_mm256_add_ps(a0, a1)) + (o0 + o1);
+}
+
+AVX2 static float dot_lowbit(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group) {
+    if (bits == 3) return group == 64 ? lowbit_row(row, x, n, 3, 64) : lowbit_row(row, x, n, 3, 32);
+    return group == 64 ? lowbit_row(row, x, n, 2, 64) : lowbit_row(row, x, n, 2, 32);
+}
+
 /* ---- attention ---- */
 
 /* Sums of 8 vectors, as one vector: lane i = sum of a[i]'s lanes. */
@@ -694,6 +731,5 @@ AVX2 static float sum_f32(const float *a, int64_t n, int streams) {
 }
 
 const moe_kernels moe_kernels_avx2 = {dot_f32, dot_bf16, dot_i8, dot_i4, sum_f32, pair_i4, tile_q, quant_i8, quant_i16,
-    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4,
-    moe_dot_lowbit_scalar};   /* 3- and 2-bit rows run as tiles; the portable kernel takes widths that are not a multiple of 64 */
+    tile_i8, attend_group, attend_group_f16, to_f16, swiglu, log_sum_exp, dot_f16, widen_bf16, widen_f16, dot_nl4, dot_lowbit};
 #endif
