@@ -34,9 +34,10 @@ final class AttentionKernelTests: XCTestCase {
             try KernelConfig.setPath(path)
             // head_dim 40 is not a multiple of 8 and 65 heads per group are beyond the SIMD code's
             // limit (the portable code runs); 100 and 300 positions leave a tail after the
-            // 8-position and 64-position blocks.
+            // 8-position and 64-position blocks; head_dim 128, 256 and 264 take several 64-value
+            // passes over the values, the last one partial at 264.
             for (hd, group, visible) in [(64, 4, 1), (64, 4, 8), (64, 4, 300), (40, 2, 37), (128, 1, 100), (72, 3, 65),
-                                         (64, 65, 9)] {
+                                         (64, 65, 9), (128, 2, 300), (256, 2, 300), (264, 1, 20)] {
                 let kvHeads = 2, stride = kvHeads * hd
                 let q = (0..<(group * hd)).map { _ in random() }
                 let k = (0..<(visible * stride)).map { _ in random() }
