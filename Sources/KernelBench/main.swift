@@ -146,7 +146,7 @@ func matmulGMACs(_ copies: [QuantizedMatrix], tokens: Int, threads: Int) -> Doub
 
 if runBatch {
     print("")
-    print("products of several tokens (G multiply-adds/s; 4096x1024, hot = one matrix, cold = copies)")
+    print("products of several tokens (G multiply-adds/s; 4096x1024, hot = one matrix, cold = copies; 16 and 64 tokens as in prefill)")
     print("format     tokens   hot1   hot2  cold1  cold2")
     let batchShape = shapes[0]
     let batchWeights = randomFloats(batchShape.rows * batchShape.cols, seed: 1, scale: 0.05)
@@ -159,7 +159,7 @@ if runBatch {
         let copies = (0..<max(2, coldBytes / q.byteCount)).compactMap {
             _ in try? QuantizedMatrix(copying: raw, rows: q.rows, cols: q.cols, format: f)
         }
-        for tokens in [1, 2, 4, 8] {
+        for tokens in [1, 2, 4, 8, 16, 64] {
             let rates = [matmulGMACs([q], tokens: tokens, threads: 1), matmulGMACs([q], tokens: tokens, threads: 2),
                          matmulGMACs(copies, tokens: tokens, threads: 1), matmulGMACs(copies, tokens: tokens, threads: 2)]
             print(f.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
