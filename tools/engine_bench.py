@@ -116,6 +116,11 @@ def main():
     bundles, ggufs = named(args.bundle, "--bundle"), named(args.gguf, "--gguf")
     workdir = args.workdir or tempfile.mkdtemp(prefix="engine_bench.")
     os.makedirs(workdir, exist_ok=True)
+    for name, path in ggufs.items():
+        if name not in bundles:
+            sys.exit(f"--gguf {name}=... names no --bundle")
+        if not os.path.isfile(path):
+            sys.exit(f"--gguf {name}: no file at {path}")
     for name, bundle in bundles.items():
         if name not in ggufs:
             ggufs[name] = os.path.join(workdir, f"{name}.gguf")

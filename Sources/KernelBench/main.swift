@@ -96,7 +96,7 @@ for streams in [1, MemoryBandwidth.defaultStreams] {
 // The probe `moepack bench` reports, for comparison.
 KernelConfig.setThreads(2)
 print(String(format: "moepack bench's probe (%@): %.1f GB/s", MemoryBandwidth.describe(threads: 2),
-             MemoryBandwidth.measureRead() / 1e9))
+             try MemoryBandwidth.measureRead() / 1e9))
 print("")
 print("format     shape               bytes    hot1   hot2  cold1  cold2 GB/s   err-vs-deq  err-vs-f32")
 for shape in shapes {

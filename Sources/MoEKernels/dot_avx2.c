@@ -6,11 +6,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-/* Brings the first `bytes` of a weight stream towards L1 before its kernel starts. */
-static inline void prefetch_rows(const uint8_t *p, int64_t bytes) {
-    for (const uint8_t *end = p + bytes; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
-}
-
 AVX2 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -14,7 +14,7 @@
 moe_kernels moe_kernels_avx512;
 
 /*
- * int8 rows times int16 activations: one row x T tokens (T = 1..8), n a
+ * int8 rows times int16 activations: one or two rows x T tokens (T = 1..8), n a
  * multiple of 16. 32 weights are widened to int16 once and meet each token's
  * 32 codes in one vpdpwssd (multiply pairs, add to 16 int32 lanes); the AVX2
  * path needs a widen, a madd and an add per 16. A lane of a 1024-value block
@@ -24,86 +24,52 @@ moe_kernels moe_kernels_avx512;
  * matvec and batched decode equals decoding alone.
  */
 __attribute__((always_inline)) AVX512 static inline void
-i8_row(const uint8_t *row, const moe_xq *x, int64_t n, float *y, int64_t ys, const int T) {
-    const int8_t *w = (const int8_t *)(row + 4);
-    __m512 acc[8];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+i8_rows(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int T, const int R) {
+    /* R = 1 or 2 rows (2 for 5 to 8 tokens: every activation load serves both rows; 2 x 8 int32
+     * sums and four widened weight vectors fit AVX-512's 32 registers). Each (row, token) takes
+     * the same steps in the same order whatever R, so the bits do not depend on it. */
+    const int8_t *w[2] = {(const int8_t *)(row + 4), (const int8_t *)(row + (R > 1 ? rb : 0) + 4)};
+    __m512 acc[2][8];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
         const int64_t end = c + MOE_QBLOCK16 < n ? c + MOE_QBLOCK16 : n;
-        __m512i sum[8];
-        for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_si512();
+        __m512i sum[2][8];
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < T; t++) sum[r][t] = _mm512_setzero_si512();
         int64_t k = c;
         for (; k + 64 <= end; k += 64) {
-            _mm_prefetch((const char *)(w + k + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
-            const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k + 32)));
+            __m512i w0[2], w1[2];
+            for (int r = 0; r < R; r++) {
+                _mm_prefetch((const char *)(w[r] + k + MOE_PREFETCH_BYTES), _MM_HINT_T0);
+                w0[r] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w[r] + k)));
+                w1[r] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w[r] + k + 32)));
+            }
             for (int t = 0; t < T; t++) {
-                sum[t] = _mm512_dpwssd_epi32(sum[t], w0, _mm512_loadu_si512((const void *)(x[t].q16 + k)));
-                sum[t] = _mm512_dpwssd_epi32(sum[t], w1, _mm512_loadu_si512((const void *)(x[t].q16 + k + 32)));
+                const __m512i x0 = _mm512_loadu_si512((const void *)(x[t].q16 + k));
+                const __m512i x1 = _mm512_loadu_si512((const void *)(x[t].q16 + k + 32));
+                for (int r = 0; r < R; r++)
+                    sum[r][t] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(sum[r][t], w0[r], x0), w1[r], x1);
             }
         }
         /* the block's last 16 to 48 columns: masked loads, the lanes past the end are zero */
         for (; k < end; k += 32) {
             const __mmask32 m = end - k >= 32 ? 0xFFFFFFFFu : (1u << (end - k)) - 1;
-            const __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, w + k));
-            for (int t = 0; t < T; t++)
-                sum[t] = _mm512_dpwssd_epi32(sum[t], wv, _mm512_maskz_loadu_epi16(m, x[t].q16 + k));
-        }
-        for (int t = 0; t < T; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[t]), _mm512_set1_ps(x[t].d16[c / MOE_QBLOCK16]), acc[t]);
-    }
-    const float scale = moe_load_f32(row);
-    for (int t = 0; t < T; t++) y[t * ys] = scale * _mm512_reduce_add_ps(acc[t]);
-}
-
-/* Two rows x T tokens (T = 5..8, prefill and batched decode of 5 to 8 sequences): every
- * activation load serves both rows, and each (row, token) takes the same steps in the same
- * order as in i8_row, so the bits are i8_row's. 2 x 8 int32 sums and four widened weight
- * vectors fit AVX-512's 32 registers. */
-__attribute__((always_inline)) AVX512 static inline void
-i8_row2(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, int64_t ys, const int T) {
-    const int8_t *wa = (const int8_t *)(row + 4), *wb = (const int8_t *)(row + rb + 4);
-    __m512 acc[2][8];
-    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < n; c += MOE_QBLOCK16) {
-        const int64_t end = c + MOE_QBLOCK16 < n ? c + MOE_QBLOCK16 : n;
-        __m512i sa[8], sb[8];
-        for (int t = 0; t < T; t++) sa[t] = sb[t] = _mm512_setzero_si512();
-        int64_t k = c;
-        for (; k + 64 <= end; k += 64) {
-            _mm_prefetch((const char *)(wa + k + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-            _mm_prefetch((const char *)(wb + k + MOE_PREFETCH_BYTES), _MM_HINT_T0);
-            const __m512i a0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wa + k)));
-            const __m512i a1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wa + k + 32)));
-            const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wb + k)));
-            const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wb + k + 32)));
-            for (int t = 0; t < T; t++) {
-                const __m512i x0 = _mm512_loadu_si512((const void *)(x[t].q16 + k));
-                const __m512i x1 = _mm512_loadu_si512((const void *)(x[t].q16 + k + 32));
-                sa[t] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(sa[t], a0, x0), a1, x1);
-                sb[t] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(sb[t], b0, x0), b1, x1);
-            }
-        }
-        for (; k < end; k += 32) {
-            const __mmask32 m = end - k >= 32 ? 0xFFFFFFFFu : (1u << (end - k)) - 1;
-            const __m512i av = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, wa + k));
-            const __m512i bv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, wb + k));
+            __m512i wv[2];
+            for (int r = 0; r < R; r++) wv[r] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, w[r] + k));
             for (int t = 0; t < T; t++) {
                 const __m512i xv = _mm512_maskz_loadu_epi16(m, x[t].q16 + k);
-                sa[t] = _mm512_dpwssd_epi32(sa[t], av, xv);
-                sb[t] = _mm512_dpwssd_epi32(sb[t], bv, xv);
+                for (int r = 0; r < R; r++) sum[r][t] = _mm512_dpwssd_epi32(sum[r][t], wv[r], xv);
             }
         }
         for (int t = 0; t < T; t++) {
             const __m512 d = _mm512_set1_ps(x[t].d16[c / MOE_QBLOCK16]);
-            acc[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa[t]), d, acc[0][t]);
-            acc[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb[t]), d, acc[1][t]);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), d, acc[r][t]);
         }
     }
-    const float scale_a = moe_load_f32(row), scale_b = moe_load_f32(row + rb);
-    for (int t = 0; t < T; t++) {
-        y[t * ys] = scale_a * _mm512_reduce_add_ps(acc[0][t]);
-        y[t * ys + 1] = scale_b * _mm512_reduce_add_ps(acc[1][t]);
+    for (int r = 0; r < R; r++) {
+        const float scale = moe_load_f32(row + r * rb);
+        for (int t = 0; t < T; t++) y[t * ys + r] = scale * _mm512_reduce_add_ps(acc[r][t]);
     }
 }
 
@@ -115,8 +81,8 @@ i8_row2(const uint8_t *row, int64_t rb, const moe_xq *x, int64_t n, float *y, in
                                                            int64_t ys) {                                 \
         int64_t r = 0;                                                                                  \
         if (T >= 5)                                                                                     \
-            for (; r + 2 <= nrows; r += 2) i8_row2(w + r * rb, rb, x, n, y + r, ys, T);                 \
-        for (; r < nrows; r++) i8_row(w + r * rb, x, n, y + r, ys, T);                                  \
+            for (; r + 2 <= nrows; r += 2) i8_rows(w + r * rb, rb, x, n, y + r, ys, T, 2);              \
+        for (; r < nrows; r++) i8_rows(w + r * rb, rb, x, n, y + r, ys, T, 1);                          \
     }
 I8_ROWS(1)
 I8_ROWS(2)

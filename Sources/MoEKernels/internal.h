@@ -166,6 +166,13 @@ void moe_widen_f16_scalar(const uint16_t *src, float *dst, int64_t n);
  * memory bandwidth rather than at memory latency. */
 #define MOE_PREFETCH_BYTES 1536
 
+#if defined(__x86_64__)
+/* Brings the first `bytes` of a weight stream towards L1 before its kernel starts. */
+static inline void moe_prefetch_rows(const uint8_t *p, int64_t bytes) {
+    for (const uint8_t *end = p + bytes; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
+#endif
+
 /* Worker pool: run fn(ctx, chunk, nchunks) once for every chunk in
  * 0..<nchunks, spread over the caller and the workers (any order, any thread). */
 #define MOE_MAX_POOL 64

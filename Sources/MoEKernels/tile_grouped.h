@@ -239,8 +239,7 @@ TILE_TARGET static void tile_q(int fmt, const uint8_t *w, int64_t rb, int64_t nr
     if (ntok == 1) {
         /* The tile prefetches four rows ahead; start the first eight now, or a chunk of an
          * expert-sized matrix begins with demand misses (12 against 14 GB/s on one core). */
-        for (const uint8_t *p = w, *e = w + (nrows < 8 ? nrows : 8) * rb; p < e; p += 64)
-            _mm_prefetch((const char *)p, _MM_HINT_T0);
+        moe_prefetch_rows(w, (nrows < 8 ? nrows : 8) * rb);
         f[0](w, rb, nrows, x, n, y, ystride);
         return;
     }

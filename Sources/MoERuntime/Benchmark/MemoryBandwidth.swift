@@ -12,14 +12,18 @@ import MoEKernels
 /// core's prefetchers reach the most bandwidth. The figure is the median of the repeats, so
 /// one lucky or unlucky pass on a shared machine does not set it.
 public enum MemoryBandwidth {
-    /// Concurrent streams per thread of the probe `bench` reports.
+    /// The probe `bench` reports: MiB read, concurrent streams per thread, reads (the median counts).
+    public static let defaultMegabytes = 512
     public static let defaultStreams = 4
+    public static let defaultRepeats = 7
 
     /// Bytes per second: the median of `repeats` reads of `megabytes`, each thread of the
     /// kernel worker pool (sized by `KernelConfig.setThreads`) reading `streams` streams at once.
-    public static func measureRead(megabytes: Int = 512, streams: Int = defaultStreams, repeats: Int = 7) -> Double {
+    /// Throws when the buffer cannot be reserved.
+    public static func measureRead(megabytes: Int = defaultMegabytes, streams: Int = defaultStreams,
+                                   repeats: Int = defaultRepeats) throws -> Double {
         let count = megabytes << 20 / 4
-        guard let arena = try? PayloadArena(capacity: count * 4) else { return .nan }
+        let arena = try PayloadArena(capacity: count * 4)
         let region = arena.region(offset: 0, count: count * 4)
         let buffer = region.baseAddress!.bindMemory(to: Float.self, capacity: count)
         buffer.initialize(repeating: 1, count: count) // touch every page before timing
@@ -38,6 +42,7 @@ public enum MemoryBandwidth {
 
     /// How `measureRead` with its defaults reads, for reports.
     public static func describe(threads: Int) -> String {
-        "median of 7 reads of 512 MiB, \(threads) thread\(threads == 1 ? "" : "s") × \(defaultStreams) streams, 2 MiB pages advised"
+        "median of \(defaultRepeats) reads of \(defaultMegabytes) MiB, \(threads) thread\(threads == 1 ? "" : "s") × "
+            + "\(defaultStreams) streams, 2 MiB pages advised"
     }
 }

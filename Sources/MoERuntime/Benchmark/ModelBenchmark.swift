@@ -110,7 +110,7 @@ public struct ModelBenchmark {
         }
 
         log("memory bandwidth")
-        let bandwidth = MemoryBandwidth.measureRead()
+        let bandwidth = try MemoryBandwidth.measureRead()
         let zstd = try Self.zstdDecompressionGBps(path: modelPath)
         // The sgemm reference runs last on OpenBLAS's own threads, once the kernel pool's workers
         // have gone idle, so the two pools never compete for the cores during a measurement.
