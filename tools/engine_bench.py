@@ -75,15 +75,28 @@ def llama_bench(binary, gguf, args, ik):
     return out, info
 
 
+def amd_core(family, model):
+    """The Zen generation of an AMD family-25 CPU: a VM's model name is often just "AMD EPYC"."""
+    if family != 25:
+        return None
+    return "Zen 4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF else "Zen 3"
+
+
 def cpu_summary():
-    model, flags = "?", set()
+    fields, flags = {}, set()
     with open("/proc/cpuinfo") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
+            key = key.strip()
+            if key == "flags":
                 flags = set(value.split())
+            elif key in ("model name", "vendor_id", "cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+    model = fields.get("model name", "?")
+    if fields.get("cpu family", "").isdigit() and fields.get("model", "").isdigit():
+        family, number = int(fields["cpu family"]), int(fields["model"])
+        core = amd_core(family, number) if fields.get("vendor_id") == "AuthenticAMD" else None
+        model += f" (family {family}, model {number}" + (f": {core})" if core else ")")
     wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"]
     return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
 

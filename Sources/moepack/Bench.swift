@@ -64,6 +64,7 @@ struct Bench: ParsableCommand {
         let spread = report.decodeTokensPerSecondRuns
         print("""
         model          \(report.model)
+        cpu            \(report.cpu), kernel path \(report.kernelPath)
         threads        \(report.threads) (OpenBLAS core: \(report.blasCore))
         load           \(f(report.loadSeconds, 3)) s\(report.zstdGBpsPerCore.map { " (zstd \(f($0, 2)) GB/s per core)" } ?? ""), weights \(CheckpointSummary.bytes(report.weightBytes)), peak RSS \(CheckpointSummary.bytes(report.peakRSSBytes))
         prefill        \(f(report.prefillTokensPerSecond)) tokens/s (\(report.promptTokens) tokens), \(f(report.prefillGFLOPS)) GFLOP/s vs sgemm \(f(report.sgemmGFLOPS)) GFLOP/s

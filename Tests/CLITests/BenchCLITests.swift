@@ -18,6 +18,15 @@ final class BenchCLITests: XCTestCase {
         XCTAssertEqual(report["batchStreams"] as? Int, 2)
         XCTAssertEqual(report["kvCachePrecision"] as? String, "f32", "the tiny checkpoint runs at full precision")
         XCTAssertEqual((report["decodeTokensPerSecondRuns"] as? [Double])?.count, 3)
+        // The figures name their machine: the processor as /proc/cpuinfo calls it, and the path.
+        let cpu = try XCTUnwrap(report["cpu"] as? String)
+        if let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let name = line.split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) {
+            XCTAssertTrue(cpu.hasPrefix(name), "\(cpu) does not start with \(name)")
+        }
+        XCTAssertTrue(["scalar", "avx2", "avx512", "neon"].contains(report["kernelPath"] as? String ?? ""),
+                      "\(report["kernelPath"] ?? "none")")
         // Part of decoding runs inside the kernel pool's jobs (the pool's clock is wired up) and
         // part outside them.
         for key in ["decodeSerialFraction", "batchSerialFraction"] {

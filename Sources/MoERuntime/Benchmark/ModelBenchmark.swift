@@ -22,6 +22,9 @@ public struct ModelBenchmark {
     public struct Report: Codable, Sendable {
         public var model: String
         public var threads: Int
+        /// The processor (CPUDescription) and the kernel path that ran (KernelConfig).
+        public var cpu: String
+        public var kernelPath: String
         public var blasCore: String
         public var loadSeconds: Double
         public var promptTokens: Int
@@ -121,7 +124,8 @@ public struct ModelBenchmark {
         let prefill = median(prefillRates)
         let flopsPerToken = 2.0 * Double(ModelLayout(config: c).parameterCounts.activePerToken)
         return Report(
-            model: modelPath, threads: threads, blasCore: String(cString: openblas_get_corename()),
+            model: modelPath, threads: threads, cpu: CPUDescription.current(), kernelPath: KernelConfig.path.name,
+            blasCore: String(cString: openblas_get_corename()),
             loadSeconds: loadSeconds, promptTokens: options.promptTokens, generatedTokens: options.generatedTokens,
             prefillTokensPerSecond: prefill, prefillTokensPerSecondRuns: prefillRates,
             prefillGFLOPS: prefill * flopsPerToken / 1e9,
