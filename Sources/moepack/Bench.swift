@@ -10,7 +10,8 @@ struct Bench: ParsableCommand {
         Decoding a token reads every active weight once, so the floor on time per token is \
         (active weight bytes) / (memory bandwidth). bench measures the bandwidth itself with a \
         STREAM-style read test and reports the fraction reached. Prefill is compared with \
-        OpenBLAS sgemm on a matrix of the model's hidden size. See docs/performance.md.
+        OpenBLAS sgemm on a matrix of the model's hidden size. The report names the CPU (model \
+        name, x86 family and model) and the kernel path that ran. See docs/performance.md.
         """)
 
     @Argument(help: "Checkpoint directory or bundle.")
