@@ -48,7 +48,7 @@ let package = Package(
 
         // Converter stages: calibrate, prune, quantize, pack; profiles.
         .target(name: "MoEConvert",
-                dependencies: ["MoERuntime", "MoEFormat", "MoETokenizer", "MoEKernels", "TOMLKit"]),
+                dependencies: ["MoERuntime", "MoEFormat", "MoETokenizer", "MoEKernels", "CBLAS", "TOMLKit"]),
 
         // Bundles written in other engines' formats (GGUF for llama.cpp). No compute.
         .target(name: "MoEExport",
@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "MoEFormatTests", dependencies: ["MoEFormat", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEFormat", "MoEKernels", "MoETokenizer", "MoETestSupport"]),
-        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoETokenizer", "MoETestSupport"]),
+        .testTarget(name: "MoEConvertTests", dependencies: ["MoEConvert", "MoERuntime", "MoEFormat", "MoEKernels", "MoETokenizer", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEServe", "MoERuntime", "MoETokenizer", "MoETestSupport",
                                                          .product(name: "Logging", package: "swift-log"),
                                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),

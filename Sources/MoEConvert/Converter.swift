@@ -21,14 +21,19 @@ public struct ConvertOptions: Sendable {
     /// Calibration-aware rounding: each input channel's importance from calibration statistics
     /// (docs/quantization.md); nil rounds to nearest.
     public var importance: ImportanceMap?
+    /// Error-compensating (GPTQ) rounding from the Gram matrices of each weight's inputs
+    /// (docs/quantization.md); nil keeps `importance`'s rounding.
+    public var hessians: InputHessians?
     /// A size solver's plan: a format per weight and the experts to prune, instead of the
     /// profile's formats and prune stage (the profile still sets compression).
     public var plan: SizePlan?
     public var progress: (@Sendable (ConvertProgress) -> Void)?
 
     public init(profile: Profile, pruneStage: (any PruneStage)? = nil, pruneRatio: Double? = nil,
-                importance: ImportanceMap? = nil, plan: SizePlan? = nil, progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
+                importance: ImportanceMap? = nil, hessians: InputHessians? = nil, plan: SizePlan? = nil,
+                progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
         self.plan = plan
+        self.hessians = hessians
         self.profile = profile
         self.pruneStage = pruneStage
         self.pruneRatio = pruneRatio
@@ -54,7 +59,8 @@ public enum Converter {
         try layout.validate(names: checkpoint.tensorNames) { try checkpoint.info($0).shape }
         let profile = options.profile
 
-        var parameters = ["profile": profile.name, "rounding": options.importance == nil ? "nearest" : "calibrated"]
+        var parameters = ["profile": profile.name,
+                          "rounding": options.hessians != nil ? "gptq" : (options.importance == nil ? "nearest" : "calibrated")]
         if let importance = options.importance {
             try importance.stats.checkApplies(to: ModelIdentity.compute(CheckpointWeights(checkpoint: checkpoint)), config: config)
             parameters["rounding_calibration_identity"] = importance.stats.model.identity
@@ -120,7 +126,8 @@ public enum Converter {
             var progress = ConvertProgress(tensorsDone: 0, tensorsTotal: specs.count, sourceBytesDone: 0,
                                            sourceBytesTotal: sourceTotal, bytesWritten: 0)
             let reader = TensorReader(checkpoint: checkpoint)
-            var packer = TensorPacker(reader: reader, writer: writer, profile: profile, importance: options.importance,
+            var packer = TensorPacker(reader: reader, writer: writer, profile: profile,
+                                      rounding: WeightRounding(importance: options.importance, hessians: options.hessians),
                                       formats: options.plan?.formats ?? [:])
             var tensors: [BundleTensor] = []
             for spec in specs {
@@ -131,6 +138,10 @@ public enum Converter {
                 progress.sourceBytesDone += try checkpoint.info(spec.name).byteRange.count
                 progress.bytesWritten = tensors.last.map { $0.payload.offset + $0.payload.length } ?? 0
                 options.progress?(progress)
+            }
+            if let hessians = options.hessians {
+                parameters["gptq_tokens"] = String(hessians.tokens)
+                parameters["gptq_rows"] = "\(packer.compensatedRows) of \(packer.compensableRows)"
             }
             let manifest = BundleManifest(
                 alignment: writer.alignment, configJSON: String(decoding: checkpoint.configData, as: UTF8.self),

@@ -7,20 +7,24 @@ struct TensorPacker {
     let reader: TensorReader
     let writer: BundleWriter
     let profile: Profile
-    let importance: ImportanceMap?
+    let rounding: WeightRounding
     /// Per-tensor formats that override the profile's (a size plan).
     let formats: [String: WeightFormat]
     private var scratch: [UInt8] = []
     private var floats: [Float] = []
     private var packed: [UInt8] = []
+    /// Rows of the tensors that error-compensating rounding could serve, and the rows where it
+    /// was kept (the rest rounded to nearest).
+    private(set) var compensableRows = 0
+    private(set) var compensatedRows = 0
 
-    init(reader: TensorReader, writer: BundleWriter, profile: Profile, importance: ImportanceMap? = nil,
+    init(reader: TensorReader, writer: BundleWriter, profile: Profile, rounding: WeightRounding = .nearest,
          formats: [String: WeightFormat] = [:]) {
         self.formats = formats
         self.reader = reader
         self.writer = writer
         self.profile = profile
-        self.importance = importance
+        self.rounding = rounding
     }
 
     /// Every tensor is stored whole: pruned bundles keep the full router (docs/pruning.md) and
@@ -41,7 +45,25 @@ struct TensorPacker {
             throw ProfileError("tensor \(spec.name) [\(rows), \(cols)] cannot be stored as \(format.rawValue)")
         }
         try writer.beginPayload(rawLength: total, compression: profile.compression, zstdLevel: profile.zstdLevel)
-        let columnImportance = is2D && spec.tensorClass != .mtp ? importance?.importance(for: spec, cols: cols) : nil
+        if is2D && spec.tensorClass != .mtp && rounding.compensates(spec, format: format) {
+            // Compensated rounding carries each column's error into the later ones: the whole
+            // tensor at once (one expert or projection).
+            var w = [Float](repeating: 0, count: rows * cols)
+            try w.withUnsafeMutableBufferPointer { try reader.read(spec.name, start: 0, count: rows * cols, into: $0.baseAddress!, scratch: &scratch) }
+            let result: WeightRounding.Result
+            do {
+                result = try rounding.quantize(spec, values: w, rows: rows, cols: cols, format: format)
+            } catch {
+                throw ProfileError("cannot store tensor \(spec.name) as \(format.rawValue): \(error)")
+            }
+            compensableRows += rows
+            compensatedRows += result.compensatedRows
+            try result.bytes.withUnsafeBytes { try writer.appendPayload($0) }
+            let location = try writer.endPayload()
+            return BundleTensor(name: spec.name, tensorClass: spec.tensorClass, format: format, shape: shape,
+                                layer: spec.layer, expert: spec.expert, payload: location)
+        }
+        let columnImportance = is2D && spec.tensorClass != .mtp ? rounding.importance?.importance(for: spec, cols: cols) : nil
 
         let blockRows = max(1, min(rows, Converter.blockBytes / max(1, cols * 4)))
         if floats.count < blockRows * cols { floats = [Float](repeating: 0, count: blockRows * cols) }

@@ -124,6 +124,15 @@ float moe_dot_nl4_scalar(const uint8_t *row, const moe_xq *x, int64_t n);
 extern const int8_t moe_q4_grid[16];
 extern const int8_t moe_q3_grid[8];
 extern const int8_t moe_q2_grid[4];
+/* Index of the grid value nearest to v among the L ascending values g (L a power of two; ties
+ * to the lower one). */
+static inline int moe_nearest_code(const float *g, int L, float v) {
+    int lo = 0;
+    for (int half = L / 2; half > 0; half >>= 1)
+        if (lo + half < L && v > 0.5f * (g[lo + half - 1] + g[lo + half])) lo += half;
+    return lo;
+}
+
 /* One group of n <= 128 weights on a grid of `levels` values (16, 8 or 4; quant_grid.c): the
  * f16 scale and the n code indices. imp[n] weights the squared error (NULL: all 1); search = 0
  * is the plain rule only. MOE_ERR_RANGE when the scale does not fit f16. */
@@ -137,6 +146,25 @@ int moe_quantize_grid_group(const float *v, const float *imp, int n, const int8_
  * little-endian word the high bit of weight j. MOE_LOWBIT_BLOCK is the bytes per 32 weights.
  */
 #define MOE_LOWBIT_BLOCK(bits) ((bits) * 4)
+
+/* Nibble position of element j (0..group-1) inside a 4-bit group's data bytes:
+ * sub-block k = j / 32 uses bytes [16k, 16k+16); element 32k+i (i < 16) is the
+ * low nibble of byte 16k+i, element 32k+16+i the high nibble. */
+static inline void moe_put_nibble(uint8_t *data, int j, unsigned v) {
+    int k = j >> 5, i = j & 31;
+    uint8_t *b = data + 16 * k + (i & 15);
+    if (i < 16) *b = (uint8_t)((*b & 0xF0u) | v);
+    else *b = (uint8_t)((*b & 0x0Fu) | (v << 4));
+}
+
+/* The codes of 32 weights of a 3- or 2-bit group into their MOE_LOWBIT_BLOCK(bits) bytes. */
+static inline void moe_put_lowbit_block(uint8_t *blk, int bits, const uint8_t *codes) {
+    memset(blk, 0, (size_t)MOE_LOWBIT_BLOCK(bits));
+    for (int j = 0; j < 32; j++) {
+        blk[j & 7] |= (uint8_t)((codes[j] & 3u) << (2 * (j >> 3)));
+        if (bits == 3) blk[8 + (j >> 3)] |= (uint8_t)(((codes[j] >> 2) & 1u) << (j & 7));
+    }
+}
 float moe_dot_lowbit_scalar(const uint8_t *row, const moe_xq *x, int64_t n, int bits, int group);
 
 extern const moe_kernels moe_kernels_scalar;

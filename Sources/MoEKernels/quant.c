@@ -104,15 +104,6 @@ static void quantize_int8_row(const float *w, int64_t n, uint8_t *out) {
     }
 }
 
-/* Nibble position of element j (0..group-1) inside a group's data bytes:
- * sub-block k = j / 32 uses bytes [16k, 16k+16); element 32k+i (i < 16) is the
- * low nibble of byte 16k+i, element 32k+16+i the high nibble. */
-static inline void put_nibble(uint8_t *data, int j, unsigned v) {
-    int k = j >> 5, i = j & 31;
-    uint8_t *b = data + 16 * k + (i & 15);
-    if (i < 16) *b = (uint8_t)((*b & 0xF0u) | v);
-    else *b = (uint8_t)((*b & 0x0Fu) | (v << 4));
-}
 
 static int quantize_int4_row(const float *w, int64_t n, int group, int asym, uint8_t *out) {
     int64_t gb = i4_group_bytes(group, asym);
@@ -131,7 +122,7 @@ static int quantize_int4_row(const float *w, int64_t n, int group, int asym, uin
             for (int j = 0; j < group; j++) {
                 long q = s > 0 ? lrintf(v[j] / s) : 0;
                 q = q > 7 ? 7 : (q < -7 ? -7 : q);
-                put_nibble(data, j, (unsigned)(q + 8));
+                moe_put_nibble(data, j, (unsigned)(q + 8));
             }
         } else {
             float lo = v[0], hi = v[0];
@@ -148,7 +139,7 @@ static int quantize_int4_row(const float *w, int64_t n, int group, int asym, uin
             for (int j = 0; j < group; j++) {
                 long q = s > 0 ? lrintf((v[j] - m) / s) : 0;
                 q = q > 15 ? 15 : (q < 0 ? 0 : q);
-                put_nibble(data, j, (unsigned)q);
+                moe_put_nibble(data, j, (unsigned)q);
             }
         }
     }
@@ -178,19 +169,11 @@ static int quantize_grid_row(const moe_format_traits *f, const float *w, const f
         if (err != MOE_OK) return err;
         memcpy(out, &sh, 2);
         memset(out + 2, 0, (size_t)group / 2);
-        for (int j = 0; j < group; j++) put_nibble(out + 2, j, codes[j]);
+        for (int j = 0; j < group; j++) moe_put_nibble(out + 2, j, codes[j]);
     }
     return MOE_OK;
 }
 
-/* The codes of 32 weights of a 3- or 2-bit group into their MOE_LOWBIT_BLOCK(bits) bytes. */
-static void put_lowbit_block(uint8_t *blk, int bits, const uint8_t *codes) {
-    memset(blk, 0, (size_t)MOE_LOWBIT_BLOCK(bits));
-    for (int j = 0; j < 32; j++) {
-        blk[j & 7] |= (uint8_t)((codes[j] & 3u) << (2 * (j >> 3)));
-        if (bits == 3) blk[8 + (j >> 3)] |= (uint8_t)(((codes[j] >> 2) & 1u) << (j & 7));
-    }
-}
 
 /* Code of weight j (0..31) of a 3- or 2-bit block. */
 static inline int get_lowbit(const uint8_t *blk, int bits, int j) {
@@ -212,7 +195,7 @@ static int quantize_lowbit_row(const moe_format_traits *f, const float *w, int64
         int err = moe_quantize_grid_group(w + g0, NULL, group, grid, f->levels, 1, &sh, codes);
         if (err != MOE_OK) return err;
         memcpy(out, &sh, 2);
-        for (int k = 0; k < group / 32; k++) put_lowbit_block(out + 2 + k * MOE_LOWBIT_BLOCK(bits), bits, codes + 32 * k);
+        for (int k = 0; k < group / 32; k++) moe_put_lowbit_block(out + 2 + k * MOE_LOWBIT_BLOCK(bits), bits, codes + 32 * k);
     }
     return MOE_OK;
 }

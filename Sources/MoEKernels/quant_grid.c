@@ -23,20 +23,13 @@ const int8_t moe_q4_grid[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5
 const int8_t moe_q3_grid[8] = {-4, -3, -2, -1, 0, 1, 2, 3};
 const int8_t moe_q2_grid[4] = {-2, -1, 0, 1};
 
-/* Index of the grid value nearest to v among the L values (L a power of two; ties to the lower one). */
-static inline int nearest(const float *g, int L, float v) {
-    int lo = 0;
-    for (int half = L / 2; half > 0; half >>= 1)
-        if (lo + half < L && v > 0.5f * (g[lo + half - 1] + g[lo + half])) lo += half;
-    return lo;
-}
 
 /* Weighted squared error of the group at scale d with the nearest codes (written to codes). */
 static double error_at(const float *v, const float *imp, int n, const float *g, int L, float d, uint8_t *codes) {
     const float id = d != 0 ? 1.0f / d : 0.0f;
     double err = 0;
     for (int j = 0; j < n; j++) {
-        int q = nearest(g, L, v[j] * id);
+        int q = moe_nearest_code(g, L, v[j] * id);
         codes[j] = (uint8_t)q;
         double e = (double)v[j] - (double)d * g[q];
         err += (imp ? imp[j] : 1.0) * e * e;

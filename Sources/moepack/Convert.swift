@@ -24,7 +24,10 @@ struct Convert: ParsableCommand {
     @Option(help: "Calibration statistics (moepack calibrate): calibration-aware rounding, and the prune stage of a profile that has one.")
     var calibration: String?
 
-    @Option(help: "calibrated (the default with --calibration: int4 scales chosen by each input channel's importance) or nearest.")
+    @Option(help: """
+        calibrated (the default with --calibration: grid scales chosen by each input channel's importance), \
+        gptq (error-compensating rounding fitted on --data, kept row by row where it beats the nearest on held-out tokens) or nearest.
+        """)
     var rounding: Rounding?
 
     @Option(help: "Override the profile's prune ratio.")
@@ -42,8 +45,10 @@ struct Convert: ParsableCommand {
         let profile = try Profile.load(self.profile ?? "wint4")
         if target != nil, pruneRatio != nil { throw ValidationError("a size target chooses the pruning itself: leave out --prune-ratio") }
         if target != nil, profile.prune != nil { throw ValidationError("a size target chooses the pruning itself: give a profile without a prune stage") }
+        let hessians = try size.hessians(checkpoint: checkpoint, rounding: rounding)
         let plan = try target.map { target in
-            let (_, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding, target: target)
+            let (_, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding,
+                                          hessians: hessians, target: target)
             FileHandle.standardError.write(Data((SizeTargetOptions.summary(plan) + "\n").utf8))
             return plan
         }
@@ -51,11 +56,9 @@ struct Convert: ParsableCommand {
         let stage = try calibration.map { try CalibrationPruneStage(statsFile: URL(fileURLWithPath: $0)) }
         if rounding == .calibrated && stage == nil { throw ValidationError("--rounding calibrated needs --calibration STATS.json") }
         // A version 1 stats file (no input statistics) still prunes; it rounds to nearest unless asked otherwise.
-        let importance = try stage.flatMap { stage in
-            (rounding ?? (stage.stats.inputs != nil ? .calibrated : .nearest)) == .calibrated ? try ImportanceMap(stats: stage.stats) : nil
-        }
+        let importance = try stage.flatMap { try rounding.importance(stats: $0.stats) }
         let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, importance: importance,
-                                     plan: plan, progress: progress)
+                                     hessians: hessians, plan: plan, progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
         if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? try JSONOutput.encode(summary) : summary.text)
@@ -63,7 +66,19 @@ struct Convert: ParsableCommand {
 }
 
 enum Rounding: String, ExpressibleByArgument, CaseIterable {
-    case calibrated, nearest
+    case calibrated, gptq, nearest
+}
+
+extension Rounding? {
+    /// The importance the nearest rounding uses (for gptq: where it falls back), from a stats
+    /// file; with no --rounding, calibrated when the file has input statistics.
+    func importance(stats: CalibrationStats) throws -> ImportanceMap? {
+        switch self ?? (stats.inputs != nil ? .calibrated : .nearest) {
+        case .nearest: nil
+        case .calibrated: try ImportanceMap(stats: stats)
+        case .gptq: stats.inputs != nil ? try ImportanceMap(stats: stats) : nil
+        }
+    }
 }
 
 enum ConvertProgressDisplay {

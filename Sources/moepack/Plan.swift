@@ -15,7 +15,7 @@ struct Plan: ParsableCommand {
     @Option(help: "Calibration statistics (moepack calibrate).")
     var calibration: String
 
-    @Option(help: "calibrated (the default) or nearest rounding, as convert would use.")
+    @Option(help: "calibrated (the default), gptq (needs --data) or nearest rounding, as convert would use.")
     var rounding: Rounding?
 
     @OptionGroup(title: "Size target")
@@ -29,7 +29,9 @@ struct Plan: ParsableCommand {
 
     func run() throws {
         guard let target = try size.target else { throw ValidationError("give --target-size or --target-bpw") }
-        let (planner, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding, target: target)
+        let hessians = try size.hessians(checkpoint: checkpoint, rounding: rounding)
+        let (planner, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding,
+                                            hessians: hessians, target: target)
         print(SizeTargetOptions.summary(plan))
         if let output { try plan.jsonData().write(to: URL(fileURLWithPath: output)) }
         if let measure {

@@ -11,9 +11,10 @@ struct Quickstart: ParsableCommand {
         abstract: "Run the whole pipeline on the built-in tiny model (or --model) and print a summary.",
         discussion: """
         Steps: inspect the checkpoint, calibrate on its calibration split, convert with the \
-        wint4-prune25 profile, evaluate the bundle against the f32 checkpoint on held-out text \
-        (perplexity, KL divergence, top-1 agreement), measure decode speed, and generate a few \
-        sentences. Each step is also a command of its own (see README.md).
+        wint4-prune25 profile (error-compensating rounding fitted on the calibration split), \
+        evaluate the bundle against the f32 checkpoint on held-out text (perplexity, KL \
+        divergence, top-1 agreement), measure decode speed, and generate a few sentences. Each \
+        step is also a command of its own (see README.md).
         """)
 
     @Option(help: "Checkpoint directory with calibration.txt and heldout.txt (default: the built-in tiny model).")
@@ -56,13 +57,18 @@ struct Quickstart: ParsableCommand {
         try stats.write(to: statsURL)
         say("routing statistics of \(stats.data.tokens) tokens → \(statsURL.path)")
 
-        step("3/6 convert with \(profile)")
+        // As `convert --calibration stats.json --rounding gptq --data calibration.txt`, when the
+        // inputs' Gram matrices fit in a quarter of the memory; else as `--rounding calibrated`.
+        let checkpoint = try Checkpoint(directory: source)
+        let compensate = InputHessians.bytes(config: checkpoint.config) <= Int(ProcessInfo.processInfo.physicalMemory) / 4
+        step("3/6 convert with \(profile)" + (compensate ? ", error-compensating rounding fitted on \(calibrationText.lastPathComponent)" : ""))
         let loaded = try Profile.load(profile)
         let stage = loaded.prune != nil ? try CalibrationPruneStage(stats: stats) : nil
-        // As `convert --calibration`: the statistics also choose the int4 scales.
+        let hessians = compensate ? try InputHessians.collect(checkpoint: checkpoint, windows: SizePlanner.windows(
+            checkpoint: checkpoint, data: calibrationText, maxTokens: Calibrator.defaultMaxTokens, context: Calibrator.defaultContext)) : nil
         let bundle = try Converter.convert(checkpoint: source.path, output: bundleURL.path,
                                            options: ConvertOptions(profile: loaded, pruneStage: stage,
-                                                                   importance: try ImportanceMap(stats: stats)))
+                                                                   importance: try ImportanceMap(stats: stats), hessians: hessians))
         say(bundle.text)
 
         step("4/6 evaluate on \(heldout.lastPathComponent) against the f32 checkpoint")

@@ -11,11 +11,14 @@ struct SizeTargetOptions: ParsableArguments {
     @Option(help: "Size target in bits per weight over the checkpoint's parameters, e.g. 3.2 (needs --calibration and --data).")
     var targetBpw: Double?
 
-    @Option(help: "Price text for a size target (plain text or JSONL, like calibrate's --data): the calibration text.")
+    @Option(help: "The calibration text (plain text or JSONL, like calibrate's --data): prices a size target, and --rounding gptq fits on it.")
     var data: String?
 
     @Option(help: "Tokens of --data each price measurement scores.")
     var priceTokens = SizePlanner.defaultPriceTokens
+
+    @Option(help: "With --rounding gptq: the tokens of --data whose inputs it fits (and holds out a quarter of).")
+    var gptqTokens = Calibrator.defaultMaxTokens
 
     @Option(help: "With a size target: write the plan (KL-against-size frontier, choices per layer and expert) as .html.")
     var report: String?
@@ -38,17 +41,41 @@ struct SizeTargetOptions: ParsableArguments {
     func validate() throws {
         _ = try target
         guard priceTokens > 0 else { throw ValidationError("--price-tokens must be positive") }
+        guard gptqTokens > 0 else { throw ValidationError("--gptq-tokens must be positive") }
         if let report, !report.hasSuffix(".html") { throw ValidationError("--report must end in .html") }
     }
 
+    /// The Gram matrices of every weight's inputs over --data for `--rounding gptq`, or nil for
+    /// the other roundings; prints progress on stderr.
+    func hessians(checkpoint path: String, rounding: Rounding?) throws -> InputHessians? {
+        guard rounding == .gptq else { return nil }
+        guard let data else { throw ValidationError("--rounding gptq needs the calibration text (--data FILE)") }
+        let checkpoint = try Checkpoint(directory: URL(fileURLWithPath: path))
+        let need = InputHessians.bytes(config: checkpoint.config)
+        let have = Int(ProcessInfo.processInfo.physicalMemory)
+        guard need <= have / 2 else {
+            throw ValidationError(String(format: "--rounding gptq keeps the Gram matrices of every weight's inputs: %.1f GB for this model, more than half of this machine's %.1f GB; use --rounding calibrated",
+                                         Double(need) / 1e9, Double(have) / 1e9))
+        }
+        let windows = try SizePlanner.windows(checkpoint: checkpoint, data: URL(fileURLWithPath: data),
+                                              maxTokens: gptqTokens, context: Calibrator.defaultContext)
+        let line = ProgressLine(label: "gptq: input statistics", total: 1000)
+        let hessians = try InputHessians.collect(checkpoint: checkpoint, windows: windows) { p in
+            line.update(p.tokenLayersDone * 1000 / max(p.tokenLayersTotal, 1), detail: "layer \(p.layer + 1)/\(p.layers)")
+        }
+        line.finish()
+        return hessians
+    }
+
     /// Prices every choice and solves for `target`; prints progress on stderr.
-    func plan(checkpoint path: String, calibration: String?, rounding: Rounding?, target: SizeTarget) throws -> (SizePlanner, SizePlan) {
+    func plan(checkpoint path: String, calibration: String?, rounding: Rounding?, hessians: InputHessians? = nil,
+              target: SizeTarget) throws -> (SizePlanner, SizePlan) {
         guard let calibration else { throw ValidationError("a size target needs calibration statistics (--calibration STATS.json)") }
         guard let data else { throw ValidationError("a size target needs the price text (--data FILE, the calibration text)") }
         let checkpoint = try Checkpoint(directory: URL(fileURLWithPath: path))
         let stats = try CalibrationStats(contentsOf: URL(fileURLWithPath: calibration))
-        let importance = (rounding ?? (stats.inputs != nil ? .calibrated : .nearest)) == .calibrated ? try ImportanceMap(stats: stats) : nil
-        var planner = try SizePlanner(checkpoint: checkpoint, stats: stats, importance: importance)
+        let importance = try rounding.importance(stats: stats)
+        var planner = try SizePlanner(checkpoint: checkpoint, stats: stats, importance: importance, hessians: hessians)
         let windows = try SizePlanner.windows(checkpoint: checkpoint, data: URL(fileURLWithPath: data), maxTokens: priceTokens)
         var line: ProgressLine? = nil
         var stage = ""

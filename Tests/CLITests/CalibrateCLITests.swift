@@ -62,6 +62,29 @@ final class CalibrateCLITests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("needs --calibration"), bad.stderr)
     }
 
+    /// --rounding gptq fits on --data and says so in the provenance; without --data it is an error.
+    func testGPTQRoundingNeedsTheTextAndIsRecorded() throws {
+        let model = Fixtures.tinyModel.path, text = Fixtures.tinyModel.appendingPathComponent("calibration.txt").path
+        let out = dir.appendingPathComponent("g.mpk").path
+        let missing = try runMoepack(["convert", model, "--profile", "wint4-all", "--rounding", "gptq", "--output", out])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("--rounding gptq needs the calibration text (--data FILE)"), missing.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let c = try runMoepack(["convert", model, "--profile", "wint4-all", "--rounding", "gptq", "--data", text,
+                                "--gptq-tokens", "4096", "--output", out])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let p = try BundleFile(path: out).manifest.provenance.parameters
+        XCTAssertEqual(p["rounding"], "gptq")
+        XCTAssertEqual(p["gptq_tokens"], "4096")
+        // "K of N": most rows of the 2-D weights of the decoder layers keep the compensated codes
+        let rows = try XCTUnwrap(p["gptq_rows"]).split(separator: " ").compactMap { Int($0) }
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertGreaterThan(rows[0], rows[1] / 2, "\(p)")
+        let nearest = dir.appendingPathComponent("n.mpk").path
+        XCTAssertEqual(try runMoepack(["convert", model, "--profile", "wint4-all", "--output", nearest]).status, 0)
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: out)), try Data(contentsOf: URL(fileURLWithPath: nearest)))
+    }
+
     func testEmptyDataIsAClearError() throws {
         let empty = dir.appendingPathComponent("empty.txt")
         try "\n \n".write(to: empty, atomically: true, encoding: .utf8)

@@ -49,6 +49,8 @@ final class InputRecorder {
                 guard let ids, index >= 0, index < ids.count else { return }
                 if experts.isEmpty { experts = Array(repeating: Sums(), count: numExperts) }
                 experts[ids[index]].add(rows, count: count, width: width)
+            case .attentionOutput, .denseMLPDown, .sharedExpertsDown, .expertDown:
+                break   // the statistics cover the products that read the hidden states
             }
         }
     }

@@ -20,6 +20,10 @@ public struct SizePlanner {
     /// Formats a routed expert may take (besides being pruned), and every other weight.
     public static let expertCandidates: [WeightFormat] = [.int8, .q4g128, .q4g64, .q4g32, .nl4g32, .q3g64, .q3g32, .q2g64, .q2g32]
     public static let otherCandidates: [WeightFormat] = [.int8, .q4g128, .q4g64, .q4g32, .nl4g32]
+    /// What the projections of attention, dense MLPs and shared experts may take besides: the
+    /// embeddings and lm_head keep 4 bits and more.
+    public static let projectionLowBitCandidates: [WeightFormat] = [.q3g64, .q3g32]
+    static let projectionClasses: Set<TensorClass> = [.attention, .denseMLP, .sharedExperts]
     /// Rows of each tensor quantized to estimate its error.
     static let sampledRows = 128
 
@@ -46,6 +50,8 @@ public struct SizePlanner {
     let config: ModelConfig
     let stats: CalibrationStats
     let importance: ImportanceMap?
+    /// How the converter will round: the errors and probes use the same.
+    let rounding: WeightRounding
     let reader: TensorReader
     var units: [Unit] = []
     /// Bytes of the tensors the plan does not choose for (norms, router, biases, carried).
@@ -55,11 +61,12 @@ public struct SizePlanner {
     private var pruneSensitivity: [String: Double] = [:]
     private var priceTokens = 0
 
-    public init(checkpoint: Checkpoint, stats: CalibrationStats, importance: ImportanceMap?) throws {
+    public init(checkpoint: Checkpoint, stats: CalibrationStats, importance: ImportanceMap?, hessians: InputHessians? = nil) throws {
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.stats = stats
         self.importance = importance
+        self.rounding = WeightRounding(importance: importance, hessians: hessians)
         self.reader = TensorReader(checkpoint: checkpoint)
         try stats.checkApplies(to: ModelIdentity.compute(CheckpointWeights(checkpoint: checkpoint)), config: config)
         try buildUnits()
@@ -96,7 +103,8 @@ public struct SizePlanner {
             let specs = experts[key]!
             let first = specs[0]
             let isExpert = first.tensorClass == .routedExperts
-            let candidates = isExpert ? Self.expertCandidates : Self.otherCandidates
+            let candidates = isExpert ? Self.expertCandidates
+                : Self.otherCandidates + (Self.projectionClasses.contains(first.tensorClass) ? Self.projectionLowBitCandidates : [])
             var options: [(WeightFormat?, Int, Double)] = []
             for f in candidates {
                 let sizes = specs.map { f.matrixBytes(rows: $0.shape[0], cols: $0.shape[1]) }
@@ -152,7 +160,8 @@ public struct SizePlanner {
             let members = units.indices.filter { units[$0].group == group }
             // 4-bit, and for routed experts 3- and 2-bit: KL grows faster than the weight error
             // at fewer bits, so each bit width has its own sensitivity.
-            for bits in units[members[0]].tensorClass == .routedExperts ? [4, 3, 2] : [4] {
+            let tensorClass = units[members[0]].tensorClass
+            for bits in tensorClass == .routedExperts ? [4, 3, 2] : (Self.projectionClasses.contains(tensorClass) ? [4, 3] : [4]) {
                 guard let probe = probeFormat(members, bits: bits) else { continue }
                 var replaced: [String: any MatrixOperator] = [:]
                 var error = 0.0
@@ -218,7 +227,8 @@ public struct SizePlanner {
         return imp
     }
 
-    /// Σ imp (w − q)² / Σ imp w² over sampled rows of every tensor (imp = 1 without statistics).
+    /// Σ imp (w − q)² / Σ imp w² over sampled rows of every tensor (imp = 1 without statistics);
+    /// with input Gram matrices, the output error Σ δ H δᵀ / Σ w H wᵀ (H over all their tokens).
     func relativeError(_ specs: [TensorSpec], format: WeightFormat) throws -> Double {
         var err = 0.0, norm = 0.0
         var scratch: [UInt8] = []
@@ -233,7 +243,13 @@ public struct SizePlanner {
                     try reader.read(spec.name, start: r * cols, count: cols, into: buf.baseAddress! + i * cols, scratch: &scratch)
                 }
             }
-            let bytes = try w.withUnsafeBufferPointer { try QuantizedMatrix.quantize($0, rows: sample, cols: cols, format: format, importance: imp) }
+            let bytes = try rounding.quantize(spec, values: w, rows: sample, cols: cols, format: format).bytes
+            if let g = rounding.hessians?.gram(for: spec), g.fitTokens + g.heldOutTokens > 0 {
+                let h = zip(g.fit, g.heldOut).map { $0 + $1 }
+                err += try WeightRounding.rowErrors(w, bytes: bytes, rows: sample, cols: cols, format: format, hessian: h).reduce(0, +)
+                norm += WeightRounding.rowQuadratic(w, rows: sample, cols: cols, hessian: h).reduce(0, +)
+                continue
+            }
             let q = try QuantizedMatrix(copying: bytes, rows: sample, cols: cols, format: format)
             let d = q.dequantize()
             for i in 0..<sample {
@@ -254,7 +270,7 @@ public struct SizePlanner {
         var w = [Float](repeating: 0, count: rows * cols)
         var scratch: [UInt8] = []
         try w.withUnsafeMutableBufferPointer { try reader.read(spec.name, start: 0, count: rows * cols, into: $0.baseAddress!, scratch: &scratch) }
-        let bytes = try w.withUnsafeBufferPointer { try QuantizedMatrix.quantize($0, rows: rows, cols: cols, format: format, importance: importanceOf(spec)) }
+        let bytes = try rounding.quantize(spec, values: w, rows: rows, cols: cols, format: format).bytes
         return try QuantizedMatrix(copying: bytes, rows: rows, cols: cols, format: format)
     }
 

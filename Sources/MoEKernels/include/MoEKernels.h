@@ -143,6 +143,19 @@ int moe_quantize(int fmt, const float *w, int64_t rows, int64_t cols,
 int moe_quantize_weighted(int fmt, const float *w, int64_t rows, int64_t cols, const float *importance,
                           void *dst, size_t dst_bytes, int64_t *bad_row);
 
+/*
+ * Error-compensating (GPTQ) rounding of w[rows * cols] into dst: columns are rounded in
+ * order and each one's error is spread over the later columns through hinv, the upper
+ * Cholesky factor U of the inverse input Hessian (H^-1 = U^T U, cols x cols, row-major;
+ * quant_gptq.c). w is overwritten (it ends as the dequantized matrix). Supported formats
+ * (moe_gptq_supported): int8 and the scale-only grids q4g*, nl4g32, q3g*, q2g*; a group's
+ * scale comes from the format's unweighted search on its current weights. With a diagonal
+ * H this is exactly moe_quantize (q4g*: with the scale search) - nothing propagates.
+ */
+int moe_gptq_supported(int fmt);
+int moe_quantize_gptq(int fmt, float *w, int64_t rows, int64_t cols, const float *hinv,
+                      void *dst, size_t dst_bytes, int64_t *bad_row);
+
 /* Reference decoder: dst[rows * cols] from a quantized buffer. */
 int moe_dequantize(int fmt, const void *src, int64_t rows, int64_t cols, float *dst);
 

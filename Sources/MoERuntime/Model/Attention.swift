@@ -68,9 +68,9 @@ struct Attention: Sendable {
     }
 
     /// x [T, hidden] → y [T, hidden], reading and extending the cache of `layer`; token t sits at
-    /// row t of `rotary`.
+    /// row t of `rotary`. `contextInput` sees the rows o_proj reads (and their width).
     func callAsFunction(_ x: UnsafePointer<Float>, count: Int, layer: Int, cache: KVCache, rotary: RotaryTable,
-                        into y: UnsafeMutablePointer<Float>) {
+                        into y: UnsafeMutablePointer<Float>, contextInput: ((UnsafePointer<Float>, Int) -> Void)? = nil) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let start = cache.count
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count * (2 * qDim + 2 * kvDim))
@@ -84,6 +84,7 @@ struct Attention: Sendable {
             AttentionRow(query: qs + t * qDim, cache: cache, layer: layer, first: firstVisible(start + t),
                          visible: start + t + 1, out: context + t * qDim)
         })
+        contextInput?(context, qDim)
         o(context, count: count, into: y)
     }
 

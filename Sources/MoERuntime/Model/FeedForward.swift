@@ -19,8 +19,9 @@ struct FeedForward: Sendable {
 
     var width: Int { gate.outFeatures }
 
-    /// x [T, hidden] → y [T, hidden].
-    func callAsFunction(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
+    /// x [T, hidden] → y [T, hidden]. `downInput` sees the rows `down` reads.
+    func callAsFunction(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
+                        downInput: ((UnsafePointer<Float>, Int) -> Void)? = nil) {
         let n = count * width
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n)
         defer { scratch.deallocate() }
@@ -28,6 +29,7 @@ struct FeedForward: Sendable {
         addGateUp(to: &first, x, count: count, scratch: scratch)
         first.run()
         activate(count: count, scratch: scratch)
+        downInput?(scratch, width)
         down(scratch, count: count, into: y)
     }
 

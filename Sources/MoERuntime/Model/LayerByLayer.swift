@@ -75,7 +75,10 @@ extension ErnieModel {
                     let count = windows[w].count
                     layer.apply(&states[i], normed: &normed, branch: &branch, count: count, eps: Float(c.rmsNormEps),
                                 observer: observer) { input, output in
-                        layer.attention(input, count: count, layer: index, cache: cache, rotary: rotary, into: output)
+                        layer.attention(input, count: count, layer: index, cache: cache, rotary: rotary, into: output,
+                                        contextInput: observer.map { o in
+                                            { rows, width in o.observeInputs(layer: index, site: .attentionOutput, rows: rows, count: count, width: width) }
+                                        })
                     }
                     cache.commit(count)
                     cache.reset()

@@ -21,6 +21,13 @@ public enum InputSite: Hashable, Sendable {
     /// gate and up of a routed expert, by storage index (as `RoutingDecision.experts`): the
     /// tokens routed to it.
     case expert(Int)
+    /// o_proj: the attention heads' outputs.
+    case attentionOutput
+    /// down of a dense layer's MLP, of the shared experts, of a routed expert (storage index):
+    /// silu(gate) · up of the same tokens.
+    case denseMLPDown
+    case sharedExpertsDown
+    case expertDown(Int)
 }
 
 /// Observes a forward pass: routing inside MoE layers, and the inputs of the products
@@ -163,6 +170,15 @@ struct MoEBlock: Sendable {
         }
         gateUp.run()
         for w in work { w.ffn.activate(count: w.rows, scratch: scratch + w.scratch) }
+        if let observer {
+            var next = 0
+            let busy = assignments.indices.filter { !assignments[$0].isEmpty }
+            for w in work {
+                let site: InputSite = w.input == nil ? .expertDown(busy[next]) : .sharedExpertsDown
+                if w.input == nil { next += 1 }
+                observer.observeInputs(layer: layer, site: site, rows: scratch + w.scratch, count: w.rows, width: w.ffn.width)
+            }
+        }
         downs.run()
 
         y.initialize(repeating: 0, count: count * hidden)

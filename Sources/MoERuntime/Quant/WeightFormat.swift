@@ -44,7 +44,7 @@ public struct QuantError: Error, CustomStringConvertible, Equatable {
         self.message = message
     }
 
-    init(code: Int32, format: WeightFormat, rows: Int, cols: Int, row: Int64 = -1) {
+    public init(code: Int32, format: WeightFormat, rows: Int, cols: Int, row: Int64 = -1) {
         let kinds: [Int32: Kind] = [
             Int32(MOE_ERR_FORMAT): .unknownFormat, Int32(MOE_ERR_SHAPE): .badShape, Int32(MOE_ERR_NONFINITE): .nonFinite,
             Int32(MOE_ERR_RANGE): .outOfRange, Int32(MOE_ERR_SIZE): .sizeMismatch, Int32(MOE_ERR_PATH): .pathUnavailable,

@@ -1,0 +1,161 @@
+import CBLAS
+import MoEFormat
+import MoERuntime
+
+/// The Gram matrices Σ x xᵀ of the inputs every 2-D weight of the decoder layers reads, over
+/// calibration tokens: what error-compensating rounding (GPTQ) minimises the output error
+/// under. Each is kept twice: over the tokens it fits on, and over held-out ones (every fourth
+/// run of 64 consecutive rows a site reads) that decide, row by row, whether the compensated
+/// rounding beats round-to-nearest (docs/quantization.md).
+/// Filled by one pass (`collect`), read-only after `finish()`.
+public final class InputHessians: RoutingObserver, @unchecked Sendable {
+    /// One input site's two Gram matrices ([width, width] row-major; only the upper triangle is
+    /// accumulated, `finish()` mirrors it).
+    public struct Gram: Sendable {
+        public let width: Int
+        public var fitTokens = 0
+        public var heldOutTokens = 0
+        public var fit: [Float]
+        public var heldOut: [Float]
+        /// Rows this site has read so far (to place the held-out runs).
+        var seen = 0
+
+        init(width: Int) {
+            self.width = width
+            fit = [Float](repeating: 0, count: width * width)
+            heldOut = [Float](repeating: 0, count: width * width)
+        }
+    }
+
+    struct Key: Hashable {
+        var layer: Int
+        var site: InputSite
+    }
+
+    /// Rows per run; every `heldOutEvery`-th run is held out.
+    static let run = 64
+    static let heldOutEvery = 4
+
+    /// Storage index → original expert id, per MoE layer.
+    private let kept: [Int: [Int]]
+    private var grams: [Key: Gram] = [:]
+    /// Tokens of the calibration windows that made them.
+    public private(set) var tokens = 0
+
+    public init(kept: [Int: [Int]]) {
+        self.kept = kept
+    }
+
+    /// Bytes the Gram matrices of `config`'s decoder layers take (both halves).
+    public static func bytes(config: ModelConfig) -> Int {
+        let h = config.hiddenSize
+        var widths: [Int] = []
+        for layer in 0..<config.numHiddenLayers {
+            widths += [h, config.numAttentionHeads * config.headDim]
+            if config.moeLayers.contains(layer) {
+                widths += Array(repeating: h, count: config.moeNumExperts)
+                widths += Array(repeating: config.moeIntermediateSize, count: config.moeNumExperts)
+                if config.moeNumSharedExperts > 0 {
+                    widths += [h, config.moeIntermediateSize * config.moeNumSharedExperts]
+                }
+            } else {
+                widths += [h, config.intermediateSize]
+            }
+        }
+        return widths.reduce(0) { $0 + 2 * $1 * $1 * MemoryLayout<Float>.size }
+    }
+
+    public func observe(layer: Int, decisions: [RoutingDecision], weightedOutputNorms: [[Float]]) {}
+
+    public func observeInputs(layer: Int, site: InputSite, rows: UnsafePointer<Float>, count: Int, width: Int) {
+        let key: Key
+        switch site {
+        case .expert(let i), .expertDown(let i):
+            guard let ids = kept[layer], i >= 0, i < ids.count else { return }
+            key = Key(layer: layer, site: site == .expert(i) ? .expert(ids[i]) : .expertDown(ids[i]))
+        default:
+            key = Key(layer: layer, site: site)
+        }
+        var g = grams.removeValue(forKey: key) ?? Gram(width: width)
+        guard g.width == width else { grams[key] = g; return }
+        var t = 0
+        while t < count {
+            let position = g.seen + t
+            let inRun = Self.run - position % Self.run
+            let n = min(inRun, count - t)
+            let heldOut = (position / Self.run) % Self.heldOutEvery == Self.heldOutEvery - 1
+            if heldOut {
+                g.heldOut.withUnsafeMutableBufferPointer { accumulate(rows + t * width, count: n, width: width, into: $0.baseAddress!) }
+                g.heldOutTokens += n
+            } else {
+                g.fit.withUnsafeMutableBufferPointer { accumulate(rows + t * width, count: n, width: width, into: $0.baseAddress!) }
+                g.fitTokens += n
+            }
+            t += n
+        }
+        g.seen += count
+        grams[key] = g
+    }
+
+    /// C += Xᵀ X (upper triangle) for X [count, width].
+    private func accumulate(_ x: UnsafePointer<Float>, count: Int, width: Int, into c: UnsafeMutablePointer<Float>) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(width), Int32(count), 1, x, Int32(width), 1, c, Int32(width))
+    }
+
+    /// Mirrors every upper triangle into the lower one; call once, after the pass.
+    public func finish() {
+        for key in Array(grams.keys) {
+            var g = grams[key]!
+            let w = g.width
+            for i in 0..<w {
+                for j in (i + 1)..<w {
+                    g.fit[j * w + i] = g.fit[i * w + j]
+                    g.heldOut[j * w + i] = g.heldOut[i * w + j]
+                }
+            }
+            grams[key] = g
+        }
+    }
+
+    /// The Gram matrices of the input `spec` (a 2-D weight of a decoder layer) reads, nil when
+    /// the pass saw none.
+    public func gram(for spec: TensorSpec) -> Gram? {
+        guard let layer = spec.layer else { return nil }
+        let name = spec.name
+        let isDown = name.hasSuffix(".down_proj.weight")
+        let isGateUp = name.hasSuffix(".gate_proj.weight") || name.hasSuffix(".up_proj.weight")
+        let site: InputSite
+        switch spec.tensorClass {
+        case .attention:
+            if name.hasSuffix(".o_proj.weight") { site = .attentionOutput; break }
+            guard ["q_proj", "k_proj", "v_proj"].contains(where: { name.hasSuffix(".\($0).weight") }) else { return nil }
+            site = .attention
+        case .denseMLP where isGateUp: site = .denseMLP
+        case .denseMLP where isDown: site = .denseMLPDown
+        case .sharedExperts where isGateUp: site = .sharedExperts
+        case .sharedExperts where isDown: site = .sharedExpertsDown
+        case .routedExperts where isGateUp || isDown:
+            guard let e = spec.expert else { return nil }
+            site = isDown ? .expertDown(e) : .expert(e)
+        default: return nil
+        }
+        guard let g = grams[Key(layer: layer, site: site)], g.width == spec.shape[1] else { return nil }
+        return g
+    }
+}
+
+extension InputHessians {
+    /// Runs `windows` through the unquantized checkpoint layer by layer and returns the Gram
+    /// matrices of every product's inputs.
+    public static func collect(checkpoint: Checkpoint, windows: [[Int32]], memoryBudget: Int = Calibrator.defaultMemoryBudget,
+                               progress: ((LayerPassProgress) -> Void)? = nil) throws -> InputHessians {
+        let weights = try CheckpointWeights(checkpoint: checkpoint)
+        let model = try ErnieModel(weights: weights)
+        let c = checkpoint.config
+        let hessians = InputHessians(kept: Dictionary(uniqueKeysWithValues: c.moeLayers.map { ($0, weights.keptExperts(layer: $0)) }))
+        try model.observeLayerByLayer(windows, observer: hessians, memoryBudget: memoryBudget, progress: progress)
+        hessians.finish()
+        hessians.tokens = windows.reduce(0) { $0 + $1.count }
+        return hessians
+    }
+}
