@@ -23,23 +23,32 @@ public struct ConvertOptions: Sendable {
     public var importance: ImportanceMap?
     /// Error-compensating (GPTQ) rounding from the Gram matrices of each weight's inputs
     /// (docs/quantization.md); nil keeps `importance`'s rounding.
-    public var hessians: InputHessians?
+    public var compensation: Compensation?
     /// A size solver's plan: a format per weight and the experts to prune, instead of the
     /// profile's formats and prune stage (the profile still sets compression).
     public var plan: SizePlan?
     public var progress: (@Sendable (ConvertProgress) -> Void)?
 
     public init(profile: Profile, pruneStage: (any PruneStage)? = nil, pruneRatio: Double? = nil,
-                importance: ImportanceMap? = nil, hessians: InputHessians? = nil, plan: SizePlan? = nil,
+                importance: ImportanceMap? = nil, compensation: Compensation? = nil, plan: SizePlan? = nil,
                 progress: (@Sendable (ConvertProgress) -> Void)? = nil) {
         self.plan = plan
-        self.hessians = hessians
+        self.compensation = compensation
         self.profile = profile
         self.pruneStage = pruneStage
         self.pruneRatio = pruneRatio
         self.importance = importance
         self.progress = progress
     }
+}
+
+/// Where the Gram matrices of error-compensating rounding come from.
+public enum Compensation: Sendable {
+    /// Already collected (`InputHessians.collect`, all layers in memory).
+    case hessians(InputHessians)
+    /// Collected while converting (`InputHessians.stream`): one layer's matrices at a time, each
+    /// layer's tensors quantized as soon as the pass over these windows is through it.
+    case pass(windows: [[Int32]])
 }
 
 /// Checkpoint → bundle, streaming: one tensor at a time is read (in row blocks), quantized,
@@ -60,7 +69,7 @@ public enum Converter {
         let profile = options.profile
 
         var parameters = ["profile": profile.name,
-                          "rounding": options.hessians != nil ? "gptq" : (options.importance == nil ? "nearest" : "calibrated")]
+                          "rounding": options.compensation != nil ? "gptq" : (options.importance == nil ? "nearest" : "calibrated")]
         if let importance = options.importance {
             try importance.stats.checkApplies(to: ModelIdentity.compute(CheckpointWeights(checkpoint: checkpoint)), config: config)
             parameters["rounding_calibration_identity"] = importance.stats.model.identity
@@ -126,23 +135,43 @@ public enum Converter {
             var progress = ConvertProgress(tensorsDone: 0, tensorsTotal: specs.count, sourceBytesDone: 0,
                                            sourceBytesTotal: sourceTotal, bytesWritten: 0)
             let reader = TensorReader(checkpoint: checkpoint)
-            var packer = TensorPacker(reader: reader, writer: writer, profile: profile,
-                                      rounding: WeightRounding(importance: options.importance, hessians: options.hessians),
+            var packer = TensorPacker(reader: reader, writer: writer, profile: profile, rounding: WeightRounding(importance: options.importance),
                                       formats: options.plan?.formats ?? [:])
-            var tensors: [BundleTensor] = []
-            for spec in specs {
+            // By position in `specs`: the streamed pass packs layer by layer, the manifest lists layout order.
+            var packed: [Int: BundleTensor] = [:]
+            func pack(_ i: Int) throws {
                 // The router stays whole (every original expert's row and correction bias): the
                 // runtime masks pruned experts out of the top-k (docs/pruning.md).
-                tensors.append(try packer.pack(spec))
+                let tensor = try packer.pack(specs[i])
+                packed[i] = tensor
                 progress.tensorsDone += 1
-                progress.sourceBytesDone += try checkpoint.info(spec.name).byteRange.count
-                progress.bytesWritten = tensors.last.map { $0.payload.offset + $0.payload.length } ?? 0
+                progress.sourceBytesDone += try checkpoint.info(specs[i].name).byteRange.count
+                progress.bytesWritten = tensor.payload.offset + tensor.payload.length
                 options.progress?(progress)
             }
-            if let hessians = options.hessians {
+            switch options.compensation {
+            case nil:
+                for i in specs.indices { try pack(i) }
+            case .hessians(let hessians):
+                packer.rounding = WeightRounding(importance: options.importance, hessians: hessians)
+                for i in specs.indices { try pack(i) }
                 parameters["gptq_tokens"] = String(hessians.tokens)
+            case .pass(let windows):
+                let byLayer = Dictionary(grouping: specs.indices.filter { specs[$0].layer != nil && specs[$0].tensorClass != .mtp }) {
+                    specs[$0].layer!
+                }
+                let hessians = try InputHessians.stream(checkpoint: checkpoint, windows: windows) { layer, hessians in
+                    packer.rounding = WeightRounding(importance: options.importance, hessians: hessians)
+                    for i in byLayer[layer] ?? [] { try pack(i) }
+                }
+                packer.rounding = WeightRounding(importance: options.importance, hessians: hessians)
+                for i in specs.indices where packed[i] == nil { try pack(i) }
+                parameters["gptq_tokens"] = String(hessians.tokens)
+            }
+            if options.compensation != nil {
                 parameters["gptq_rows"] = "\(packer.compensatedRows) of \(packer.compensableRows)"
             }
+            let tensors = specs.indices.map { packed[$0]! }
             let manifest = BundleManifest(
                 alignment: writer.alignment, configJSON: String(decoding: checkpoint.configData, as: UTF8.self),
                 tensors: tensors, files: files, profile: ProfileRecord(name: profile.name, toml: profile.source),

@@ -7,7 +7,7 @@ struct TensorPacker {
     let reader: TensorReader
     let writer: BundleWriter
     let profile: Profile
-    let rounding: WeightRounding
+    var rounding: WeightRounding
     /// Per-tensor formats that override the profile's (a size plan).
     let formats: [String: WeightFormat]
     private var scratch: [UInt8] = []

@@ -139,3 +139,33 @@ int moe_quantize_gptq(int fmt, float *w, int64_t rows, int64_t cols, const float
     free(codes);
     return status;
 }
+
+void moe_gram_update(const float *x, int64_t count, int64_t width, float *c) {
+    for (int64_t t = 0; t < count; t++) {
+        const float *row = x + t * width;
+        for (int64_t i = 0; i < width; i++) {
+            const float xi = row[i];
+            float *ci = c + i * width;
+            for (int64_t j = i; j < width; j++) ci[j] += xi * row[j];
+        }
+    }
+}
+
+void moe_row_quadratic(const float *x, int64_t rows, int64_t cols, const float *h, double *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        double total = 0;
+        for (int64_t i = 0; i < cols; i++) {
+            const float *hi = h + i * cols;
+            float part[8] = {0};   /* eight sums, so the compiler can vectorise the dot product */
+            int64_t j = 0;
+            for (; j + 8 <= cols; j += 8)
+                for (int k = 0; k < 8; k++) part[k] += hi[j + k] * xr[j + k];
+            float s = 0;
+            for (; j < cols; j++) s += hi[j] * xr[j];
+            for (int k = 0; k < 8; k++) s += part[k];
+            total += (double)xr[i] * (double)s;
+        }
+        out[r] = total;
+    }
+}

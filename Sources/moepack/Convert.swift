@@ -45,7 +45,12 @@ struct Convert: ParsableCommand {
         let profile = try Profile.load(self.profile ?? "wint4")
         if target != nil, pruneRatio != nil { throw ValidationError("a size target chooses the pruning itself: leave out --prune-ratio") }
         if target != nil, profile.prune != nil { throw ValidationError("a size target chooses the pruning itself: give a profile without a prune stage") }
-        let hessians = try size.hessians(checkpoint: checkpoint, rounding: rounding)
+        let source = try Checkpoint(directory: URL(fileURLWithPath: checkpoint))
+        let windows = try size.gptqWindows(checkpoint: source, rounding: rounding)
+        // A size target prices with the matrices of all layers when they fit; the bundle is then
+        // rounded with those, else with a streamed pass that keeps one layer's at a time.
+        let hessians = try windows.flatMap { target != nil ? try SizeTargetOptions.hessians(checkpoint: source, windows: $0) : nil }
+        if let windows, hessians == nil { try SizeTargetOptions.checkStreamedPass(checkpoint: source, windows: windows) }
         let plan = try target.map { target in
             let (_, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding,
                                           hessians: hessians, target: target)
@@ -58,7 +63,8 @@ struct Convert: ParsableCommand {
         // A version 1 stats file (no input statistics) still prunes; it rounds to nearest unless asked otherwise.
         let importance = try stage.flatMap { try rounding.importance(stats: $0.stats) }
         let options = ConvertOptions(profile: profile, pruneStage: stage, pruneRatio: pruneRatio, importance: importance,
-                                     hessians: hessians, plan: plan, progress: progress)
+                                     compensation: hessians.map { .hessians($0) } ?? windows.map { .pass(windows: $0) },
+                                     plan: plan, progress: progress)
         let summary = try Converter.convert(checkpoint: checkpoint, output: output, options: options)
         if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? try JSONOutput.encode(summary) : summary.text)

@@ -29,7 +29,8 @@ struct Plan: ParsableCommand {
 
     func run() throws {
         guard let target = try size.target else { throw ValidationError("give --target-size or --target-bpw") }
-        let hessians = try size.hessians(checkpoint: checkpoint, rounding: rounding)
+        let hessians = try size.gptqWindows(checkpoint: Checkpoint(directory: URL(fileURLWithPath: checkpoint)), rounding: rounding)
+            .flatMap { try SizeTargetOptions.hessians(checkpoint: Checkpoint(directory: URL(fileURLWithPath: checkpoint)), windows: $0) }
         let (planner, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding,
                                             hessians: hessians, target: target)
         print(SizeTargetOptions.summary(plan))

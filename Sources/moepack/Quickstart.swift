@@ -60,15 +60,18 @@ struct Quickstart: ParsableCommand {
         // As `convert --calibration stats.json --rounding gptq --data calibration.txt`, when the
         // inputs' Gram matrices fit in a quarter of the memory; else as `--rounding calibrated`.
         let checkpoint = try Checkpoint(directory: source)
-        let compensate = InputHessians.bytes(config: checkpoint.config) <= Int(ProcessInfo.processInfo.physicalMemory) / 4
+        let compensate = (0..<checkpoint.config.numHiddenLayers).allSatisfy {
+            InputHessians.layerBytes(config: checkpoint.config, layer: $0) <= Int(ProcessInfo.processInfo.physicalMemory) / 4
+        }
         step("3/6 convert with \(profile)" + (compensate ? ", error-compensating rounding fitted on \(calibrationText.lastPathComponent)" : ""))
         let loaded = try Profile.load(profile)
         let stage = loaded.prune != nil ? try CalibrationPruneStage(stats: stats) : nil
-        let hessians = compensate ? try InputHessians.collect(checkpoint: checkpoint, windows: SizePlanner.windows(
-            checkpoint: checkpoint, data: calibrationText, maxTokens: Calibrator.defaultMaxTokens, context: Calibrator.defaultContext)) : nil
+        let windows = compensate ? try SizePlanner.windows(checkpoint: checkpoint, data: calibrationText,
+                                                           maxTokens: Calibrator.defaultMaxTokens, context: Calibrator.defaultContext) : nil
         let bundle = try Converter.convert(checkpoint: source.path, output: bundleURL.path,
                                            options: ConvertOptions(profile: loaded, pruneStage: stage,
-                                                                   importance: try ImportanceMap(stats: stats), hessians: hessians))
+                                                                   importance: try ImportanceMap(stats: stats),
+                                                                   compensation: windows.map { .pass(windows: $0) }))
         say(bundle.text)
 
         step("4/6 evaluate on \(heldout.lastPathComponent) against the f32 checkpoint")

@@ -45,26 +45,43 @@ struct SizeTargetOptions: ParsableArguments {
         if let report, !report.hasSuffix(".html") { throw ValidationError("--report must end in .html") }
     }
 
-    /// The Gram matrices of every weight's inputs over --data for `--rounding gptq`, or nil for
-    /// the other roundings; prints progress on stderr.
-    func hessians(checkpoint path: String, rounding: Rounding?) throws -> InputHessians? {
+    /// For `--rounding gptq`: the windows of --data it fits on, nil for the other roundings.
+    func gptqWindows(checkpoint: Checkpoint, rounding: Rounding?) throws -> [[Int32]]? {
         guard rounding == .gptq else { return nil }
         guard let data else { throw ValidationError("--rounding gptq needs the calibration text (--data FILE)") }
-        let checkpoint = try Checkpoint(directory: URL(fileURLWithPath: path))
+        return try SizePlanner.windows(checkpoint: checkpoint, data: URL(fileURLWithPath: data),
+                                       maxTokens: gptqTokens, context: Calibrator.defaultContext)
+    }
+
+    /// Every weight's input Gram matrices over `windows`, all at once (what a size target prices
+    /// with), or nil with a note on stderr when they would take more than half of the memory.
+    static func hessians(checkpoint: Checkpoint, windows: [[Int32]]) throws -> InputHessians? {
         let need = InputHessians.bytes(config: checkpoint.config)
         let have = Int(ProcessInfo.processInfo.physicalMemory)
         guard need <= have / 2 else {
-            throw ValidationError(String(format: "--rounding gptq keeps the Gram matrices of every weight's inputs: %.1f GB for this model, more than half of this machine's %.1f GB; use --rounding calibrated",
-                                         Double(need) / 1e9, Double(have) / 1e9))
+            FileHandle.standardError.write(Data(String(format: "note: the plan prices with calibrated rounding: the Gram matrices of all weights' inputs would take %.1f GB, more than half of this machine's %.1f GB (the bundle is still rounded with gptq, one layer at a time)\n",
+                                                       Double(need) / 1e9, Double(have) / 1e9).utf8))
+            return nil
         }
-        let windows = try SizePlanner.windows(checkpoint: checkpoint, data: URL(fileURLWithPath: data),
-                                              maxTokens: gptqTokens, context: Calibrator.defaultContext)
         let line = ProgressLine(label: "gptq: input statistics", total: 1000)
         let hessians = try InputHessians.collect(checkpoint: checkpoint, windows: windows) { p in
             line.update(p.tokenLayersDone * 1000 / max(p.tokenLayersTotal, 1), detail: "layer \(p.layer + 1)/\(p.layers)")
         }
         line.finish()
         return hessians
+    }
+
+    /// Checks that a converter's streamed gptq pass fits: one layer's Gram matrices and every
+    /// window's hidden states in half of the memory.
+    static func checkStreamedPass(checkpoint: Checkpoint, windows: [[Int32]]) throws {
+        let c = checkpoint.config
+        let layer = (0..<c.numHiddenLayers).map { InputHessians.layerBytes(config: c, layer: $0) }.max() ?? 0
+        let states = windows.reduce(0) { $0 + $1.count } * c.hiddenSize * 4
+        let have = Int(ProcessInfo.processInfo.physicalMemory)
+        guard layer + states <= have / 2 else {
+            throw ValidationError(String(format: "--rounding gptq needs %.1f GB (one layer's input Gram matrices and the hidden states of --gptq-tokens tokens), more than half of this machine's %.1f GB; lower --gptq-tokens or use --rounding calibrated",
+                                         Double(layer + states) / 1e9, Double(have) / 1e9))
+        }
     }
 
     /// Prices every choice and solves for `target`; prints progress on stderr.

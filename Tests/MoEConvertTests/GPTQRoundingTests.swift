@@ -110,6 +110,8 @@ final class GPTQRoundingTests: XCTestCase {
         let layout = ModelLayout(config: checkpoint.config)
         var checked = 0
         for layer in try XCTUnwrap(stats.inputs) {
+            // the statistics keep the width of what they cover, whatever else the pass reports
+            XCTAssertTrue((layer.experts ?? []).allSatisfy { $0.sumSquares.count == checkpoint.config.hiddenSize })
             for (e, channels) in (layer.experts ?? []).enumerated() {
                 let spec = try XCTUnwrap(layout.tensors.first { $0.layer == layer.layer && $0.expert == e && $0.name.hasSuffix(".up_proj.weight") })
                 guard let g = hessians.gram(for: spec) else {
@@ -170,6 +172,32 @@ final class GPTQRoundingTests: XCTestCase {
         }
         XCTAssertGreaterThan(compared, 3 * 130)
         for (f, t) in totals { XCTAssertLessThan(t.compensated, 0.75 * t.nearest, "\(f): the compensated rounding lowers the error over all") }
+    }
+
+    /// The converter's streamed pass (one layer's matrices at a time, each layer packed as the pass
+    /// leaves it) stores exactly what rounding with all the matrices at once stores, in layout order.
+    func testStreamedPassEqualsAllAtOnce() throws {
+        let checkpoint = try Checkpoint(directory: Fixtures.tinyModel)
+        let windows = try windows("calibration.txt", tokens: 4096)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gptq-stream-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var bundles: [BundleFile] = []
+        for (name, compensation) in [("all", Compensation.hessians(try InputHessians.collect(checkpoint: checkpoint, windows: windows))),
+                                     ("stream", .pass(windows: windows))] {
+            let out = dir.appendingPathComponent("\(name).mpk").path
+            try Converter.convert(checkpoint: Fixtures.tinyModel.path, output: out,
+                                  options: ConvertOptions(profile: try Profile.load("wint4-all"), compensation: compensation))
+            bundles.append(try BundleFile(path: out))
+        }
+        let (all, stream) = (bundles[0], bundles[1])
+        XCTAssertEqual(all.manifest.tensors.map(\.name), stream.manifest.tensors.map(\.name))
+        XCTAssertEqual(all.manifest.provenance.parameters, stream.manifest.provenance.parameters)
+        XCTAssertEqual(stream.manifest.provenance.parameters["rounding"], "gptq")
+        for (a, b) in zip(all.manifest.tensors, stream.manifest.tensors) {
+            let pa = try all.payload(a.payload, what: a.name), pb = try stream.payload(b.payload, what: b.name)
+            XCTAssertTrue(pa.buffer.elementsEqual(pb.buffer), a.name)
+        }
     }
 
     /// A weight whose inputs too few calibration tokens reached rounds exactly as without them.

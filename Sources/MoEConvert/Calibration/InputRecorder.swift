@@ -49,8 +49,8 @@ final class InputRecorder {
                 guard let ids, index >= 0, index < ids.count else { return }
                 if experts.isEmpty { experts = Array(repeating: Sums(), count: numExperts) }
                 experts[ids[index]].add(rows, count: count, width: width)
-            case .attentionOutput, .denseMLPDown, .sharedExpertsDown, .expertDown:
-                break   // the statistics cover the products that read the hidden states
+            case .attentionOutput, .denseMLPDown, .sharedExpertsDown, .expertDown, .lmHead:
+                break   // not recorded (`InputRecorder.add`)
             }
         }
     }
@@ -67,6 +67,11 @@ final class InputRecorder {
     }
 
     func add(layer: Int, site: InputSite, rows: UnsafePointer<Float>, count: Int, width: Int) {
+        switch site {
+        case .attention, .denseMLP, .sharedExperts, .expert: break
+        case .attentionOutput, .denseMLPDown, .sharedExpertsDown, .expertDown, .lmHead:
+            return   // the statistics cover the products that read the hidden states
+        }
         self.width = width
         layers[layer, default: Layer()].add(site, ids: kept[layer], numExperts: numExperts, rows, count: count, width: width)
     }

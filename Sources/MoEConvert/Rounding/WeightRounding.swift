@@ -36,6 +36,10 @@ public struct WeightRounding: Sendable {
     /// Whether `quantize` may compensate `spec` in `format` (it still keeps only the rows where that helps).
     public func compensates(_ spec: TensorSpec, format: WeightFormat) -> Bool {
         guard moe_gptq_supported(format.id) != 0, let g = hessians?.gram(for: spec) else { return false }
+        // Tied embeddings are compensated for their lm_head role only, which costs the lookup a
+        // little: at int8 that cost won (built-in model: wint8 KL 0.000302 → 0.000311), at 4 bits
+        // the lm_head's gain does (embeddings alone in nl4g32: 0.00703 → 0.00628).
+        if spec.tensorClass == .embeddings && format.traits.bits >= 8 { return false }
         return g.fitTokens >= Self.minimumFitTokens && g.heldOutTokens >= Self.minimumHeldOutTokens
     }
 
@@ -77,17 +81,27 @@ public struct WeightRounding: Sendable {
         return rowQuadratic(delta, rows: rows, cols: cols, hessian: hessian)
     }
 
-    /// x_r H x_rᵀ for every row r of x [rows, cols] (H symmetric, [cols, cols]).
+    /// x_r H x_rᵀ for every row r of x [rows, cols] (H symmetric and full, [cols, cols]).
     static func rowQuadratic(_ x: [Float], rows: Int, cols: Int, hessian: [Float]) -> [Double] {
-        var product = [Float](repeating: 0, count: rows * cols)
-        cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, Int32(rows), Int32(cols), 1, hessian, Int32(cols),
-                    x, Int32(cols), 0, &product, Int32(cols))
-        return (0..<rows).map { r in
-            var s = 0.0
-            for c in 0..<cols { s += Double(x[r * cols + c]) * Double(product[r * cols + c]) }
-            return s
+        var out = [Double](repeating: 0, count: rows)
+        if rows * cols * cols >= blasWork {
+            var product = [Float](repeating: 0, count: rows * cols)
+            cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, Int32(rows), Int32(cols), 1, hessian, Int32(cols),
+                        x, Int32(cols), 0, &product, Int32(cols))
+            for r in 0..<rows {
+                var s = 0.0
+                for c in 0..<cols { s += Double(x[r * cols + c]) * Double(product[r * cols + c]) }
+                out[r] = s
+            }
+        } else {
+            moe_row_quadratic(x, Int64(rows), Int64(cols), hessian, &out)
         }
+        return out
     }
+
+    /// Multiply-adds below which a product runs in MoEKernels rather than OpenBLAS, whose threads
+    /// spin between small calls (they took half of a size plan's time on the built-in model).
+    static let blasWork = 1 << 25
 
     /// U with (H + λI)⁻¹ = UᵀU (row-major, upper triangle), λ = `damping` × the mean of H's
     /// diagonal; a channel no token reached (zero on the diagonal) gets the mean, which leaves

@@ -156,6 +156,12 @@ int moe_gptq_supported(int fmt);
 int moe_quantize_gptq(int fmt, float *w, int64_t rows, int64_t cols, const float *hinv,
                       void *dst, size_t dst_bytes, int64_t *bad_row);
 
+/* The small products of that rounding, kept out of OpenBLAS (whose threads spin between small
+ * calls): c[width * width] += x^T x for x[count * width], upper triangle (j >= i) only; and
+ * out[r] = x_r h x_r^T for every row of x[rows * cols], h[cols * cols] symmetric and full. */
+void moe_gram_update(const float *x, int64_t count, int64_t width, float *c);
+void moe_row_quadratic(const float *x, int64_t rows, int64_t cols, const float *h, double *out);
+
 /* Reference decoder: dst[rows * cols] from a quantized buffer. */
 int moe_dequantize(int fmt, const void *src, int64_t rows, int64_t cols, float *dst);
 

@@ -31,9 +31,15 @@ extension ErnieModel {
     /// a group's windows; windows are grouped so those states stay within `memoryBudget` bytes
     /// (at least one window a group). Each window is computed exactly as `forward` computes it,
     /// so `observer` sees the same values; the final norm and lm_head are not run.
+    ///
+    /// `layerDone(index)` is called once every window has passed layer `index` (so the observer
+    /// has seen all of that layer's inputs); it needs all windows in one group, and throws when
+    /// their hidden states exceed `memoryBudget`.
     public func observeLayerByLayer(_ windows: [[Int32]], observer: RoutingObserver, memoryBudget: Int,
-                                    progress: ((LayerPassProgress) -> Void)? = nil) throws {
-        try runLayerByLayer(windows, observer: observer, memoryBudget: memoryBudget, progress: progress, logits: nil)
+                                    progress: ((LayerPassProgress) -> Void)? = nil,
+                                    layerDone: ((Int) throws -> Void)? = nil) throws {
+        try runLayerByLayer(windows, observer: observer, memoryBudget: memoryBudget, progress: progress, logits: nil,
+                            layerDone: layerDone)
     }
 
     /// `observeLayerByLayer`, and when `logits` is given, the final norm and lm_head too: once a
@@ -41,7 +47,8 @@ extension ErnieModel {
     /// logits [count, vocab] (exactly `forward`'s), in window order.
     public func runLayerByLayer(_ windows: [[Int32]], observer: RoutingObserver?, memoryBudget: Int,
                                 progress: ((LayerPassProgress) -> Void)? = nil,
-                                logits: ((_ window: Int, _ logits: [Float]) throws -> Void)?) throws {
+                                logits: ((_ window: Int, _ logits: [Float]) throws -> Void)?,
+                                layerDone: ((Int) throws -> Void)? = nil) throws {
         let c = config, h = c.hiddenSize
         guard let longest = windows.map(\.count).max(), longest > 0 else { return }
         guard longest <= c.maxPositionEmbeddings else {
@@ -53,6 +60,11 @@ extension ErnieModel {
             }
         }
         let groups = Self.windowGroups(windows.map(\.count), bytesPerToken: h * MemoryLayout<Float>.size, budget: memoryBudget)
+        if layerDone != nil, groups.count > 1 {
+            let mb = Double(windows.reduce(0) { $0 + $1.count } * h * MemoryLayout<Float>.size) / 1e6
+            throw RuntimeError(String(format: "the windows' hidden states (%.0f MB) exceed the memory budget of one pass (%.0f MB)",
+                                      mb, Double(memoryBudget) / 1e6))
+        }
         let rotary = RotaryTable(positions: Array(0..<longest), inverseFrequencies: rotaryFrequencies)
         let cache = makeCache(capacity: longest)
         var normed = [Float](repeating: 0, count: longest * h)
@@ -88,6 +100,19 @@ extension ErnieModel {
                                                 elapsed: Date().timeIntervalSince(start)))
                 }
                 layer.releasePages()
+                try layerDone?(index)
+            }
+            if let observer {
+                // what lm_head reads: the final norm of every row (only this pass reports it)
+                for (i, w) in group.enumerated() {
+                    let count = windows[w].count
+                    states[i].withUnsafeBufferPointer { x in
+                        normed.withUnsafeMutableBufferPointer { nb in
+                            Ops.rmsNorm(x.baseAddress!, weight: finalNorm, eps: Float(c.rmsNormEps), count: count, into: nb.baseAddress!)
+                            observer.observeInputs(layer: layers.count, site: .lmHead, rows: nb.baseAddress!, count: count, width: h)
+                        }
+                    }
+                }
             }
             guard let logits else { continue }
             for (i, w) in group.enumerated() {

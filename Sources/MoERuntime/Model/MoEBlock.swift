@@ -23,6 +23,9 @@ public enum InputSite: Hashable, Sendable {
     case expert(Int)
     /// o_proj: the attention heads' outputs.
     case attentionOutput
+    /// lm_head (`layer` is the layer count): the final norm of the last layer's output. Only
+    /// the layer-by-layer pass (`ErnieModel.observeLayerByLayer`) reports it, for every row.
+    case lmHead
     /// down of a dense layer's MLP, of the shared experts, of a routed expert (storage index):
     /// silu(gate) · up of the same tokens.
     case denseMLPDown
