@@ -9,7 +9,7 @@ import MoERuntime
 /// under. Each is kept twice: over the tokens it fits on, and over held-out ones (every fourth
 /// run of 64 consecutive rows a site reads) that decide, row by row, whether the compensated
 /// rounding beats round-to-nearest (docs/quantization.md).
-/// Filled by one pass (`collect`), read-only after `finish()`.
+/// Filled by one pass (`collect` or `stream`); one thread at a time (the factors are cached on first use).
 public final class InputHessians: RoutingObserver, @unchecked Sendable {
     /// One input site's two Gram matrices ([width, width] row-major; only the upper triangle is
     /// accumulated, `finish()` mirrors it).
@@ -41,6 +41,7 @@ public final class InputHessians: RoutingObserver, @unchecked Sendable {
     /// Storage index → original expert id, per MoE layer.
     private let kept: [Int: [Int]]
     private var grams: [Key: Gram] = [:]
+    private var factors: [Key: [Float]?] = [:]
     /// Tokens of the calibration windows that made them.
     public private(set) var tokens = 0
 
@@ -124,7 +125,10 @@ public final class InputHessians: RoutingObserver, @unchecked Sendable {
 
     /// Gives back the memory of one decoder layer's matrices.
     public func drop(layer: Int) {
-        for key in grams.keys where key.layer == layer { grams[key] = nil }
+        for key in grams.keys where key.layer == layer {
+            grams[key] = nil
+            factors[key] = nil
+        }
     }
 
     private func finish(_ layers: [Int]) {
@@ -145,10 +149,22 @@ public final class InputHessians: RoutingObserver, @unchecked Sendable {
     /// The Gram matrices of the input `spec` (a 2-D weight of a decoder layer) reads, nil when
     /// the pass saw none.
     public func gram(for spec: TensorSpec) -> Gram? {
-        if spec.tensorClass == .lmHead || (spec.tensorClass == .embeddings && tiedEmbeddings) {
-            guard let g = grams[Key(layer: -1, site: .lmHead)], g.width == spec.shape[1] else { return nil }
-            return g
-        }
+        guard let key = key(for: spec), let g = grams[key], g.width == spec.shape[1] else { return nil }
+        return g
+    }
+
+    /// `WeightRounding.inverseCholeskyFactor` of `spec`'s fit matrix, worked out once per input
+    /// (gate and up read the same one; a size plan asks for every format).
+    func inverseFactor(for spec: TensorSpec, damping: Double) -> [Float]? {
+        guard let key = key(for: spec), let g = gram(for: spec) else { return nil }
+        if let cached = factors[key] { return cached }
+        let u = WeightRounding.inverseCholeskyFactor(g.fit, width: g.width, damping: damping)
+        factors[key] = u
+        return u
+    }
+
+    private func key(for spec: TensorSpec) -> Key? {
+        if spec.tensorClass == .lmHead || (spec.tensorClass == .embeddings && tiedEmbeddings) { return Key(layer: -1, site: .lmHead) }
         guard let layer = spec.layer else { return nil }
         let name = spec.name
         let isDown = name.hasSuffix(".down_proj.weight")
@@ -168,8 +184,7 @@ public final class InputHessians: RoutingObserver, @unchecked Sendable {
             site = isDown ? .expertDown(e) : .expert(e)
         default: return nil
         }
-        guard let g = grams[Key(layer: layer, site: site)], g.width == spec.shape[1] else { return nil }
-        return g
+        return Key(layer: layer, site: site)
     }
 }
 

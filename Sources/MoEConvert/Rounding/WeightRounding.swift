@@ -48,7 +48,7 @@ public struct WeightRounding: Sendable {
         let imp = importance?.importance(for: spec, cols: cols)
         let nearest = try w.withUnsafeBufferPointer { try QuantizedMatrix.quantize($0, rows: rows, cols: cols, format: format, importance: imp) }
         guard compensates(spec, format: format), let g = hessians?.gram(for: spec),
-              let u = Self.inverseCholeskyFactor(g.fit, width: cols, damping: Self.damping) else {
+              let u = hessians?.inverseFactor(for: spec, damping: Self.damping) else {
             return Result(bytes: nearest, compensatedRows: 0)
         }
         var work = w
