@@ -29,8 +29,9 @@ struct Plan: ParsableCommand {
 
     func run() throws {
         guard let target = try size.target else { throw ValidationError("give --target-size or --target-bpw") }
-        let hessians = try size.gptqWindows(checkpoint: Checkpoint(directory: URL(fileURLWithPath: checkpoint)), rounding: rounding)
-            .flatMap { try SizeTargetOptions.hessians(checkpoint: Checkpoint(directory: URL(fileURLWithPath: checkpoint)), windows: $0) }
+        let source = try Checkpoint(directory: URL(fileURLWithPath: checkpoint))
+        let hessians = try size.gptqWindows(checkpoint: source, rounding: rounding)
+            .flatMap { try SizeTargetOptions.hessians(checkpoint: source, windows: $0) }
         let (planner, plan) = try size.plan(checkpoint: checkpoint, calibration: calibration, rounding: rounding,
                                             hessians: hessians, target: target)
         print(SizeTargetOptions.summary(plan))

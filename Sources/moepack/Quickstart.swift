@@ -57,12 +57,10 @@ struct Quickstart: ParsableCommand {
         try stats.write(to: statsURL)
         say("routing statistics of \(stats.data.tokens) tokens → \(statsURL.path)")
 
-        // As `convert --calibration stats.json --rounding gptq --data calibration.txt`, when the
-        // inputs' Gram matrices fit in a quarter of the memory; else as `--rounding calibrated`.
+        // As `convert --calibration stats.json --rounding gptq --data calibration.txt`, when one
+        // layer's input Gram matrices fit in a quarter of the memory; else as `--rounding calibrated`.
         let checkpoint = try Checkpoint(directory: source)
-        let compensate = (0..<checkpoint.config.numHiddenLayers).allSatisfy {
-            InputHessians.layerBytes(config: checkpoint.config, layer: $0) <= Int(ProcessInfo.processInfo.physicalMemory) / 4
-        }
+        let compensate = InputHessians.largestLayerBytes(config: checkpoint.config) <= Int(ProcessInfo.processInfo.physicalMemory) / 4
         step("3/6 convert with \(profile)" + (compensate ? ", error-compensating rounding fitted on \(calibrationText.lastPathComponent)" : ""))
         let loaded = try Profile.load(profile)
         let stage = loaded.prune != nil ? try CalibrationPruneStage(stats: stats) : nil

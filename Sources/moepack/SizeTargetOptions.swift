@@ -75,7 +75,7 @@ struct SizeTargetOptions: ParsableArguments {
     /// window's hidden states in half of the memory.
     static func checkStreamedPass(checkpoint: Checkpoint, windows: [[Int32]]) throws {
         let c = checkpoint.config
-        let layer = (0..<c.numHiddenLayers).map { InputHessians.layerBytes(config: c, layer: $0) }.max() ?? 0
+        let layer = InputHessians.largestLayerBytes(config: c)
         let states = windows.reduce(0) { $0 + $1.count } * c.hiddenSize * 4
         let have = Int(ProcessInfo.processInfo.physicalMemory)
         guard layer + states <= have / 2 else {

@@ -72,6 +72,11 @@ public final class InputHessians: RoutingObserver, @unchecked Sendable {
         return widths.reduce(0) { $0 + matrixBytes($1) }
     }
 
+    /// The most any decoder layer's matrices take: what the streamed pass keeps at once.
+    public static func largestLayerBytes(config: ModelConfig) -> Int {
+        (0..<config.numHiddenLayers).map { layerBytes(config: config, layer: $0) }.max() ?? 0
+    }
+
     private static func matrixBytes(_ width: Int) -> Int { 2 * width * width * MemoryLayout<Float>.size }
 
     public func observe(layer: Int, decisions: [RoutingDecision], weightedOutputNorms: [[Float]]) {}
@@ -156,7 +161,7 @@ public final class InputHessians: RoutingObserver, @unchecked Sendable {
     /// `WeightRounding.inverseCholeskyFactor` of `spec`'s fit matrix, worked out once per input
     /// (gate and up read the same one; a size plan asks for every format).
     func inverseFactor(for spec: TensorSpec, damping: Double) -> [Float]? {
-        guard let key = key(for: spec), let g = gram(for: spec) else { return nil }
+        guard let key = key(for: spec), let g = grams[key], g.width == spec.shape[1] else { return nil }
         if let cached = factors[key] { return cached }
         let u = WeightRounding.inverseCholeskyFactor(g.fit, width: g.width, damping: damping)
         factors[key] = u

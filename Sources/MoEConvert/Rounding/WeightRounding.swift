@@ -63,7 +63,9 @@ public struct WeightRounding: Sendable {
         }
         guard status == MOE_OK else { throw QuantError(code: status, format: format, rows: rows, cols: cols, row: badRow) }
         let errorNearest = try Self.rowErrors(w, bytes: nearest, rows: rows, cols: cols, format: format, hessian: g.heldOut)
-        let errorCompensated = try Self.rowErrors(w, bytes: compensated, rows: rows, cols: cols, format: format, hessian: g.heldOut)
+        // the kernel leaves in `work` exactly what `compensated` decodes to
+        for i in work.indices { work[i] = w[i] - work[i] }
+        let errorCompensated = Self.rowQuadratic(work, rows: rows, cols: cols, hessian: g.heldOut)
         let rowBytes = nearest.count / max(rows, 1)
         var bytes = nearest
         var kept = 0

@@ -60,9 +60,7 @@ public final class ErnieModel: @unchecked Sendable {
             layer.apply(&x, normed: &normed, branch: &branch, count: count, eps: Float(c.rmsNormEps),
                         observer: observer) { input, output in
                 layer.attention(input, count: count, layer: index, cache: cache, rotary: rotary, into: output,
-                                contextInput: observer.map { o in
-                                    { rows, width in o.observeInputs(layer: index, site: .attentionOutput, rows: rows, count: count, width: width) }
-                                })
+                                contextInput: observer.inputs(layer: index, site: .attentionOutput, count: count))
             }
         }
         cache.commit(count)
@@ -125,9 +123,8 @@ struct DecoderLayer: Sendable {
                     switch mlp {
                     case .dense(let feedForward):
                         observer?.observeInputs(layer: index, site: .denseMLP, rows: np, count: count, width: inputNorm.count)
-                        feedForward(np, count: count, into: bp, downInput: observer.map { o in
-                            { rows, width in o.observeInputs(layer: index, site: .denseMLPDown, rows: rows, count: count, width: width) }
-                        })
+                        feedForward(np, count: count, into: bp,
+                                    downInput: observer.inputs(layer: index, site: .denseMLPDown, count: count))
                     case .moe(let moe): moe(np, count: count, into: bp, observer: observer)
                     }
                     for i in 0..<n { xp[i] += bp[i] }

@@ -88,9 +88,7 @@ extension ErnieModel {
                     layer.apply(&states[i], normed: &normed, branch: &branch, count: count, eps: Float(c.rmsNormEps),
                                 observer: observer) { input, output in
                         layer.attention(input, count: count, layer: index, cache: cache, rotary: rotary, into: output,
-                                        contextInput: observer.map { o in
-                                            { rows, width in o.observeInputs(layer: index, site: .attentionOutput, rows: rows, count: count, width: width) }
-                                        })
+                                        contextInput: observer.inputs(layer: index, site: .attentionOutput, count: count))
                     }
                     cache.commit(count)
                     cache.reset()

@@ -48,6 +48,14 @@ extension RoutingObserver {
     public func observeInputs(layer: Int, site: InputSite, rows: UnsafePointer<Float>, count: Int, width: Int) {}
 }
 
+extension Optional where Wrapped == any RoutingObserver {
+    /// A callback handing `count` rows (of the width it is given) read at `site` of `layer` to
+    /// the observer; nil without one.
+    func inputs(layer: Int, site: InputSite, count: Int) -> ((UnsafePointer<Float>, Int) -> Void)? {
+        map { o in { rows, width in o.observeInputs(layer: layer, site: site, rows: rows, count: count, width: width) } }
+    }
+}
+
 /// ERNIE 4.5's mixture-of-experts block, computed as transformers does: f32 router, softmax,
 /// top-k chosen on softmax + correction bias, weights from the plain softmax renormalised with
 /// a floor of moe_norm_min, plus shared experts on every token.
